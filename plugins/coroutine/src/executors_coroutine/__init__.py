@@ -1,0 +1,1 @@
+"""Coroutine backend for executors (placeholder while the backend is written)."""

@@ -1,0 +1,1 @@
+"""executors: run jobs on pluggable executors through a supervised pool."""

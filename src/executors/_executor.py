@@ -1,0 +1,154 @@
+"""The contract between the pool and a backend.
+
+A *backend* (one per distribution: process, thread, coroutine, ...) opens shared
+resources once per pool and hands the pool an :class:`ExecutorFactory`. Each
+:class:`JobExecutor` the factory creates is one execution slot that runs at most one
+job at a time. The pool drives every executor through these methods only; it never
+reaches into a backend's internals.
+"""
+
+from __future__ import annotations
+
+import enum
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._config import PoolConfig
+    from ._job import Job, JobOutcome
+
+
+class ExecutorState(enum.Enum):
+    """Lifecycle of a slot: STARTING -> READY <-> BUSY -> CLOSING -> CLOSED."""
+
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@attrs.frozen
+class Capabilities:
+    """What a backend can and cannot do. The pool and the conformance suite adapt to it."""
+
+    #: a job that crashes its executor cannot disturb other executors
+    isolates_crashes: bool
+    #: ``kill()`` stops a running job at once (a thread cannot be killed)
+    can_kill_running_job: bool
+    #: ``health().memory_mb`` is measured
+    measures_memory: bool
+    #: runs plain ``def`` entrypoints
+    sync_entrypoints: bool
+    #: runs ``async def`` entrypoints
+    async_entrypoints: bool
+    #: an executor can run more than one job
+    reusable: bool = True
+    #: executors may live on another machine (no pid, no signals, no shared files)
+    remote: bool = False
+    #: the setup function runs once per pool and its state is shared by every executor
+    setup_per_pool: bool = False
+
+
+@attrs.frozen
+class Health:
+    """A cheap snapshot of one executor's health, read by the pool's supervisor."""
+
+    alive: bool
+    #: memory attributed to the executor in MiB, ``None`` where not measurable
+    memory_mb: float | None = None
+    #: seconds of the last ping round trip, or since the oldest unanswered ping;
+    #: ``None`` where the backend does not ping
+    ping_latency: float | None = None
+
+
+@runtime_checkable
+class JobExecutor(Protocol):
+    """One execution slot: at most one job at a time.
+
+    Every method may be cancelled by the pool (it enforces ``initialize_timeout``,
+    ``job_timeout`` and ``close_timeout`` with cancel scopes). A cancelled ``start()``
+    or ``run_job()`` must leave nothing behind: no process, thread or task.
+    """
+
+    @property
+    def id(self) -> str:
+        """Unique within the pool; appears in logs, hooks and outcomes."""
+        ...
+
+    @property
+    def state(self) -> ExecutorState:
+        """The slot's current state. After ``run_job`` returns or is cancelled the pool
+        reuses the slot only if this is ``READY``."""
+        ...
+
+    async def start(self) -> None:
+        """Bring the slot up and run the setup function.
+
+        Returns when the slot is ``READY``. Raises any exception on failure (the setup's
+        own exception where the setup raised); the pool then calls ``aclose()``.
+        """
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        """Run ``job`` and return its outcome.
+
+        A job's own failure, a crash of the slot and a kill are outcomes, not exceptions.
+        Raise :class:`~executors.LaunchError` only when the job was never accepted (no part
+        of it ran), so the pool may safely retry it on another executor.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Stop gracefully, then kill what is left. Idempotent; never raises."""
+
+    async def kill(self) -> None:
+        """Stop at once, abandoning any running job. Idempotent; never raises."""
+
+    def health(self) -> Health:
+        """A cheap, non-blocking health snapshot."""
+        ...
+
+
+class ExecutorFactory(Protocol):
+    """Creates executors for one pool; returned by :meth:`Backend.open`."""
+
+    def create_executor(self, executor_id: str) -> JobExecutor:
+        """A new executor in state ``STARTING``; the pool calls ``start()`` on it next."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A kind of executor, registered by a plugin through ``executors_register_backends``."""
+
+    @property
+    def name(self) -> str:
+        """The name users select in configuration (``backend = "process"``)."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do."""
+        ...
+
+    @property
+    def options(self) -> type:
+        """An attrs class of this backend's own options.
+
+        The pool builds it from the ``[tool.executors.<name>]`` table; its validators'
+        errors are reported with the source of each value.
+        """
+        ...
+
+    def open(
+        self, config: PoolConfig, options: object
+    ) -> AbstractAsyncContextManager[ExecutorFactory]:
+        """Open the resources shared by one pool's executors (a forkserver, a thread-pool,
+        a setup state shared by every coroutine slot...) and yield a factory.
+
+        ``options`` is an instance of :attr:`options`. Leaving the context releases
+        everything; the pool closes every executor first.
+        """
+        ...
