@@ -1,1 +1,90 @@
-"""executors: run jobs on pluggable executors through a supervised pool."""
+"""executors: run jobs on pluggable executors through a supervised, prewarmed pool.
+
+>>> async with open_pool(entrypoint="myapp.jobs:handle") as pool:   # doctest: +SKIP
+...     value = await pool.run({"x": 1})
+"""
+
+from __future__ import annotations
+
+from ._config import LoadedConfig as LoadedConfig
+from ._config import PoolConfig as PoolConfig
+from ._config import build_backend_options as build_backend_options
+from ._config import load_config as load_config
+from ._entrypoints import resolve_callable as resolve_callable
+from ._exceptions import AcquireError as AcquireError
+from ._exceptions import ConfigError as ConfigError
+from ._exceptions import DuplicateBackendError as DuplicateBackendError
+from ._exceptions import EntrypointError as EntrypointError
+from ._exceptions import ExecutorsError as ExecutorsError
+from ._exceptions import JobFailed as JobFailed
+from ._exceptions import LaunchError as LaunchError
+from ._exceptions import PluginError as PluginError
+from ._exceptions import PoolClosed as PoolClosed
+from ._exceptions import PoolFull as PoolFull
+from ._exceptions import UnknownBackendError as UnknownBackendError
+from ._executor import Backend as Backend
+from ._executor import Capabilities as Capabilities
+from ._executor import ExecutorFactory as ExecutorFactory
+from ._executor import ExecutorState as ExecutorState
+from ._executor import Health as Health
+from ._executor import JobExecutor as JobExecutor
+from ._hookspecs import hookimpl as hookimpl
+from ._hookspecs import hookspec as hookspec
+from ._job import FailureReason as FailureReason
+from ._job import Job as Job
+from ._job import JobContext as JobContext
+from ._job import JobOutcome as JobOutcome
+from ._job import JobStatus as JobStatus
+from ._job import RemoteError as RemoteError
+from ._plugins import BackendInfo as BackendInfo
+from ._plugins import BrokenPlugin as BrokenPlugin
+from ._plugins import Registry as Registry
+from ._plugins import default_registry as default_registry
+from ._pool import JobHandle as JobHandle
+from ._pool import Pool as Pool
+from ._pool import PoolStatistics as PoolStatistics
+from ._pool import open_pool as open_pool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AcquireError",
+    "Backend",
+    "BackendInfo",
+    "BrokenPlugin",
+    "Capabilities",
+    "ConfigError",
+    "DuplicateBackendError",
+    "EntrypointError",
+    "ExecutorFactory",
+    "ExecutorState",
+    "ExecutorsError",
+    "FailureReason",
+    "Health",
+    "Job",
+    "JobContext",
+    "JobExecutor",
+    "JobFailed",
+    "JobHandle",
+    "JobOutcome",
+    "JobStatus",
+    "LaunchError",
+    "LoadedConfig",
+    "PluginError",
+    "Pool",
+    "PoolClosed",
+    "PoolConfig",
+    "PoolFull",
+    "PoolStatistics",
+    "Registry",
+    "RemoteError",
+    "UnknownBackendError",
+    "__version__",
+    "build_backend_options",
+    "default_registry",
+    "hookimpl",
+    "hookspec",
+    "load_config",
+    "open_pool",
+    "resolve_callable",
+]

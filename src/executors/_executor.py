@@ -10,12 +10,13 @@ reaches into a backend's internals.
 from __future__ import annotations
 
 import enum
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from ._config import PoolConfig
     from ._job import Job, JobOutcome
 

@@ -8,12 +8,13 @@ can never change a job's outcome.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._executor import Backend
     from ._job import Job, JobOutcome
     from ._pool import PoolStatistics

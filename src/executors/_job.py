@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import traceback
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 
 class JobStatus(enum.Enum):

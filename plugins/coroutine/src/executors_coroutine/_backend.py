@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import inspect
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+from executors import (
+    Capabilities,
+    ExecutorFactory,
+    ExecutorState,
+    FailureReason,
+    Health,
+    Job,
+    JobContext,
+    JobOutcome,
+    LaunchError,
+    PoolConfig,
+    RemoteError,
+    resolve_callable,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+_CAPABILITIES = Capabilities(
+    isolates_crashes=False,
+    can_kill_running_job=True,
+    measures_memory=False,
+    sync_entrypoints=False,
+    async_entrypoints=True,
+    reusable=True,
+    remote=False,
+    setup_per_pool=True,
+)
+
+
+@attrs.frozen
+class CoroutineOptions:
+    """The coroutine backend has no options of its own (``[tool.executors.coroutine]``)."""
+
+
+@attrs.define(eq=False)
+class _SharedSetup:
+    """Runs the pool's setup once, on the first executor start, and shares its result.
+
+    A setup that fails (or is cancelled by ``initialize_timeout``) is tried again by the
+    next start, so a transient failure does not poison the pool.
+    """
+
+    function: Callable[[], object] | None
+    _lock: anyio.Lock = attrs.field(init=False, factory=anyio.Lock)
+    _done: bool = attrs.field(init=False, default=False)
+    _state: object = attrs.field(init=False, default=None)
+
+    async def get(self) -> object:
+        async with self._lock:
+            if not self._done and self.function is not None:
+                state = self.function()
+                if inspect.isawaitable(state):
+                    state = await state
+                self._state = state
+            self._done = True
+        return self._state
+
+
+@attrs.define(eq=False)
+class CoroutineExecutor:
+    """One slot: runs one job at a time as a task of the host loop."""
+
+    id: str
+    _entrypoint: Callable[[JobContext], Any] = attrs.field(repr=False)
+    _setup: _SharedSetup = attrs.field(repr=False)
+    state: ExecutorState = ExecutorState.STARTING
+    _setup_state: object = attrs.field(init=False, default=None, repr=False)
+    # The running job's scope. Invariant: not None exactly while a job runs (BUSY).
+    _scope: anyio.CancelScope | None = attrs.field(init=False, default=None, repr=False)
+
+    async def start(self) -> None:
+        self._setup_state = await self._setup.get()
+        if self.state is ExecutorState.STARTING:
+            self.state = ExecutorState.READY
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        if self.state is not ExecutorState.READY:
+            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
+            raise LaunchError(msg)
+        self.state = ExecutorState.BUSY
+        scope = self._scope = anyio.CancelScope()
+        ctx = JobContext(
+            payload=job.payload,
+            job_id=job.id,
+            executor_id=self.id,
+            state=self._setup_state,
+            metadata=job.metadata,
+            cancel_check=lambda: scope.cancel_called,
+        )
+        try:
+            with scope:
+                return await self._call(job, ctx)
+            # Only kill() cancels this scope; the pool's own cancellation passes through.
+            return JobOutcome.failure(job.id, FailureReason.KILLED)
+        finally:
+            self._scope = None
+            if self.state is ExecutorState.BUSY:
+                self.state = ExecutorState.READY
+
+    async def _call(self, job: Job, ctx: JobContext) -> JobOutcome:
+        try:
+            value = await self._entrypoint(ctx)
+        except Exception as exc:
+            return JobOutcome.failure(job.id, FailureReason.RAISED, RemoteError.from_exception(exc))
+        return JobOutcome.success(job.id, value)
+
+    async def aclose(self) -> None:
+        await self.kill()
+
+    async def kill(self) -> None:
+        self.state = ExecutorState.CLOSED
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def health(self) -> Health:
+        return Health(alive=self.state is not ExecutorState.CLOSED)
+
+
+@attrs.define(eq=False)
+class _Factory:
+    entrypoint: Callable[[JobContext], Any]
+    setup: _SharedSetup
+
+    def create_executor(self, executor_id: str) -> CoroutineExecutor:
+        return CoroutineExecutor(executor_id, self.entrypoint, self.setup)
+
+
+@attrs.frozen
+class CoroutineBackend:
+    """Backend ``coroutine``: executors are task slots in the host event loop."""
+
+    name: str = "coroutine"
+    capabilities: Capabilities = _CAPABILITIES
+    options: type = CoroutineOptions
+
+    @asynccontextmanager
+    async def open(self, config: PoolConfig, options: object) -> AsyncIterator[ExecutorFactory]:
+        assert config.entrypoint is not None, "the pool checks the entrypoint before open()"
+        entrypoint = resolve_callable(config.entrypoint, what="entrypoint")
+        setup = resolve_callable(config.setup, what="setup") if config.setup else None
+        yield _Factory(entrypoint, _SharedSetup(setup))

@@ -1,0 +1,44 @@
+"""Entrypoints and setups for the coroutine backend tests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+
+if TYPE_CHECKING:
+    from executors import JobContext
+
+SETUP_CALLS: list[int] = []
+
+
+def counting_setup() -> dict[str, int]:
+    SETUP_CALLS.append(1)
+    return {"calls": len(SETUP_CALLS)}
+
+
+async def broken_setup() -> None:
+    raise OSError("model weights not found at /models/x.bin")
+
+
+async def state(ctx: JobContext) -> object:
+    return ctx.state
+
+
+async def sometimes_raise(ctx: JobContext) -> object:
+    await anyio.lowlevel.checkpoint()
+    if ctx.payload == "raise":
+        raise ValueError(f"bad payload in {ctx.job_id}")
+    return ctx.payload
+
+
+async def wait_for_release(ctx: JobContext) -> object:
+    """Blocks until the event in the payload is set."""
+    event: anyio.Event = ctx.payload
+    await event.wait()
+    return "released"
+
+
+def sync_job(ctx: JobContext) -> object:
+    return ctx.payload

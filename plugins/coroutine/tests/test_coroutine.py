@@ -1,0 +1,181 @@
+"""The coroutine backend with real tasks, under asyncio and trio hosts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from executors import (
+    AcquireError,
+    EntrypointError,
+    FailureReason,
+    Job,
+    JobFailed,
+    JobStatus,
+    PoolConfig,
+    open_pool,
+)
+from executors.testing import Script
+from executors.testing._program import (
+    Recorder,
+    Step,
+    check_at_most_once,
+    check_bounded_drain,
+    check_bounds,
+    check_exactly_one_outcome,
+    check_no_leaks,
+    check_one_job_per_slot,
+    run_program,
+)
+from executors_coroutine import CoroutineBackend, CoroutineOptions
+
+from . import coroutine_jobs
+
+pytestmark = pytest.mark.anyio
+
+
+def config(**overrides: Any) -> PoolConfig:
+    base: dict[str, Any] = {
+        "backend": "coroutine",
+        "entrypoint": "executors.testing:scripted",
+        "idle_executors": 2,
+        "max_executors": 4,
+        "close_timeout": 1.0,
+        "drain_timeout": 5.0,
+    }
+    base.update(overrides)
+    return PoolConfig(**base)
+
+
+async def test_runs_jobs_and_shares_the_setup_state_once_per_pool() -> None:
+    coroutine_jobs.SETUP_CALLS.clear()
+    cfg = config(
+        entrypoint=coroutine_jobs.state,
+        setup=coroutine_jobs.counting_setup,
+    )
+    async with open_pool(cfg) as pool:
+        await pool.wait_until(lambda s: s.idle == 2)
+        states = [await pool.run(None) for _ in range(5)]
+    assert states == [{"calls": 1}] * 5
+    assert coroutine_jobs.SETUP_CALLS == [1]
+
+
+async def test_a_raising_job_never_disturbs_its_siblings() -> None:
+    payloads = ["a", "raise", "b", "raise", "c"]
+    async with open_pool(config(entrypoint=coroutine_jobs.sometimes_raise)) as pool:
+        handles = [await pool.submit(p) for p in payloads]
+        outcomes = [await h.outcome() for h in handles]
+        with pytest.raises(JobFailed, match="bad payload") as info:
+            await pool.run("raise")
+        assert info.value.outcome.reason is FailureReason.RAISED
+    assert [o.status for o in outcomes] == [
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.SUCCEEDED,
+    ]
+    failed = outcomes[1]
+    assert failed.reason is FailureReason.RAISED
+    assert failed.error is not None
+    assert failed.error.type_name == "ValueError"
+    assert "bad payload" in failed.error.traceback
+    assert isinstance(failed.error.exception, ValueError)
+
+
+async def test_cancelling_a_running_job_ends_it_cancelled_and_frees_the_slot() -> None:
+    release = anyio.Event()
+    async with open_pool(config(entrypoint=coroutine_jobs.wait_for_release)) as pool:
+        handle = await pool.submit(release)
+        await pool.wait_until(lambda s: s.busy == 1)
+        handle.cancel()
+        outcome = await handle.outcome()
+        assert outcome.status is JobStatus.CANCELLED
+        stats = await pool.wait_until(lambda s: s.busy == 0)
+        assert stats.jobs_cancelled == 1
+        release.set()
+        assert await pool.run(release) == "released"
+
+
+async def test_job_timeout_cancels_the_task() -> None:
+    async with open_pool(config(job_timeout=0.05)) as pool:
+        outcome = await (await pool.submit(Script.hang())).outcome()
+    assert outcome.status is JobStatus.TIMED_OUT
+
+
+async def test_every_setup_raising_gives_acquire_error_with_the_setup_error() -> None:
+    cfg = config(
+        setup=coroutine_jobs.broken_setup,
+        idle_executors=1,
+        acquire_attempts=2,
+        spawn_backoff=0.01,
+        spawn_backoff_max=0.02,
+    )
+    async with open_pool(cfg) as pool:
+        with pytest.raises(AcquireError, match="model weights not found") as info:
+            await pool.run(Script.succeed(1))
+    assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_a_sync_entrypoint_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(EntrypointError, match="is a sync function, but backend 'coroutine'"):
+        async with open_pool(config(entrypoint=coroutine_jobs.sync_job)):
+            pass
+
+
+async def test_kill_cancels_the_running_job_without_waiting() -> None:
+    backend = CoroutineBackend()
+    release = anyio.Event()
+    cfg = config(entrypoint=coroutine_jobs.wait_for_release)
+    async with backend.open(cfg, CoroutineOptions()) as factory:
+        executor = factory.create_executor("ex-1")
+        await executor.start()
+        outcomes = []
+
+        async def run() -> None:
+            outcomes.append(await executor.run_job(Job("job-1", release)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await anyio.sleep(0.01)
+            await executor.kill()
+        assert outcomes[0].reason is FailureReason.KILLED
+        assert not executor.health().alive
+
+
+scripts = st.one_of(
+    st.builds(Script.succeed, st.integers(), st.sampled_from([0.0, 0.001, 0.01])),
+    st.builds(Script.fail, st.just("boom")),
+    st.just(Script.hang()),
+)
+programs = st.lists(
+    st.one_of(
+        st.builds(Step, st.just("submit"), scripts),
+        st.builds(Step, st.just("cancel"), number=st.integers(0, 10)),
+        st.builds(Step, st.just("wait"), seconds=st.sampled_from([0.0, 0.005])),
+        st.builds(Step, st.just("idle"), number=st.integers(0, 3)),
+    ),
+    max_size=15,
+)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@given(program=programs, drain_timeout=st.sampled_from([0.0, 0.02]))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+async def test_invariants_1_2_5_6_9_10_hold_with_real_tasks(
+    anyio_backend: str, program: list[Step], drain_timeout: float
+) -> None:
+    recorder = Recorder()
+    cfg = config(drain_timeout=drain_timeout, close_timeout=0.5, job_timeout=1.0)
+    async with open_pool(cfg, observers=[recorder]) as pool:
+        result = await run_program(pool, recorder, program)
+    check_exactly_one_outcome(result)
+    check_one_job_per_slot(result)
+    check_at_most_once(result)
+    check_bounds(result)
+    check_bounded_drain(result)
+    check_no_leaks(result)

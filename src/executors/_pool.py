@@ -1,0 +1,616 @@
+"""The async driver of the pool: performs what ``_pool_state`` decides.
+
+Every change of state happens in one synchronous call (``PoolState.<event>()``) that
+returns actions; :meth:`Pool._perform` starts a task per action that needs awaiting
+and feeds its result back as the next event. Timeouts are cancel scopes around backend
+calls; nothing here sleeps to wait for a condition.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+import pluggy
+
+from . import _hookspecs
+from ._config import LoadedConfig, PoolConfig, build_backend_options, load_config
+from ._entrypoints import check_runnable, resolve_callable
+from ._exceptions import AcquireError, ConfigError, JobFailed, LaunchError, PoolClosed, PoolFull
+from ._executor import ExecutorState
+from ._job import FailureReason, Job, JobOutcome, JobStatus, RemoteError
+from ._plugins import Registry, default_registry
+from ._pool_state import (
+    Action,
+    CancelJob,
+    CancelSpawn,
+    CloseExecutor,
+    CloseReason,
+    FinishJob,
+    LaunchJob,
+    Limits,
+    PoolState,
+    ReportUnhealthy,
+    Slot,
+    SpawnExecutor,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+
+    from anyio.abc import TaskGroup
+
+    from ._executor import Backend, ExecutorFactory, JobExecutor
+
+logger = logging.getLogger("executors.pool")
+
+_OBSERVER_HOOKS = (
+    "executors_executor_ready",
+    "executors_executor_closed",
+    "executors_job_started",
+    "executors_job_finished",
+    "executors_pool_unhealthy",
+    "executors_pool_statistics",
+)
+
+
+@attrs.frozen
+class PoolStatistics:
+    """A snapshot of a pool, from :meth:`Pool.statistics`."""
+
+    idle: int
+    busy: int
+    starting: int
+    closing: int
+    #: accepted jobs waiting for an executor
+    waiting: int
+    #: busy / max_executors
+    load: float
+    jobs_succeeded: int
+    jobs_failed: int
+    jobs_cancelled: int
+    jobs_timed_out: int
+    spawn_failures: int
+    executors_started: int
+    consecutive_spawn_failures: int
+    healthy: bool
+    draining: bool
+
+
+class _Observers:
+    """Calls lifecycle hooks one implementation at a time, so an observer that raises is
+    logged and ignored and can never change an outcome. Hooks nobody implements cost one
+    empty-tuple check."""
+
+    def __init__(self, plugins: Iterable[object]) -> None:
+        pm = pluggy.PluginManager("executors")
+        pm.add_hookspecs(_hookspecs)
+        for plugin in plugins:
+            if not pm.is_registered(plugin):
+                pm.register(plugin)
+        self._impls: dict[str, tuple[tuple[Callable[..., object], tuple[str, ...]], ...]] = {
+            name: tuple(
+                (impl.function, tuple(impl.argnames))
+                for impl in reversed(getattr(pm.hook, name).get_hookimpls())
+            )
+            for name in _OBSERVER_HOOKS
+        }
+
+    def wants(self, hook: str) -> bool:
+        return bool(self._impls[hook])
+
+    def call(self, hook: str, **kwargs: object) -> None:
+        for function, argnames in self._impls[hook]:
+            try:
+                function(*[kwargs[name] for name in argnames])
+            except Exception:
+                logger.exception("observer %s raised in %s; ignored", function, hook)
+
+
+@attrs.define(eq=False)
+class JobHandle:
+    """A submitted job. Await :meth:`outcome` or :meth:`result`; :meth:`cancel` stops it."""
+
+    job: Job
+    _pool: Pool = attrs.field(repr=False)
+    submitted_at: float
+    _done: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    _outcome: JobOutcome | None = attrs.field(init=False, default=None)
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    def done(self) -> bool:
+        """True once the job has its outcome."""
+        return self._outcome is not None
+
+    async def outcome(self) -> JobOutcome:
+        """Wait for the job's one outcome. Cancelling this wait does not cancel the job."""
+        await self._done.wait()
+        assert self._outcome is not None
+        return self._outcome
+
+    async def result(self) -> Any:
+        """The job's return value; raises :class:`JobFailed` (or :class:`AcquireError`)
+        carrying the outcome when it did not succeed."""
+        return _result_of(await self.outcome())
+
+    def cancel(self) -> None:
+        """Ask the pool to stop this job: a waiting job ends at once, a running one is
+        cancelled on its executor. Its outcome is then CANCELLED (unless it already ended)."""
+        self._pool._cancel(self.job.id, FailureReason.CANCELLED)
+
+    def _set(self, outcome: JobOutcome) -> None:
+        assert self._outcome is None, f"second outcome for {self.job.id}: {outcome}"
+        self._outcome = outcome
+        self._done.set()
+
+
+def _result_of(outcome: JobOutcome) -> Any:
+    if outcome.ok:
+        return outcome.value
+    cause = outcome.error.exception if outcome.error else None
+    if outcome.reason is FailureReason.ACQUIRE_FAILED:
+        msg = f"no executor could be started for job {outcome.job_id}"
+        if outcome.error:
+            msg += f"; last spawn error: {outcome.error}"
+        raise AcquireError(msg, outcome) from cause
+    raise JobFailed(outcome.describe(), outcome) from cause
+
+
+@attrs.define(eq=False)
+class Pool:
+    """A pool of executors from one backend. Create it with :func:`open_pool`."""
+
+    name: str
+    config: PoolConfig
+    backend: Backend
+    _factory: ExecutorFactory = attrs.field(repr=False)
+    _tg: TaskGroup = attrs.field(repr=False)
+    _observers: _Observers = attrs.field(repr=False)
+    _state: PoolState = attrs.field(init=False, repr=False)
+    # Live executor objects. Invariant: a subset of _state.executors' ids (an id is in the
+    # state from the spawn decision, here from create_executor() until its close ends).
+    _executors: dict[str, JobExecutor] = attrs.field(init=False, factory=dict, repr=False)
+    # Unfinished jobs. Invariant: same ids as _state.jobs.
+    _handles: dict[str, JobHandle] = attrs.field(init=False, factory=dict, repr=False)
+    # Cancel scopes of runs and spawns, created before their task so a cancel that comes
+    # before the task starts still applies.
+    _run_scopes: dict[str, anyio.CancelScope] = attrs.field(init=False, factory=dict, repr=False)
+    _spawn_scopes: dict[str, anyio.CancelScope] = attrs.field(init=False, factory=dict, repr=False)
+    _cancel_reasons: dict[str, FailureReason] = attrs.field(init=False, factory=dict, repr=False)
+    # Why the supervisor killed a busy executor; overrides the KILLED/CRASHED it reports.
+    _kill_reasons: dict[str, FailureReason] = attrs.field(init=False, factory=dict, repr=False)
+    _changed: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    _settled: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    _job_serial: itertools.count[int] = attrs.field(init=False, factory=itertools.count, repr=False)
+    _memory_warned_at: dict[str, float] = attrs.field(init=False, factory=dict, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        cfg = self.config
+        limits = Limits(
+            idle_executors=cfg.idle_executors,
+            max_executors=cfg.max_executors,
+            max_concurrent_initializations=cfg.max_concurrent_initializations,
+            max_jobs_per_executor=cfg.max_jobs_per_executor,
+            acquire_attempts=cfg.acquire_attempts,
+            launch_attempts=cfg.launch_attempts,
+            spawn_backoff=cfg.spawn_backoff,
+            spawn_backoff_max=cfg.spawn_backoff_max,
+            consecutive_failure_limit=cfg.consecutive_failure_limit,
+        )
+        self._state = PoolState(limits, random.Random(), id_prefix=self.name)
+
+    # -- public API ----------------------------------------------------------------------
+
+    async def run(
+        self,
+        payload: object,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Run one job and return its value. Raises :class:`JobFailed` (carrying the
+        outcome) when it did not succeed, :class:`AcquireError` when no executor could be
+        started. Cancelling the caller cancels the job."""
+        handle = await self.submit(payload, timeout=timeout, metadata=metadata)
+        try:
+            outcome = await handle.outcome()
+        finally:
+            if not handle.done():
+                handle.cancel()
+        return _result_of(outcome)
+
+    async def submit(
+        self,
+        payload: object,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        job_id: str | None = None,
+    ) -> JobHandle:
+        """Accept a job and return its handle at once (the job runs in the pool).
+
+        Raises :class:`PoolClosed` once the pool drains. When ``max_pending`` jobs already
+        wait, waits for room (``when_full = "wait"``) or raises :class:`PoolFull`.
+        """
+        await self._wait_for_room()
+        job_id = job_id or f"{self.name}-job-{next(self._job_serial)}"
+        if job_id in self._handles:
+            msg = f"job id {job_id!r} is already in use by an unfinished job"
+            raise ValueError(msg)
+        job = Job(id=job_id, payload=payload, timeout=timeout, metadata=dict(metadata or {}))
+        handle = JobHandle(job, self, anyio.current_time())
+        self._handles[job_id] = handle
+        self._perform(self._state.submit(job_id))
+        return handle
+
+    def statistics(self) -> PoolStatistics:
+        """A frozen snapshot of the pool's state and counters."""
+        state, counts = self._state, self._state.counts
+        busy = state.count(Slot.BUSY)
+        return PoolStatistics(
+            idle=len(state.idle),
+            busy=busy,
+            starting=state.count(Slot.STARTING),
+            closing=state.count(Slot.CLOSING),
+            waiting=len(state.waiting),
+            load=busy / self.config.max_executors,
+            jobs_succeeded=counts.succeeded,
+            jobs_failed=counts.failed,
+            jobs_cancelled=counts.cancelled,
+            jobs_timed_out=counts.timed_out,
+            spawn_failures=counts.spawn_failures,
+            executors_started=counts.executors_started,
+            consecutive_spawn_failures=state.consecutive_failures,
+            healthy=state.healthy,
+            draining=state.draining,
+        )
+
+    def set_idle_executors(self, idle_executors: int) -> None:
+        """Change how many ready executors the pool keeps (0 to ``max_executors``)."""
+        self._perform(self._state.set_idle_target(idle_executors))
+
+    async def wait_until(self, predicate: Callable[[PoolStatistics], bool]) -> PoolStatistics:
+        """Wait until ``predicate(statistics)`` holds; return that snapshot.
+
+        For example ``await pool.wait_until(lambda s: s.idle >= 4)`` waits for four warm
+        executors. Wrap it in ``anyio.fail_after`` to bound the wait.
+        """
+        while not predicate(stats := self.statistics()):
+            await self._changed.wait()
+        return stats
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Refuse new jobs (:class:`PoolClosed`), let accepted jobs finish for up to
+        ``timeout`` seconds (default ``drain_timeout``), then cancel what is left and close
+        every executor. Returns when no executor is alive and every outcome is reported."""
+        timeout = self.config.drain_timeout if timeout is None else timeout
+        self._perform(self._state.drain())
+        with anyio.move_on_after(timeout):
+            await self._settled.wait()
+        if not self._settled.is_set():
+            logger.warning("pool %s: drain timed out after %ss; cancelling", self.name, timeout)
+            self._perform(self._state.abort())
+        # Cancelled runs end promptly and closes kill after close_timeout: bounded.
+        with anyio.move_on_after(self.config.close_timeout + 5.0):
+            await self._settled.wait()
+        if not self._settled.is_set():
+            left = sorted(self._executors)
+            logger.error("pool %s: executors %s did not close in time", self.name, left)
+
+    # -- driver --------------------------------------------------------------------------
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case SpawnExecutor():
+                    scope = self._spawn_scopes[action.executor_id] = anyio.CancelScope()
+                    self._tg.start_soon(self._spawn, action, scope)
+                case LaunchJob():
+                    scope = self._run_scopes[action.job_id] = anyio.CancelScope()
+                    self._tg.start_soon(self._launch, action, scope)
+                case CloseExecutor():
+                    self._tg.start_soon(self._close, action)
+                case CancelJob():
+                    self._cancel_reasons.setdefault(action.job_id, action.reason)
+                    self._run_scopes[action.job_id].cancel()
+                case CancelSpawn():
+                    self._spawn_scopes[action.executor_id].cancel()
+                case FinishJob():
+                    self._finish_unrun(action)
+                case ReportUnhealthy():
+                    self._report_unhealthy(action)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+        if self._state.draining and self._state.settled:
+            self._settled.set()
+
+    async def _wait_for_room(self) -> None:
+        limit = self.config.max_pending
+        while True:
+            if self._state.draining:
+                msg = f"pool {self.name} is draining or closed: it accepts no new jobs"
+                raise PoolClosed(msg)
+            if limit is None or len(self._state.waiting) < limit:
+                return
+            if self.config.when_full == "reject":
+                msg = f"pool {self.name} is full: {limit} jobs already wait (max_pending)"
+                raise PoolFull(msg)
+            await self._changed.wait()
+
+    async def _spawn(self, action: SpawnExecutor, scope: anyio.CancelScope) -> None:
+        executor_id = action.executor_id
+        error: BaseException | None = None
+        with scope:
+            await anyio.sleep(action.delay)
+            try:
+                executor = self._factory.create_executor(executor_id)
+                self._executors[executor_id] = executor
+                with anyio.fail_after(self.config.initialize_timeout):
+                    await executor.start()
+            except TimeoutError as exc:
+                msg = (
+                    f"executor {executor_id} did not start within initialize_timeout "
+                    f"({self.config.initialize_timeout}s)"
+                )
+                error = TimeoutError(msg)
+                error.__cause__ = exc
+            except Exception as exc:
+                error = exc
+        del self._spawn_scopes[executor_id]
+        if scope.cancelled_caught:
+            error = PoolClosed(f"spawn of executor {executor_id} abandoned: the pool is closing")
+        if error is None:
+            self._observers.call(
+                "executors_executor_ready", pool_name=self.name, executor_id=executor_id
+            )
+            self._perform(self._state.spawn_succeeded(executor_id))
+            return
+        logger.warning("pool %s: executor %s failed to start: %s", self.name, executor_id, error)
+        self._perform(self._state.spawn_failed(executor_id, error))
+
+    async def _launch(self, action: LaunchJob, scope: anyio.CancelScope) -> None:
+        handle = self._handles[action.job_id]
+        job, executor = handle.job, self._executors[action.executor_id]
+        started = anyio.current_time()
+        self._observers.call(
+            "executors_job_started",
+            pool_name=self.name,
+            job=job,
+            executor_id=executor.id,
+            attempt=action.attempt,
+        )
+        outcome: JobOutcome | None = None
+        with scope:
+            timeout = job.timeout if job.timeout is not None else self.config.job_timeout
+            if timeout is not None:
+                scope.deadline = started + timeout
+            try:
+                outcome = await executor.run_job(job)
+            except LaunchError as exc:
+                del self._run_scopes[job.id]
+                logger.warning("pool %s: %s refused %s: %s", self.name, executor.id, job.id, exc)
+                self._perform(self._state.launch_failed(job.id, executor.id, exc))
+                return
+            except Exception as exc:
+                # The backend broke its contract (run_job must return outcomes); the job
+                # may have run, so it is not retried, and the executor is not trusted again.
+                logger.exception("pool %s: %s.run_job raised", self.name, executor.id)
+                outcome = JobOutcome.failure(
+                    job.id, FailureReason.CRASHED, RemoteError.from_exception(exc)
+                )
+                await executor.kill()
+        del self._run_scopes[job.id]
+        outcome = self._settle_outcome(job.id, executor, outcome, scope)
+        outcome = attrs.evolve(
+            outcome,
+            job_id=job.id,
+            executor_id=executor.id,
+            attempts=action.attempt,
+            submitted_at=handle.submitted_at,
+            started_at=started,
+            finished_at=anyio.current_time(),
+        )
+        reusable = executor.state is ExecutorState.READY
+        self._deliver(outcome)
+        self._perform(self._state.job_ended(job.id, executor.id, outcome.status, reusable=reusable))
+
+    def _settle_outcome(
+        self,
+        job_id: str,
+        executor: JobExecutor,
+        outcome: JobOutcome | None,
+        scope: anyio.CancelScope,
+    ) -> JobOutcome:
+        cancel_reason = self._cancel_reasons.pop(job_id, None)
+        kill_reason = self._kill_reasons.pop(executor.id, None)
+        if outcome is None:
+            # Our scope caught the cancellation: a cancel request, or the deadline.
+            assert scope.cancelled_caught
+            return JobOutcome.failure(job_id, cancel_reason or FailureReason.TIMED_OUT)
+        if kill_reason is not None and not outcome.ok:
+            return attrs.evolve(outcome, reason=kill_reason, status=JobStatus.FAILED)
+        return outcome
+
+    async def _close(self, action: CloseExecutor) -> None:
+        executor = self._executors.get(action.executor_id)
+        if executor is not None:
+            # Closing must finish even while the pool is being cancelled: nothing leaks.
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(self.config.close_timeout) as graceful:
+                    await executor.aclose()
+                if graceful.cancelled_caught:
+                    logger.warning(
+                        "pool %s: %s did not close within close_timeout; killing",
+                        self.name,
+                        executor.id,
+                    )
+                    await executor.kill()
+            del self._executors[action.executor_id]
+            self._memory_warned_at.pop(action.executor_id, None)
+            self._observers.call(
+                "executors_executor_closed",
+                pool_name=self.name,
+                executor_id=action.executor_id,
+                reason=action.reason.value,
+            )
+        self._perform(self._state.executor_closed(action.executor_id))
+
+    def _cancel(self, job_id: str, reason: FailureReason) -> None:
+        if job_id in self._handles:
+            self._perform(self._state.cancel(job_id, reason))
+
+    def _finish_unrun(self, action: FinishJob) -> None:
+        handle = self._handles[action.job_id]
+        error = RemoteError.from_exception(action.error) if action.error else None
+        outcome = attrs.evolve(
+            JobOutcome.failure(action.job_id, action.reason, error),
+            attempts=action.attempts,
+            submitted_at=handle.submitted_at,
+            finished_at=anyio.current_time(),
+        )
+        self._deliver(outcome)
+
+    def _deliver(self, outcome: JobOutcome) -> None:
+        handle = self._handles.pop(outcome.job_id)
+        handle._set(outcome)
+        self._observers.call(
+            "executors_job_finished", pool_name=self.name, job=handle.job, outcome=outcome
+        )
+
+    def _report_unhealthy(self, action: ReportUnhealthy) -> None:
+        logger.error(
+            "pool %s is unhealthy: %d spawns failed in a row; last error: %s",
+            self.name,
+            action.consecutive_failures,
+            action.error,
+        )
+        self._observers.call(
+            "executors_pool_unhealthy",
+            pool_name=self.name,
+            consecutive_failures=action.consecutive_failures,
+            error=action.error,
+        )
+
+    # -- supervision -----------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Every ``ping_interval``: check each executor's health; kill or retire the ones
+        that died, stopped answering, or went over ``memory_limit_mb``."""
+        while True:
+            await anyio.sleep(self.config.ping_interval)
+            for executor_id, record in list(self._state.executors.items()):
+                executor = self._executors.get(executor_id)
+                if executor is not None and record.slot in (Slot.IDLE, Slot.BUSY):
+                    self._check_health(executor, record.slot)
+            if self._observers.wants("executors_pool_statistics"):
+                self._observers.call(
+                    "executors_pool_statistics", pool_name=self.name, statistics=self.statistics()
+                )
+
+    def _check_health(self, executor: JobExecutor, slot: Slot) -> None:
+        health = executor.health()
+        cfg = self.config
+        problem: tuple[FailureReason, CloseReason] | None = None
+        if not health.alive:
+            problem = (FailureReason.CRASHED, CloseReason.BROKEN)
+        elif health.ping_latency is not None and health.ping_latency > cfg.ping_timeout:
+            problem = (FailureReason.UNRESPONSIVE, CloseReason.UNRESPONSIVE)
+        elif health.memory_mb is not None:
+            if cfg.memory_limit_mb is not None and health.memory_mb > cfg.memory_limit_mb:
+                problem = (FailureReason.MEMORY_LIMIT, CloseReason.MEMORY_LIMIT)
+            elif cfg.memory_warn_mb is not None and health.memory_mb > cfg.memory_warn_mb:
+                self._warn_memory(executor.id, health.memory_mb)
+        if problem is None:
+            return
+        logger.warning("pool %s: %s is %s", self.name, executor.id, problem[1].value)
+        if slot is Slot.IDLE:
+            self._perform(self._state.retire(executor.id, problem[1]))
+        elif health.alive and executor.id not in self._kill_reasons:
+            self._kill_reasons[executor.id] = problem[0]
+            self._tg.start_soon(executor.kill)
+
+    def _warn_memory(self, executor_id: str, memory_mb: float) -> None:
+        # At most one warning per executor a minute: a leaking job would flood the log.
+        now = anyio.current_time()
+        if now - self._memory_warned_at.get(executor_id, -60.0) >= 60.0:
+            self._memory_warned_at[executor_id] = now
+            logger.warning(
+                "pool %s: %s uses %.0f MiB (memory_warn_mb = %s)",
+                self.name,
+                executor_id,
+                memory_mb,
+                self.config.memory_warn_mb,
+            )
+
+
+_pool_serial = itertools.count(1)
+
+
+def _resolve_config(
+    config: PoolConfig | None, overrides: Mapping[str, object]
+) -> tuple[PoolConfig, LoadedConfig | None]:
+    if config is None:
+        loaded = load_config(overrides)
+        return loaded.config, loaded
+    return (config.evolve(**overrides) if overrides else config), None
+
+
+@asynccontextmanager
+async def open_pool(
+    config: PoolConfig | None = None,
+    /,
+    *,
+    name: str | None = None,
+    registry: Registry | None = None,
+    observers: Sequence[object] = (),
+    **overrides: object,
+) -> AsyncIterator[Pool]:
+    """Open a pool, warm it, and drain and close it on exit.
+
+    Without ``config`` the configuration is loaded from ``pyproject.toml``,
+    ``executors.toml`` and ``EXECUTORS_*`` variables, with ``overrides`` on top; with a
+    :class:`PoolConfig`, ``overrides`` are applied to it and no file is read.
+    ``observers`` are plugin objects whose lifecycle hooks this pool calls, besides the
+    installed plugins'. Leaving the block drains the pool (``drain_timeout``); leaving
+    it with an exception (or cancellation) cancels what is running at once.
+    """
+    cfg, loaded = _resolve_config(config, overrides)
+    registry = registry if registry is not None else default_registry()
+    backend = registry.backend(cfg.backend)
+    if cfg.entrypoint is None:
+        msg = "no entrypoint configured: set entrypoint = 'module:function'"
+        raise ConfigError(msg)
+    check_runnable(cfg.entrypoint, backend.name, backend.capabilities, what="entrypoint")
+    if cfg.setup is not None:
+        resolve_callable(cfg.setup, what="setup")
+    options: object = build_backend_options(backend.options, loaded or LoadedConfig.of(cfg))
+    plugins = [plugin for _, plugin in registry.plugins()] + list(observers)
+    # The block's own exception is re-raised after the task group has exited, so callers
+    # see their exception, not an ExceptionGroup wrapping it.
+    error: BaseException | None = None
+    async with backend.open(cfg, options) as factory, anyio.create_task_group() as tg:
+        pool = Pool(
+            name or f"pool{next(_pool_serial)}", cfg, backend, factory, tg, _Observers(plugins)
+        )
+        pool._perform(pool._state.start())
+        tg.start_soon(pool._supervise)
+        try:
+            yield pool
+        except BaseException as exc:
+            error = exc
+        with anyio.CancelScope(shield=True):
+            await pool.drain(timeout=0 if error is not None else None)
+        tg.cancel_scope.cancel()
+    if error is not None:
+        raise error

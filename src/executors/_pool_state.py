@@ -1,0 +1,471 @@
+"""The pool as a pure, synchronous state machine.
+
+Events go in (a job was submitted, a spawn failed, a job ended...), actions come out
+(spawn an executor after a delay, launch this job on that executor, close that one...).
+Nothing here awaits, sleeps, reads a clock or touches an executor: the async driver in
+``_pool`` performs the actions and feeds the results back as events. Keeping every
+decision in one synchronous place is what makes the invariants of the pool checkable
+by Hypothesis at thousands of steps a second (see ``tests/test_pool_state.py``).
+
+Vocabulary: an executor is *live* from the moment its spawn is decided until its close
+has finished; it is STARTING (its spawn is in flight, backoff delay included), IDLE,
+BUSY (running exactly one job) or CLOSING. A job is *waiting* from its acceptance until
+an executor is assigned to it, then *running* until its run ends; it is *finished* once
+its one outcome is decided, and is then forgotten.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._job import FailureReason, JobStatus, status_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+class Slot(enum.Enum):
+    """What the pool knows of one executor."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    CLOSING = "closing"
+
+
+class CloseReason(enum.Enum):
+    """Why the pool closes an executor (passed to the ``executor_closed`` hook)."""
+
+    RECYCLED = "recycled"
+    IDLE_SURPLUS = "idle_surplus"
+    SPAWN_FAILED = "spawn_failed"
+    BROKEN = "broken"
+    LAUNCH_FAILED = "launch_failed"
+    UNRESPONSIVE = "unresponsive"
+    MEMORY_LIMIT = "memory_limit"
+    POOL_CLOSED = "pool_closed"
+
+
+# -- actions -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SpawnExecutor:
+    """Create executor ``executor_id`` and start it, after sleeping ``delay`` seconds."""
+
+    executor_id: str
+    delay: float
+
+
+@attrs.frozen
+class LaunchJob:
+    """Run job ``job_id`` on the idle executor ``executor_id``."""
+
+    job_id: str
+    executor_id: str
+    attempt: int
+
+
+@attrs.frozen
+class CancelJob:
+    """Cancel the run of job ``job_id`` (its run ends later with a ``job_ended`` event)."""
+
+    job_id: str
+    executor_id: str
+    reason: FailureReason
+
+
+@attrs.frozen
+class CancelSpawn:
+    """Abandon the in-flight spawn of ``executor_id`` (it ends with ``spawn_failed``)."""
+
+    executor_id: str
+
+
+@attrs.frozen
+class CloseExecutor:
+    """Close ``executor_id`` (gracefully, then kill); report ``executor_closed`` after."""
+
+    executor_id: str
+    reason: CloseReason
+
+
+@attrs.frozen
+class FinishJob:
+    """Job ``job_id`` ends without having run to its end on an executor."""
+
+    job_id: str
+    reason: FailureReason
+    error: BaseException | None = None
+    #: executors the job was launched on before it ended this way
+    attempts: int = 0
+
+
+@attrs.frozen
+class ReportUnhealthy:
+    """Spawns failed ``consecutive_failures`` times in a row."""
+
+    consecutive_failures: int
+    error: BaseException | None
+
+
+Action = (
+    SpawnExecutor
+    | LaunchJob
+    | CancelJob
+    | CancelSpawn
+    | CloseExecutor
+    | FinishJob
+    | (ReportUnhealthy)
+)
+
+
+# -- state -----------------------------------------------------------------------------
+
+
+@attrs.define
+class ExecutorRecord:
+    id: str
+    slot: Slot
+    # jobs this executor has run to an end; counts toward max_jobs_per_executor
+    jobs_done: int = 0
+    # Invariant: job_id is not None exactly when slot is BUSY.
+    job_id: str | None = None
+
+
+@attrs.define
+class JobRecord:
+    id: str
+    # None while waiting; the executor running it otherwise
+    executor_id: str | None = None
+    # launches so far: 1 on the first executor, +1 per LaunchError retry
+    launches: int = 0
+    # acquisition cycles that ended with every spawn failed while this job waited
+    failed_cycles: int = 0
+    # The spawns of the current acquisition cycle. Spawns join it until one of them
+    # fails (the cycle is then sealed); it fails when its last member fails. Spawns
+    # begun after the seal belong to the next cycle, so a pool that keeps respawning
+    # cannot keep a job waiting forever, and a peer still in flight burns no attempt.
+    # Invariant: a subset of the spawns in flight, empty only when none is.
+    cycle: set[str] = attrs.field(factory=set)
+    sealed: bool = False
+
+
+@attrs.frozen
+class Limits:
+    """The knobs of :class:`~executors.PoolConfig` the state machine decides with."""
+
+    idle_executors: int = 1
+    max_executors: int = 4
+    max_concurrent_initializations: int = 2
+    max_jobs_per_executor: int | None = None
+    acquire_attempts: int = 3
+    launch_attempts: int = 3
+    spawn_backoff: float = 0.1
+    spawn_backoff_max: float = 10.0
+    consecutive_failure_limit: int = 5
+
+
+@attrs.frozen
+class Counts:
+    """Counters of everything that has happened, for statistics."""
+
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    timed_out: int = 0
+    spawn_failures: int = 0
+    executors_started: int = 0
+
+
+@attrs.define(eq=False)
+class PoolState:
+    """Decides what the pool does. Every public method is an event and returns the
+    actions to perform, in order. Methods never raise for well-formed event sequences;
+    an impossible event (a job ending on an executor it was never launched on) raises
+    ``AssertionError``, because it means the driver lost track of something.
+    """
+
+    limits: Limits
+    rng: random.Random = attrs.field(factory=random.Random)
+    id_prefix: str = "ex"
+
+    # Invariant: every live executor has exactly one record here.
+    executors: dict[str, ExecutorRecord] = attrs.field(init=False, factory=dict)
+    # Ready executors, oldest first. Invariant: the ids of IDLE records, no others.
+    idle: deque[str] = attrs.field(init=False, factory=deque)
+    # Accepted, unfinished jobs. Invariant: a job is in `waiting` iff its record has no
+    # executor_id, and it is the job_id of exactly one BUSY record otherwise.
+    jobs: dict[str, JobRecord] = attrs.field(init=False, factory=dict)
+    waiting: deque[str] = attrs.field(init=False, factory=deque)
+    idle_target: int = attrs.field(init=False)
+    draining: bool = attrs.field(init=False, default=False)
+    aborted: bool = attrs.field(init=False, default=False)
+    consecutive_failures: int = attrs.field(init=False, default=0)
+    last_spawn_error: BaseException | None = attrs.field(init=False, default=None)
+    counts: Counts = attrs.field(init=False, factory=Counts)
+    _serial: int = attrs.field(init=False, default=0)
+
+    def __attrs_post_init__(self) -> None:
+        self.idle_target = self.limits.idle_executors
+
+    # -- queries -------------------------------------------------------------------------
+
+    def count(self, slot: Slot) -> int:
+        return sum(1 for r in self.executors.values() if r.slot is slot)
+
+    @property
+    def healthy(self) -> bool:
+        return self.consecutive_failures < self.limits.consecutive_failure_limit
+
+    @property
+    def settled(self) -> bool:
+        """No job and no executor left: a draining pool is done."""
+        return not self.jobs and not self.executors
+
+    # -- events ----------------------------------------------------------------------------
+
+    def start(self) -> list[Action]:
+        """The pool opened: warm up to the idle target."""
+        return self._rebalance()
+
+    def submit(self, job_id: str) -> list[Action]:
+        """Job ``job_id`` was accepted (the driver checked draining and backpressure)."""
+        assert not self.draining, "submit after drain"
+        assert job_id not in self.jobs, f"job {job_id} submitted twice"
+        self.jobs[job_id] = JobRecord(job_id)
+        self.waiting.append(job_id)
+        return self._rebalance()
+
+    def spawn_succeeded(self, executor_id: str) -> list[Action]:
+        record = self._expect(executor_id, Slot.STARTING)
+        self.consecutive_failures = 0
+        self.counts = attrs.evolve(self.counts, executors_started=self.counts.executors_started + 1)
+        if self.aborted:
+            return [self._close(record, CloseReason.POOL_CLOSED)]
+        record.slot = Slot.IDLE
+        self.idle.append(executor_id)
+        for job_id in self.waiting:
+            job = self.jobs[job_id]
+            job.cycle.discard(executor_id)
+            job.sealed = job.sealed and bool(job.cycle)
+        return self._rebalance()
+
+    def spawn_failed(self, executor_id: str, error: BaseException | None) -> list[Action]:
+        """The spawn failed, timed out or was cancelled; the driver must still close it."""
+        record = self._expect(executor_id, Slot.STARTING)
+        actions: list[Action] = [self._close(record, CloseReason.SPAWN_FAILED)]
+        if self.aborted:
+            return actions
+        self.consecutive_failures += 1
+        self.last_spawn_error = error
+        self.counts = attrs.evolve(self.counts, spawn_failures=self.counts.spawn_failures + 1)
+        if self.consecutive_failures == self.limits.consecutive_failure_limit:
+            actions.append(ReportUnhealthy(self.consecutive_failures, error))
+        actions.extend(self._settle_cycles(executor_id, error))
+        return actions + self._rebalance()
+
+    def job_ended(
+        self, job_id: str, executor_id: str, status: JobStatus, *, reusable: bool
+    ) -> list[Action]:
+        """The run of ``job_id`` on ``executor_id`` returned (or was cancelled).
+
+        ``reusable`` says the executor is READY again; otherwise it is closed.
+        """
+        record = self._expect(executor_id, Slot.BUSY)
+        assert record.job_id == job_id, f"job {job_id} ended on {executor_id}, not its executor"
+        del self.jobs[job_id]
+        self._count_outcome(status)
+        record.job_id = None
+        record.jobs_done += 1
+        limit = self.limits.max_jobs_per_executor
+        if not reusable:
+            return [self._close(record, CloseReason.BROKEN), *self._rebalance()]
+        if self.aborted or (limit is not None and record.jobs_done >= limit):
+            return [self._close(record, CloseReason.RECYCLED), *self._rebalance()]
+        record.slot = Slot.IDLE
+        self.idle.append(executor_id)
+        return self._rebalance()
+
+    def launch_failed(
+        self, job_id: str, executor_id: str, error: BaseException | None
+    ) -> list[Action]:
+        """The executor refused the job before accepting it (``LaunchError``)."""
+        record = self._expect(executor_id, Slot.BUSY)
+        assert record.job_id == job_id, f"job {job_id} launched on {executor_id}, not its executor"
+        record.job_id = None
+        actions: list[Action] = [self._close(record, CloseReason.LAUNCH_FAILED)]
+        job = self.jobs[job_id]
+        job.executor_id = None
+        if self.aborted:
+            actions.append(self._finish(job_id, FailureReason.POOL_CLOSED, None))
+        elif job.launches >= self.limits.launch_attempts:
+            actions.append(self._finish(job_id, FailureReason.LAUNCH_FAILED, error))
+        else:
+            # It never ran, so running it elsewhere is safe; it keeps its place in line.
+            self.waiting.appendleft(job_id)
+        return actions + self._rebalance()
+
+    def executor_closed(self, executor_id: str) -> list[Action]:
+        self._expect(executor_id, Slot.CLOSING)
+        del self.executors[executor_id]
+        return self._rebalance()
+
+    def retire(self, executor_id: str, reason: CloseReason) -> list[Action]:
+        """Close an executor the supervisor found dead or over a limit while idle.
+
+        Busy executors are killed by the driver instead; their run then ends.
+        """
+        record = self.executors.get(executor_id)
+        if record is None or record.slot is not Slot.IDLE:
+            return []
+        self.idle.remove(executor_id)
+        return [self._close(record, reason), *self._rebalance()]
+
+    def cancel(self, job_id: str, reason: FailureReason = FailureReason.CANCELLED) -> list[Action]:
+        """Stop ``job_id`` wherever it is. A finished or unknown job is left alone."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return []
+        if job.executor_id is None:
+            self.waiting.remove(job_id)
+            return [self._finish(job_id, reason, None), *self._rebalance()]
+        return [CancelJob(job_id, job.executor_id, reason)]
+
+    def set_idle_target(self, idle_executors: int) -> list[Action]:
+        if not 0 <= idle_executors <= self.limits.max_executors:
+            msg = (
+                f"idle_executors = {idle_executors} is invalid: must be between 0 and "
+                f"max_executors ({self.limits.max_executors})"
+            )
+            raise ValueError(msg)
+        self.idle_target = idle_executors
+        return self._rebalance()
+
+    def drain(self) -> list[Action]:
+        """Refuse new jobs; waiting and running jobs still run; no executor is kept idle."""
+        self.draining = True
+        return self._rebalance()
+
+    def abort(self) -> list[Action]:
+        """Drain ran out of time: end every job and stop every executor now."""
+        self.draining = self.aborted = True
+        actions: list[Action] = [
+            self._finish(job_id, FailureReason.POOL_CLOSED, None) for job_id in self.waiting
+        ]
+        self.waiting.clear()
+        for record in self.executors.values():
+            if record.slot is Slot.BUSY:
+                assert record.job_id is not None
+                actions.append(CancelJob(record.job_id, record.id, FailureReason.POOL_CLOSED))
+            elif record.slot is Slot.STARTING:
+                actions.append(CancelSpawn(record.id))
+        return actions + self._rebalance()
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def _rebalance(self) -> list[Action]:
+        """Hand idle executors to waiting jobs, close the surplus, spawn what is missing."""
+        actions: list[Action] = list(self._assign())
+        actions.extend(self._close_surplus())
+        actions.extend(self._spawn_missing())
+        self._open_cycles()
+        return actions
+
+    def _assign(self) -> Iterator[Action]:
+        while self.waiting and self.idle:
+            job = self.jobs[self.waiting.popleft()]
+            job.cycle.clear()
+            job.sealed = False
+            record = self.executors[self.idle.popleft()]
+            record.slot, record.job_id = Slot.BUSY, job.id
+            job.executor_id = record.id
+            job.launches += 1
+            yield LaunchJob(job.id, record.id, job.launches)
+
+    def _close_surplus(self) -> Iterator[Action]:
+        # _assign ran first, so idle executors and waiting jobs never coexist here.
+        keep = 0 if self.draining else self.idle_target
+        while len(self.idle) > keep:
+            # Close the oldest: the newest are the warmest.
+            yield self._close(self.executors[self.idle.popleft()], CloseReason.IDLE_SURPLUS)
+
+    def _spawn_missing(self) -> Iterator[Action]:
+        if self.aborted:
+            return
+        starting = self.count(Slot.STARTING)
+        target = len(self.waiting) + (0 if self.draining else self.idle_target)
+        wanted = target - len(self.idle) - starting
+        room = min(
+            self.limits.max_executors - len(self.executors),
+            self.limits.max_concurrent_initializations - starting,
+        )
+        delay = self._backoff()
+        for _ in range(min(wanted, room)):
+            self._serial += 1
+            executor_id = f"{self.id_prefix}-{self._serial}"
+            self.executors[executor_id] = ExecutorRecord(executor_id, Slot.STARTING)
+            yield SpawnExecutor(executor_id, delay)
+
+    def _backoff(self) -> float:
+        """Exponential in consecutive failures, capped, with jitter in [50%, 100%]."""
+        if self.consecutive_failures == 0:
+            return 0.0
+        limits = self.limits
+        exponent = min(self.consecutive_failures - 1, 62)
+        ceiling = min(limits.spawn_backoff_max, limits.spawn_backoff * 2.0**exponent)
+        return ceiling * self.rng.uniform(0.5, 1.0)
+
+    def _settle_cycles(self, executor_id: str, error: BaseException | None) -> Iterator[Action]:
+        """A spawn failed: every waiting job whose cycle it ended has failed one cycle.
+        A peer of the same cycle still in flight keeps the cycle open."""
+        for job_id in list(self.waiting):
+            job = self.jobs[job_id]
+            if executor_id not in job.cycle:
+                continue
+            job.cycle.discard(executor_id)
+            job.sealed = bool(job.cycle)
+            if job.cycle:
+                continue
+            job.failed_cycles += 1
+            if job.failed_cycles >= self.limits.acquire_attempts:
+                self.waiting.remove(job_id)
+                yield self._finish(job_id, FailureReason.ACQUIRE_FAILED, error)
+
+    def _open_cycles(self) -> None:
+        starting = {r.id for r in self.executors.values() if r.slot is Slot.STARTING}
+        for job_id in self.waiting:
+            job = self.jobs[job_id]
+            if not job.sealed:
+                job.cycle |= starting
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _close(self, record: ExecutorRecord, reason: CloseReason) -> CloseExecutor:
+        record.slot = Slot.CLOSING
+        return CloseExecutor(record.id, reason)
+
+    def _finish(self, job_id: str, reason: FailureReason, error: BaseException | None) -> FinishJob:
+        job = self.jobs.pop(job_id)
+        self._count_outcome(status_of(reason))
+        return FinishJob(job_id, reason, error, job.launches)
+
+    def _count_outcome(self, status: JobStatus) -> None:
+        field = {
+            JobStatus.SUCCEEDED: "succeeded",
+            JobStatus.FAILED: "failed",
+            JobStatus.CANCELLED: "cancelled",
+            JobStatus.TIMED_OUT: "timed_out",
+        }[status]
+        self.counts = attrs.evolve(self.counts, **{field: getattr(self.counts, field) + 1})
+
+    def _expect(self, executor_id: str, slot: Slot) -> ExecutorRecord:
+        record = self.executors.get(executor_id)
+        assert record is not None, f"event for unknown executor {executor_id}"
+        assert record.slot is slot, f"{executor_id} is {record.slot.value}, expected {slot.value}"
+        return record

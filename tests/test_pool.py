@@ -1,0 +1,417 @@
+"""The async pool over SimulatedBackend, on trio's MockClock: virtual time, so timeouts,
+backoff and drains cost no real time and every run is deterministic."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+import trio
+import trio.testing
+
+from executors import (
+    AcquireError,
+    FailureReason,
+    JobFailed,
+    JobOutcome,
+    JobStatus,
+    Pool,
+    PoolClosed,
+    PoolConfig,
+    PoolFull,
+    Registry,
+    hookimpl,
+    open_pool,
+)
+from executors.testing import Script, SimulatedBackend, SimulatedError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+
+def run_virtual(fn: Callable[[], Awaitable[None]]) -> None:
+    """Run ``fn`` under trio with a clock that jumps whenever every task is blocked."""
+    trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+class Recorder:
+    """An observer plugin that records every lifecycle hook call."""
+
+    def __init__(self) -> None:
+        self.finished: list[JobOutcome] = []
+        self.ready: list[str] = []
+        self.closed: list[tuple[str, str]] = []
+        self.unhealthy: list[int] = []
+
+    @hookimpl
+    def executors_job_finished(self, outcome: JobOutcome) -> None:
+        self.finished.append(outcome)
+
+    @hookimpl
+    def executors_executor_ready(self, executor_id: str) -> None:
+        self.ready.append(executor_id)
+
+    @hookimpl
+    def executors_executor_closed(self, executor_id: str, reason: str) -> None:
+        self.closed.append((executor_id, reason))
+
+    @hookimpl
+    def executors_pool_unhealthy(self, consecutive_failures: int) -> None:
+        self.unhealthy.append(consecutive_failures)
+
+
+def make_config(**overrides: Any) -> PoolConfig:
+    base: dict[str, Any] = {
+        "backend": "simulated",
+        "entrypoint": "executors.testing:echo",
+        "idle_executors": 1,
+        "max_executors": 3,
+        "max_concurrent_initializations": 2,
+        "initialize_timeout": 5.0,
+        "close_timeout": 2.0,
+        "drain_timeout": 10.0,
+        "spawn_backoff": 0.5,
+        "spawn_backoff_max": 4.0,
+    }
+    base.update(overrides)
+    return PoolConfig(**base)
+
+
+def registry_with(backend: SimulatedBackend) -> Registry:
+    registry = Registry.empty()
+    registry.add_backend(backend)
+    return registry
+
+
+async def wait_warm(pool: Pool, idle: int) -> None:
+    with anyio.fail_after(60):
+        await pool.wait_until(lambda s: s.idle >= idle)
+
+
+# -- the LiveKit bug class ------------------------------------------------------------
+
+
+def test_invariant_3_every_setup_raising_raises_acquire_error_instead_of_hanging() -> None:
+    backend = SimulatedBackend(then=Script.fail("model file missing"))
+    recorder = Recorder()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(acquire_attempts=3, consecutive_failure_limit=2),
+            registry=registry_with(backend),
+            observers=[recorder],
+        ) as pool:
+            with anyio.fail_after(120), pytest.raises(AcquireError) as info:
+                await pool.run("payload")
+            assert isinstance(info.value.__cause__, SimulatedError)
+            assert "model file missing" in str(info.value)
+            outcome = info.value.outcome
+            assert outcome.reason is FailureReason.ACQUIRE_FAILED
+            assert outcome.attempts == 0
+            assert not pool.statistics().healthy
+        assert recorder.unhealthy == [2]
+        assert backend.live == set()
+
+    run_virtual(main)
+
+
+def test_invariant_3_initialize_timeout_counts_as_a_failed_spawn() -> None:
+    backend = SimulatedBackend(then=Script.hang())
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(initialize_timeout=3.0, acquire_attempts=2),
+            registry=registry_with(backend),
+        ) as pool:
+            with pytest.raises(AcquireError) as info:
+                await pool.run("x")
+            assert isinstance(info.value.__cause__, TimeoutError)
+            assert "initialize_timeout" in str(info.value.__cause__)
+        assert backend.live == set()
+
+    run_virtual(main)
+
+
+def test_invariant_3_a_spawn_failing_while_a_peer_is_in_flight_burns_no_attempt() -> None:
+    # The first spawn fails at once; its peer takes 5 s and succeeds. One attempt only.
+    backend = SimulatedBackend(spawns=[Script.fail(), Script.succeed(seconds=5.0)])
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(idle_executors=0, acquire_attempts=1, max_concurrent_initializations=2),
+            registry=registry_with(backend),
+        ) as pool:
+            async with anyio.create_task_group() as tg:
+                results: list[object] = []
+
+                async def run(value: str) -> None:
+                    results.append(await pool.run(value))
+
+                tg.start_soon(run, "a")
+                tg.start_soon(run, "b")
+            assert sorted(map(str, results)) == ["a", "b"]
+
+    run_virtual(main)
+
+
+def test_invariant_8_spawn_failures_are_spaced_by_exponential_backoff() -> None:
+    backend = SimulatedBackend(spawns=[Script.fail()] * 4)
+
+    async def main() -> None:
+        start = anyio.current_time()
+        async with open_pool(
+            make_config(max_concurrent_initializations=1, spawn_backoff=1.0, spawn_backoff_max=8.0),
+            registry=registry_with(backend),
+        ) as pool:
+            await wait_warm(pool, 1)
+            elapsed = anyio.current_time() - start
+            # delays after failures 1..4: [0.5,1] + [1,2] + [2,4] + [4,8]
+            assert 7.5 <= elapsed <= 15.0
+            assert pool.statistics().spawn_failures == 4
+
+    run_virtual(main)
+
+
+# -- invariant 4: nothing warmed is dropped ---------------------------------------------
+
+
+def test_invariant_4_a_waiter_cancelled_while_its_executor_is_handed_over_leaks_nothing() -> None:
+    backend = SimulatedBackend(spawns=[Script.succeed(seconds=1.0)])
+    recorder = Recorder()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(idle_executors=0), registry=registry_with(backend), observers=[recorder]
+        ) as pool:
+            with anyio.move_on_after(1.0):  # expires exactly when the spawn completes
+                await pool.run(Script.succeed(seconds=1.0))
+            stats = await pool.wait_until(lambda s: s.busy == 0 and s.starting == 0)
+            assert stats.jobs_cancelled == 1
+            assert stats.idle + stats.closing <= 1
+        assert [o.status for o in recorder.finished] == [JobStatus.CANCELLED]
+        assert backend.live == set()
+
+    run_virtual(main)
+
+
+# -- outcomes ---------------------------------------------------------------------------
+
+
+def test_invariant_1_a_raising_job_is_an_outcome_and_the_pool_keeps_serving() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(make_config(), registry=registry_with(backend)) as pool:
+            with pytest.raises(JobFailed) as info:
+                await pool.run(Script.fail("bad input"))
+            outcome = info.value.outcome
+            assert outcome.reason is FailureReason.RAISED
+            assert outcome.error is not None
+            assert "SimulatedError: bad input" in outcome.error.traceback
+            assert await pool.run("next") == "next"
+
+    run_virtual(main)
+
+
+def test_invariant_1_a_crash_ends_only_its_job_and_the_executor_is_replaced() -> None:
+    backend = SimulatedBackend()
+    recorder = Recorder()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(), registry=registry_with(backend), observers=[recorder]
+        ) as pool:
+            crashing = await pool.submit(Script.crash(seconds=1.0))
+            sibling = await pool.submit(Script.succeed("sibling", seconds=2.0))
+            assert (await crashing.outcome()).reason is FailureReason.CRASHED
+            assert await sibling.result() == "sibling"
+            assert await pool.run("after") == "after"
+        assert crashing.job.id in {o.job_id for o in recorder.finished}
+        assert any(reason == "broken" for _, reason in recorder.closed)
+
+    run_virtual(main)
+
+
+def test_job_timeout_ends_the_job_timed_out() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(make_config(job_timeout=3.0), registry=registry_with(backend)) as pool:
+            start = anyio.current_time()
+            outcome = await (await pool.submit(Script.hang())).outcome()
+            assert outcome.status is JobStatus.TIMED_OUT
+            assert outcome.reason is FailureReason.TIMED_OUT
+            assert math.isclose(anyio.current_time() - start, 3.0)
+            # a per-job timeout overrides the pool's
+            outcome = await (await pool.submit(Script.hang(), timeout=1.0)).outcome()
+            assert outcome.finished_at is not None
+            assert outcome.started_at is not None
+            assert math.isclose(outcome.finished_at - outcome.started_at, 1.0)
+
+    run_virtual(main)
+
+
+def test_invariant_5_a_refused_launch_is_retried_elsewhere_and_runs_once() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(idle_executors=2, launch_attempts=2), registry=registry_with(backend)
+        ) as pool:
+            await wait_warm(pool, 2)
+            outcome = await (await pool.submit(Script.refuse())).outcome()
+            # both executors refused it: LAUNCH_FAILED after exactly launch_attempts
+            assert outcome.reason is FailureReason.LAUNCH_FAILED
+            assert outcome.attempts == 2
+            assert backend.runs[outcome.job_id] == 0
+
+    run_virtual(main)
+
+
+def test_max_jobs_per_executor_recycles_the_executor() -> None:
+    backend = SimulatedBackend()
+    recorder = Recorder()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(max_jobs_per_executor=2),
+            registry=registry_with(backend),
+            observers=[recorder],
+        ) as pool:
+            executors = [(await (await pool.submit(i)).outcome()).executor_id for i in range(4)]
+        assert executors[0] == executors[1]
+        assert max(executors.count(e) for e in executors) == 2
+        recycled = [e for e, reason in recorder.closed if reason == "recycled"]
+        assert executors[0] in recycled
+
+    run_virtual(main)
+
+
+def test_setup_state_reaches_every_job() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(entrypoint="tests.jobs:state_of", setup="tests.jobs:make_state"),
+            registry=registry_with(backend),
+        ) as pool:
+            assert await pool.run(None) == {"model": "loaded"}
+
+    run_virtual(main)
+
+
+# -- backpressure -----------------------------------------------------------------------
+
+
+def test_when_full_reject_raises_pool_full() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(max_executors=1, idle_executors=1, max_pending=1, when_full="reject"),
+            registry=registry_with(backend),
+        ) as pool:
+            await wait_warm(pool, 1)
+            running = await pool.submit(Script.succeed(seconds=5.0))
+            await pool.wait_until(lambda s: s.busy == 1)
+            waiting = await pool.submit(Script.succeed(seconds=1.0))
+            with pytest.raises(PoolFull, match="max_pending"):
+                await pool.submit("rejected")
+            assert pool.statistics().load == 1.0
+            await running.outcome()
+            await waiting.outcome()
+
+    run_virtual(main)
+
+
+def test_when_full_wait_blocks_submit_until_there_is_room() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(max_executors=1, idle_executors=1, max_pending=1),
+            registry=registry_with(backend),
+        ) as pool:
+            await wait_warm(pool, 1)
+            await pool.submit(Script.succeed(seconds=5.0))
+            await pool.wait_until(lambda s: s.busy == 1)
+            await pool.submit(Script.succeed(seconds=5.0))
+            start = anyio.current_time()
+            third = await pool.submit("third")
+            # room came when the first job ended and the second left the waiting line
+            assert math.isclose(anyio.current_time() - start, 5.0)
+            assert await third.result() == "third"
+
+    run_virtual(main)
+
+
+# -- invariant 9: bounded drain ----------------------------------------------------------
+
+
+def test_invariant_9_drain_is_bounded_and_reports_every_outcome() -> None:
+    backend = SimulatedBackend()
+    recorder = Recorder()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(max_executors=2, drain_timeout=4.0, close_timeout=2.0),
+            registry=registry_with(backend),
+            observers=[recorder],
+        ) as pool:
+            quick = await pool.submit(Script.succeed("quick", seconds=1.0))
+            stuck = [await pool.submit(Script.hang()) for _ in range(3)]
+            start = anyio.current_time()
+            await pool.drain()
+            assert anyio.current_time() - start <= 4.0 + 2.0 + 1.0
+            with pytest.raises(PoolClosed):
+                await pool.submit("late")
+            assert await quick.result() == "quick"
+            for handle in stuck:
+                assert (await handle.outcome()).reason is FailureReason.POOL_CLOSED
+        assert len(recorder.finished) == 4
+        assert backend.live == set()
+
+    run_virtual(main)
+
+
+def test_invariant_9_leaving_the_block_with_an_error_cancels_at_once() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        start = anyio.current_time()
+        handles = []
+
+        async def fail_inside_the_pool() -> None:
+            async with open_pool(make_config(), registry=registry_with(backend)) as pool:
+                handles.append(await pool.submit(Script.hang()))
+                await pool.wait_until(lambda s: s.busy == 1)
+                raise KeyError("boom")
+
+        with pytest.raises(KeyError):
+            await fail_inside_the_pool()
+        (handle,) = handles
+        assert (await handle.outcome()).reason is FailureReason.POOL_CLOSED
+        assert anyio.current_time() - start < 1.0
+        assert backend.live == set()
+
+    run_virtual(main)
+
+
+def test_observer_that_raises_never_changes_an_outcome(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        @hookimpl
+        def executors_job_finished(self) -> None:
+            raise RuntimeError("observer bug")
+
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(), registry=registry_with(backend), observers=[Broken()]
+        ) as pool:
+            assert await pool.run(7) == 7
+
+    run_virtual(main)
+    assert "observer bug" in caplog.text

@@ -1,0 +1,400 @@
+"""Invariants 1-10 of the pool on the pure state machine, under random event sequences.
+
+The machine below plays the driver: it keeps what the driver would keep (spawns in
+flight, runs in flight, closes in flight) and resolves them in random order with random
+results, checking the invariants after every step. Thousands of steps a second.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from executors import FailureReason, JobStatus
+from executors._pool_state import (
+    Action,
+    CancelJob,
+    CancelSpawn,
+    CloseExecutor,
+    FinishJob,
+    LaunchJob,
+    Limits,
+    PoolState,
+    ReportUnhealthy,
+    Slot,
+    SpawnExecutor,
+)
+
+limits_strategy = st.builds(
+    Limits,
+    idle_executors=st.integers(0, 3),
+    max_executors=st.integers(3, 6),
+    max_concurrent_initializations=st.integers(1, 3),
+    max_jobs_per_executor=st.none() | st.integers(1, 3),
+    acquire_attempts=st.integers(1, 3),
+    launch_attempts=st.integers(1, 3),
+    spawn_backoff=st.sampled_from([0.0, 0.1, 1.0]),
+    spawn_backoff_max=st.just(5.0),
+    consecutive_failure_limit=st.integers(1, 4),
+)
+
+
+class Driver:
+    """What the async driver keeps, and the checks of each action it receives."""
+
+    def __init__(self, state: PoolState) -> None:
+        self.state = state
+        self.spawning: set[str] = set()
+        self.running: dict[str, str] = {}  # job -> executor
+        self.cancel_requested: dict[str, FailureReason] = {}
+        self.closing: set[str] = set()
+        self.accepted: set[str] = set()
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self.reasons: dict[str, FailureReason | None] = {}
+        self.ran: set[str] = set()  # jobs an executor accepted (ran at least in part)
+        self.launches: collections.Counter[str] = collections.Counter()
+        self.unhealthy_reports = 0
+        self.spawn_delays: list[tuple[int, float]] = []
+
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            self._check(action)
+
+    def _check(self, action: Action) -> None:
+        match action:
+            case SpawnExecutor(executor_id, delay):
+                assert executor_id not in self.spawning
+                self.spawning.add(executor_id)
+                self.spawn_delays.append((self.state.consecutive_failures, delay))
+            case LaunchJob(job_id, executor_id, attempt):
+                # invariant 2: one job per slot, one slot per job
+                assert executor_id not in self.running.values()
+                assert job_id not in self.running
+                # invariant 5: a job that was accepted somewhere never runs again
+                assert job_id not in self.ran, f"{job_id} relaunched after it ran"
+                self.launches[job_id] += 1
+                assert attempt == self.launches[job_id]
+                self.running[job_id] = executor_id
+            case CancelJob(job_id, executor_id, reason):
+                assert self.running.get(job_id) == executor_id
+                self.cancel_requested.setdefault(job_id, reason)
+            case CancelSpawn(executor_id):
+                assert executor_id in self.spawning
+            case CloseExecutor(executor_id, _):
+                assert executor_id not in self.closing
+                assert executor_id not in self.running.values()
+                self.closing.add(executor_id)
+            case FinishJob(job_id, reason, _, _):
+                assert job_id not in self.running
+                self.record_outcome(job_id, reason)
+            case ReportUnhealthy(count, _):
+                self.unhealthy_reports += 1
+                assert count == self.state.limits.consecutive_failure_limit
+
+    def record_outcome(self, job_id: str, reason: FailureReason | None) -> None:
+        assert job_id in self.accepted
+        self.outcomes[job_id] += 1
+        self.reasons[job_id] = reason
+        # invariant 1: exactly one outcome, reported once
+        assert self.outcomes[job_id] == 1, f"{job_id} got a second outcome"
+
+    # -- resolving what is in flight --
+
+    def spawn_ok(self, executor_id: str) -> None:
+        self.spawning.remove(executor_id)
+        self.apply(self.state.spawn_succeeded(executor_id))
+
+    def spawn_fail(self, executor_id: str) -> None:
+        self.spawning.remove(executor_id)
+        self.apply(self.state.spawn_failed(executor_id, RuntimeError("setup failed")))
+
+    def job_end(self, job_id: str, status: JobStatus, *, reusable: bool) -> None:
+        executor_id = self.running.pop(job_id)
+        self.ran.add(job_id)
+        reason = self.cancel_requested.pop(job_id, None)
+        if reason is not None:
+            status = JobStatus.CANCELLED if reason is not FailureReason.TIMED_OUT else status
+        self.record_outcome(job_id, None if status is JobStatus.SUCCEEDED else reason)
+        self.apply(self.state.job_ended(job_id, executor_id, status, reusable=reusable))
+
+    def launch_error(self, job_id: str) -> None:
+        executor_id = self.running.pop(job_id)
+        self.cancel_requested.pop(job_id, None)
+        self.apply(self.state.launch_failed(job_id, executor_id, RuntimeError("refused")))
+
+    def close_done(self, executor_id: str) -> None:
+        self.closing.remove(executor_id)
+        self.apply(self.state.executor_closed(executor_id))
+
+    def settle_without_faults(self, budget: int = 500) -> None:
+        """Resolve everything in flight successfully until nothing is left."""
+        for _ in range(budget):
+            if self.spawning:
+                self.spawn_ok(min(self.spawning))
+            elif self.running:
+                self.job_end(min(self.running), JobStatus.SUCCEEDED, reusable=True)
+            elif self.closing:
+                self.close_done(min(self.closing))
+            else:
+                return
+        raise AssertionError("the pool did not settle: it keeps acting without faults")
+
+
+class PoolStateMachine(RuleBasedStateMachine):
+    """Random events against the pure pool state machine; invariants after each step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.driver: Driver
+        self.serial = 0
+
+    @initialize(limits=limits_strategy, seed=st.integers(0, 2**32))
+    def open_pool(self, limits: Limits, seed: int) -> None:
+        self.driver = Driver(PoolState(limits, random.Random(seed)))
+        self.driver.apply(self.driver.state.start())
+
+    @property
+    def state(self) -> PoolState:
+        return self.driver.state
+
+    # -- rules: events --
+
+    @precondition(lambda self: not self.state.draining)
+    @rule()
+    def submit(self) -> None:
+        self.serial += 1
+        job_id = f"job-{self.serial}"
+        self.driver.accepted.add(job_id)
+        self.driver.apply(self.state.submit(job_id))
+
+    @precondition(lambda self: bool(self.driver.spawning))
+    @rule(data=st.data(), ok=st.booleans())
+    def spawn_settles(self, data: st.DataObject, ok: bool) -> None:
+        executor_id = data.draw(st.sampled_from(sorted(self.driver.spawning)))
+        (self.driver.spawn_ok if ok else self.driver.spawn_fail)(executor_id)
+
+    @precondition(lambda self: bool(self.driver.running))
+    @rule(
+        data=st.data(),
+        end=st.sampled_from(["succeeded", "raised", "crashed", "timed_out", "launch_error"]),
+    )
+    def run_settles(self, data: st.DataObject, end: str) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.driver.running)))
+        if end == "launch_error":
+            self.driver.launch_error(job_id)
+        elif end == "succeeded":
+            self.driver.job_end(job_id, JobStatus.SUCCEEDED, reusable=True)
+        elif end == "raised":
+            self.driver.job_end(job_id, JobStatus.FAILED, reusable=True)
+        elif end == "timed_out":
+            self.driver.job_end(job_id, JobStatus.TIMED_OUT, reusable=False)
+        else:
+            self.driver.job_end(job_id, JobStatus.FAILED, reusable=False)
+
+    @precondition(lambda self: bool(self.driver.closing))
+    @rule(data=st.data())
+    def close_settles(self, data: st.DataObject) -> None:
+        self.driver.close_done(data.draw(st.sampled_from(sorted(self.driver.closing))))
+
+    @precondition(lambda self: bool(self.state.jobs))
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        self.driver.apply(self.state.cancel(data.draw(st.sampled_from(sorted(self.state.jobs)))))
+
+    @precondition(lambda self: bool(self.state.idle))
+    @rule(data=st.data())
+    def supervisor_retires_idle(self, data: st.DataObject) -> None:
+        from executors._pool_state import CloseReason
+
+        executor_id = data.draw(st.sampled_from(sorted(self.state.idle)))
+        self.driver.apply(self.state.retire(executor_id, CloseReason.MEMORY_LIMIT))
+
+    @rule(data=st.data())
+    def change_idle_target(self, data: st.DataObject) -> None:
+        target = data.draw(st.integers(0, self.state.limits.max_executors))
+        self.driver.apply(self.state.set_idle_target(target))
+
+    @precondition(lambda self: not self.state.draining)
+    @rule()
+    def drain(self) -> None:
+        self.driver.apply(self.state.drain())
+
+    @precondition(lambda self: self.state.draining and not self.state.aborted)
+    @rule()
+    def drain_times_out(self) -> None:
+        self.driver.apply(self.state.abort())
+
+    # -- invariants --
+
+    @invariant()
+    def invariant_1_exactly_one_outcome(self) -> None:
+        d = self.driver
+        finished = {j for j, n in d.outcomes.items() if n}
+        assert all(n == 1 for n in d.outcomes.values())
+        assert finished.isdisjoint(self.state.jobs)
+        assert finished | set(self.state.jobs) == d.accepted, "a job was lost"
+
+    @invariant()
+    def invariant_2_one_job_per_slot(self) -> None:
+        busy = {r.id: r.job_id for r in self.state.executors.values() if r.slot is Slot.BUSY}
+        assert busy == {e: j for j, e in self.driver.running.items()}
+        assert all(job is not None for job in busy.values())
+        assert set(self.state.idle) == {
+            r.id for r in self.state.executors.values() if r.slot is Slot.IDLE
+        }
+
+    @invariant()
+    def invariant_3_acquisition_never_hangs(self) -> None:
+        state = self.state
+        starting = {r.id for r in state.executors.values() if r.slot is Slot.STARTING}
+        for job_id in state.waiting:
+            job = state.jobs[job_id]
+            assert job.failed_cycles < state.limits.acquire_attempts
+            # the cycle a job waits on is made only of spawns in flight, and it has one
+            # whenever anything is starting
+            assert job.cycle <= starting
+            assert bool(job.cycle) == bool(starting)
+        if state.waiting:
+            # A waiting job always has something on its way: a spawn in flight, or a pool
+            # so full that an executor must free up first.
+            assert not state.idle
+            assert (
+                state.count(Slot.STARTING) > 0 or len(state.executors) >= state.limits.max_executors
+            ), "jobs wait but nothing is starting and there is room"
+
+    @invariant()
+    def invariant_4_nothing_warmed_is_dropped(self) -> None:
+        d = self.driver
+        starting = {r.id for r in self.state.executors.values() if r.slot is Slot.STARTING}
+        closing = {r.id for r in self.state.executors.values() if r.slot is Slot.CLOSING}
+        assert starting == d.spawning
+        assert closing == d.closing
+        # every executor the driver holds is known to the state, in exactly one slot
+        assert set(self.state.executors) == (
+            d.spawning | d.closing | set(d.running.values()) | set(self.state.idle)
+        )
+
+    @invariant()
+    def invariant_5_at_most_once_execution(self) -> None:
+        for job_id, launches in self.driver.launches.items():
+            assert launches <= self.state.limits.launch_attempts, job_id
+
+    @invariant()
+    def invariant_6_bounds(self) -> None:
+        limits = self.state.limits
+        assert self.state.count(Slot.STARTING) <= limits.max_concurrent_initializations
+        assert len(self.state.executors) <= limits.max_executors
+
+    @invariant()
+    def invariant_7_convergence(self) -> None:
+        if self.state.draining:
+            return
+        future = copy.deepcopy(self.driver)
+        future.settle_without_faults()
+        assert len(future.state.idle) == future.state.idle_target
+        assert not future.state.jobs
+
+    @invariant()
+    def invariant_8_no_crash_loop(self) -> None:
+        limits = self.state.limits
+        for failures, delay in self.driver.spawn_delays:
+            if failures == 0:
+                assert delay == 0
+            else:
+                ceiling = min(limits.spawn_backoff_max, limits.spawn_backoff * 2 ** (failures - 1))
+                assert ceiling / 2 <= delay <= ceiling
+        assert self.state.healthy == (
+            self.state.consecutive_failures < limits.consecutive_failure_limit
+        )
+
+    @invariant()
+    def invariant_9_and_10_drain_settles_and_leaves_nothing(self) -> None:
+        if not self.state.draining:
+            return
+        future = copy.deepcopy(self.driver)
+        future.apply(future.state.abort())
+        # after abort, runs end as cancelled and spawns as failed: the driver's view
+        for _ in range(200):
+            if future.running:
+                future.job_end(min(future.running), JobStatus.CANCELLED, reusable=False)
+            elif future.spawning:
+                future.spawn_fail(min(future.spawning))
+            elif future.closing:
+                future.close_done(min(future.closing))
+            else:
+                break
+        assert future.state.settled, "drain left executors or jobs behind"
+        assert sum(future.outcomes.values()) == len(future.accepted)
+
+
+TestPoolStateMachine = PoolStateMachine.TestCase
+TestPoolStateMachine.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+
+
+@given(limits=limits_strategy)
+@settings(max_examples=200, deadline=None)
+def test_invariant_3_every_spawn_failing_fails_the_job_after_acquire_attempts_cycles(
+    limits: Limits,
+) -> None:
+    driver = Driver(PoolState(limits))
+    driver.apply(driver.state.start())
+    driver.accepted.add("job")
+    driver.apply(driver.state.submit("job"))
+    failures = 0
+    while not driver.outcomes["job"]:
+        # fail spawns one at a time, oldest first, while the pool keeps respawning
+        driver.spawn_fail(min(driver.spawning, key=lambda e: int(e.split("-")[1])))
+        failures += 1
+        for executor_id in sorted(driver.closing):
+            driver.close_done(executor_id)
+        assert failures <= limits.acquire_attempts * limits.max_concurrent_initializations
+    assert driver.reasons["job"] is FailureReason.ACQUIRE_FAILED
+    assert failures >= limits.acquire_attempts
+
+
+def test_invariant_3_a_peer_spawn_in_flight_burns_no_attempt() -> None:
+    limits = Limits(
+        idle_executors=0, max_executors=4, max_concurrent_initializations=4, acquire_attempts=1
+    )
+    driver = Driver(PoolState(limits))
+    for job in ("a", "b"):
+        driver.accepted.add(job)
+        driver.apply(driver.state.submit(job))
+    assert len(driver.spawning) == 2
+    first, second = sorted(driver.spawning)
+    driver.spawn_fail(first)
+    # the peer is still starting: no job has failed, although acquire_attempts is 1
+    assert not driver.outcomes
+    driver.spawn_ok(second)
+    assert driver.running == {"a": second}
+
+
+@pytest.mark.parametrize("failures", [1, 3, 5])
+def test_invariant_8_unhealthy_is_reported_once_at_the_limit(failures: int) -> None:
+    limits = Limits(
+        idle_executors=1,
+        max_executors=2,
+        max_concurrent_initializations=1,
+        consecutive_failure_limit=3,
+    )
+    driver = Driver(PoolState(limits))
+    driver.apply(driver.state.start())
+    for _ in range(failures):
+        driver.spawn_fail(min(driver.spawning))
+        driver.close_done(min(driver.closing))
+    assert driver.unhealthy_reports == (1 if failures >= 3 else 0)
+    assert driver.state.healthy == (failures < 3)
+    driver.spawn_ok(min(driver.spawning))
+    assert driver.state.healthy
