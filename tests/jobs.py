@@ -18,3 +18,6 @@ def state_of(ctx: JobContext) -> object:
 
 async def astate_of(ctx: JobContext) -> object:
     return ctx.state
+
+
+NOT_CALLABLE = 42

@@ -415,3 +415,50 @@ def test_observer_that_raises_never_changes_an_outcome(caplog: pytest.LogCapture
 
     run_virtual(main)
     assert "observer bug" in caplog.text
+
+
+# -- health supervision -------------------------------------------------------------------
+
+
+def test_a_job_over_memory_limit_is_killed_with_reason_memory_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = SimulatedBackend()
+    recorder = Recorder()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(memory_warn_mb=100, memory_limit_mb=500, ping_interval=1.0),
+            registry=registry_with(backend),
+            observers=[recorder],
+        ) as pool:
+            hog = await pool.submit(Script.succeed(seconds=30.0, memory_mb=800))
+            warm = await pool.submit(Script.succeed("fine", seconds=3.0, memory_mb=200))
+            outcome = await hog.outcome()
+            assert outcome.reason is FailureReason.MEMORY_LIMIT
+            assert outcome.status is JobStatus.FAILED
+            assert outcome.finished_at is not None
+            assert outcome.started_at is not None
+            assert outcome.finished_at - outcome.started_at <= 1.0
+            assert await warm.result() == "fine"
+        assert any(reason == "broken" for _, reason in recorder.closed)
+
+    run_virtual(main)
+    assert "uses 200 MiB (memory_warn_mb = 100" in caplog.text
+
+
+def test_an_unresponsive_executor_is_killed_with_reason_unresponsive() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(ping_interval=1.0, ping_timeout=5.0), registry=registry_with(backend)
+        ) as pool:
+            outcome = await (await pool.submit(Script.hang(unresponsive=True))).outcome()
+            assert outcome.reason is FailureReason.UNRESPONSIVE
+            assert outcome.finished_at is not None
+            assert outcome.started_at is not None
+            assert 5.0 < outcome.finished_at - outcome.started_at <= 6.0
+            assert await pool.run("still serving") == "still serving"
+
+    run_virtual(main)

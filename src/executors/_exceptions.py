@@ -42,7 +42,7 @@ class DuplicateBackendError(PluginError):
 
 
 class LaunchError(ExecutorsError, RuntimeError):
-    """Raised by :meth:`JobExecutor.run_job` when the job was never accepted by the slot.
+    """Raised when a job was never accepted by its slot, by :meth:`JobExecutor.run_job`.
 
     The pool may retry such a job on another executor (at most ``launch_attempts`` times):
     raising it promises that no part of the job ran.
@@ -54,11 +54,11 @@ class PoolClosed(ExecutorsError, RuntimeError):
 
 
 class PoolFull(ExecutorsError, RuntimeError):
-    """Raised by ``submit`` when ``when_full = "reject"`` and ``max_pending`` jobs already wait."""
+    """Raised when ``submit`` finds ``max_pending`` jobs waiting and ``when_full = "reject"``."""
 
 
 class JobFailed(ExecutorsError, RuntimeError):
-    """Raised by :meth:`JobHandle.result` and :meth:`Pool.run` when a job did not succeed.
+    """Raised when a job did not succeed, by :meth:`JobHandle.result` and :meth:`Pool.run`.
 
     ``outcome`` holds the full :class:`JobOutcome`: status, reason, remote error with its
     traceback text, executor id, attempts and timestamps.

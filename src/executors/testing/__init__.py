@@ -7,6 +7,7 @@ deterministic and can run on virtual time (trio's ``MockClock``).
 
 from __future__ import annotations
 
+from ._leaks import no_leaks as no_leaks
 from ._simulated import Script as Script
 from ._simulated import SimulatedBackend as SimulatedBackend
 from ._simulated import SimulatedError as SimulatedError
@@ -22,5 +23,6 @@ __all__ = [
     "SimulatedExecutor",
     "aecho",
     "echo",
+    "no_leaks",
     "scripted",
 ]

@@ -40,18 +40,24 @@ class Script:
     seconds: float = 0.0
     value: object = None
     message: str = "scripted failure"
+    #: while this job runs, the executor's health reports this much memory (MiB)
+    memory_mb: float | None = None
+    #: while this job runs, the executor stops answering pings
+    unresponsive: bool = False
 
     @classmethod
-    def succeed(cls, value: object = None, seconds: float = 0.0) -> Script:
-        return cls("succeed", seconds, value)
+    def succeed(
+        cls, value: object = None, seconds: float = 0.0, memory_mb: float | None = None
+    ) -> Script:
+        return cls("succeed", seconds, value, memory_mb=memory_mb)
 
     @classmethod
     def fail(cls, message: str = "scripted failure", seconds: float = 0.0) -> Script:
         return cls("fail", seconds, message=message)
 
     @classmethod
-    def hang(cls) -> Script:
-        return cls("hang")
+    def hang(cls, *, unresponsive: bool = False) -> Script:
+        return cls("hang", unresponsive=unresponsive)
 
     @classmethod
     def crash(cls, seconds: float = 0.0) -> Script:
@@ -78,6 +84,9 @@ class SimulatedExecutor:
     state: ExecutorState = ExecutorState.STARTING
     _setup_state: object = attrs.field(init=False, default=None, repr=False)
     _scope: anyio.CancelScope | None = attrs.field(init=False, default=None, repr=False)
+    # The script of the running job and when it began, for health().
+    _script: Script | None = attrs.field(init=False, default=None, repr=False)
+    _since: float = attrs.field(init=False, default=0.0, repr=False)
 
     async def start(self) -> None:
         backend = self._backend
@@ -104,12 +113,14 @@ class SimulatedExecutor:
         self.state = ExecutorState.BUSY
         self._backend.runs[job.id] += 1
         scope = self._scope = anyio.CancelScope()
+        if isinstance(job.payload, Script):
+            self._script, self._since = job.payload, anyio.current_time()
         try:
             with scope:
                 return await self._run(job, scope)
             return JobOutcome.failure(job.id, FailureReason.KILLED)
         finally:
-            self._scope = None
+            self._scope = self._script = None
             if self.state is ExecutorState.BUSY:
                 self.state = ExecutorState.READY
 
@@ -151,7 +162,11 @@ class SimulatedExecutor:
         self._backend._closed(self)
 
     def health(self) -> Health:
-        return Health(alive=self.state is not ExecutorState.CLOSED)
+        script = self._script
+        if script is None:
+            return Health(alive=self.state is not ExecutorState.CLOSED, ping_latency=0.0)
+        silent = anyio.current_time() - self._since if script.unresponsive else 0.0
+        return Health(alive=True, memory_mb=script.memory_mb, ping_latency=silent)
 
 
 async def _perform_spawn(step: Script) -> None:

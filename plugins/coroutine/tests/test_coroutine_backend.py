@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import coroutine_jobs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,8 +33,6 @@ from executors.testing._program import (
     run_program,
 )
 from executors_coroutine import CoroutineBackend, CoroutineOptions
-
-from . import coroutine_jobs
 
 pytestmark = pytest.mark.anyio
 

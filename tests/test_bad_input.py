@@ -1,0 +1,89 @@
+"""Bad input gets a clear error naming what was wrong and where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from executors import (
+    ConfigError,
+    EntrypointError,
+    PoolConfig,
+    Registry,
+    UnknownBackendError,
+    open_pool,
+)
+from executors.testing import SimulatedBackend
+
+
+async def open_and_close(config: PoolConfig | None = None, **overrides: Any) -> None:
+    registry = Registry.empty()
+    registry.add_backend(SimulatedBackend())
+    if config is None:
+        async with open_pool(**overrides):
+            pass
+    else:
+        async with open_pool(config, registry=registry, **overrides):
+            pass
+
+
+def sim(**overrides: Any) -> PoolConfig:
+    return PoolConfig(backend="simulated", entrypoint="tests.jobs:state_of", **overrides)
+
+
+def test_unknown_backend_lists_the_installed_ones() -> None:
+    with pytest.raises(UnknownBackendError, match=r"unknown backend 'corutine'.*coroutine"):
+        anyio.run(lambda: open_and_close(backend="corutine", entrypoint="executors.testing:aecho"))
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "message"),
+    [
+        ("nosuch.module:run", r"cannot import module 'nosuch\.module': ModuleNotFoundError"),
+        ("tests.jobs:missing", r"module 'tests\.jobs' has no attribute 'missing'"),
+        ("tests.jobs:NOT_CALLABLE", r"'tests\.jobs:NOT_CALLABLE' is not callable: it is a int"),
+    ],
+)
+def test_an_entrypoint_that_does_not_resolve_is_named_with_its_problem(
+    entrypoint: str, message: str
+) -> None:
+    with pytest.raises(EntrypointError, match=message):
+        anyio.run(open_and_close, sim().evolve(entrypoint=entrypoint))
+
+
+def test_a_setup_that_does_not_import_is_named() -> None:
+    with pytest.raises(EntrypointError, match=r"setup 'tests\.jobs:nope'"):
+        anyio.run(open_and_close, sim(setup="tests.jobs:nope"))
+
+
+def test_a_malformed_entrypoint_reference_says_what_is_expected() -> None:
+    with pytest.raises(ConfigError, match=r"entrypoint = 'tests\.jobs' is invalid: expected"):
+        PoolConfig(entrypoint="tests.jobs")
+
+
+def test_no_entrypoint_says_how_to_set_one() -> None:
+    with pytest.raises(ConfigError, match="no entrypoint configured"):
+        anyio.run(open_and_close, PoolConfig(backend="simulated"))
+
+
+def test_an_invalid_override_names_its_source_key_value_and_range(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"override: idle_executors = -1 is invalid: must be >= 0"
+    ):
+        anyio.run(lambda: open_and_close(idle_executors=-1, entrypoint="executors.testing:aecho"))
+
+
+def test_an_idle_target_above_max_executors_is_refused_at_runtime() -> None:
+    async def main() -> None:
+        registry = Registry.empty()
+        registry.add_backend(SimulatedBackend())
+        async with open_pool(sim(max_executors=2, idle_executors=0), registry=registry) as pool:
+            with pytest.raises(ValueError, match=r"idle_executors = 3 is invalid"):
+                pool.set_idle_executors(3)
+
+    anyio.run(main)
