@@ -108,3 +108,33 @@ def test_async_pool_on_virtual_time(
     invariant: str, config: PoolConfig, spawns: list[Script], program: list[Step]
 ) -> None:
     CHECKS[invariant](play(config, spawns, program))
+
+
+@given(
+    config=configs,
+    targets=st.lists(st.integers(0, 2), max_size=4),
+    jobs=st.lists(
+        st.builds(Script.succeed, st.integers(), st.sampled_from([0.0, 1.0])), max_size=8
+    ),
+)
+@settings(max_examples=60, deadline=None)
+def test_invariant_7_without_faults_the_idle_set_settles_at_the_target(
+    config: PoolConfig, targets: list[int], jobs: list[Script]
+) -> None:
+    registry = Registry.empty()
+    registry.add_backend(SimulatedBackend())
+
+    async def main() -> None:
+        async with open_pool(config, registry=registry) as pool:
+            target = config.idle_executors
+            handles = [await pool.submit(job) for job in jobs]
+            for target in targets:
+                pool.set_idle_executors(min(target, config.max_executors))
+            for handle in handles:
+                await handle.outcome()
+            with trio.fail_after(600):
+                await pool.wait_until(
+                    lambda s: s.idle == target and s.starting == 0 and s.closing == 0
+                )
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -264,8 +264,10 @@ class PoolStateMachine(RuleBasedStateMachine):
             assert job.failed_cycles < state.limits.acquire_attempts
             # the cycle a job waits on is made only of spawns in flight, and it has one
             # whenever anything is starting
-            assert job.cycle <= starting
-            assert bool(job.cycle) == bool(starting)
+            assert job.cycle is not None
+            assert job.id in job.cycle.jobs
+            assert job.cycle.spawns <= starting
+            assert bool(job.cycle.spawns) == bool(starting)
         if state.waiting:
             # A waiting job always has something on its way: a spawn in flight, or a pool
             # so full that an executor must free up first.
@@ -273,6 +275,13 @@ class PoolStateMachine(RuleBasedStateMachine):
             assert (
                 state.count(Slot.STARTING) > 0 or len(state.executors) >= state.limits.max_executors
             ), "jobs wait but nothing is starting and there is room"
+
+    @invariant()
+    def slot_counters_match_the_records(self) -> None:
+        for slot in Slot:
+            assert self.state.count(slot) == sum(
+                1 for r in self.state.executors.values() if r.slot is slot
+            )
 
     @invariant()
     def invariant_4_nothing_warmed_is_dropped(self) -> None:

@@ -189,7 +189,9 @@ class Pool:
     _kill_reasons: dict[str, FailureReason] = attrs.field(init=False, factory=dict, repr=False)
     _changed: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
     _settled: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
-    _job_serial: itertools.count[int] = attrs.field(init=False, factory=itertools.count, repr=False)
+    _job_serial: itertools.count[int] = attrs.field(
+        init=False, factory=lambda: itertools.count(1), repr=False
+    )
     _memory_warned_at: dict[str, float] = attrs.field(init=False, factory=dict, repr=False)
 
     def __attrs_post_init__(self) -> None:

@@ -16,6 +16,7 @@ its one outcome is decided, and is then forgotten.
 
 from __future__ import annotations
 
+import collections
 import enum
 import random
 from collections import deque
@@ -147,12 +148,23 @@ class JobRecord:
     launches: int = 0
     # acquisition cycles that ended with every spawn failed while this job waited
     failed_cycles: int = 0
-    # The spawns of the current acquisition cycle. Spawns join it until one of them
-    # fails (the cycle is then sealed); it fails when its last member fails. Spawns
-    # begun after the seal belong to the next cycle, so a pool that keeps respawning
-    # cannot keep a job waiting forever, and a peer still in flight burns no attempt.
-    # Invariant: a subset of the spawns in flight, empty only when none is.
-    cycle: set[str] = attrs.field(factory=set)
+    # The acquisition cycle this job waits on. Invariant: set exactly while waiting.
+    cycle: Cycle | None = None
+
+
+@attrs.define(eq=False)
+class Cycle:
+    """One acquisition cycle, shared by the jobs that began waiting while it was open.
+
+    Spawns join the open cycle until one of its members fails; the cycle is then sealed
+    and fails when its last member fails. Spawns begun after the seal belong to the next
+    cycle, so a pool that keeps respawning cannot keep a job waiting forever, and a peer
+    spawn still in flight never burns an attempt.
+    """
+
+    # Invariant: a subset of the spawns in flight.
+    spawns: set[str]
+    jobs: set[str] = attrs.field(factory=set)
     sealed: bool = False
 
 
@@ -209,6 +221,12 @@ class PoolState:
     consecutive_failures: int = attrs.field(init=False, default=0)
     last_spawn_error: BaseException | None = attrs.field(init=False, default=None)
     counts: Counts = attrs.field(init=False, factory=Counts)
+    # Invariant: _slots[slot] == number of records in that slot (kept by _move).
+    _slots: collections.Counter[Slot] = attrs.field(init=False, factory=collections.Counter)
+    # The cycle new waiting jobs join; None when no job waits on an open cycle.
+    _open_cycle: Cycle | None = attrs.field(init=False, default=None)
+    # Spawn id -> the cycles it is a member of (at most a few).
+    _cycles_of: dict[str, list[Cycle]] = attrs.field(init=False, factory=dict)
     _serial: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
@@ -217,7 +235,7 @@ class PoolState:
     # -- queries -------------------------------------------------------------------------
 
     def count(self, slot: Slot) -> int:
-        return sum(1 for r in self.executors.values() if r.slot is slot)
+        return self._slots[slot]
 
     @property
     def healthy(self) -> bool:
@@ -238,8 +256,9 @@ class PoolState:
         """Job ``job_id`` was accepted (the driver checked draining and backpressure)."""
         assert not self.draining, "submit after drain"
         assert job_id not in self.jobs, f"job {job_id} submitted twice"
-        self.jobs[job_id] = JobRecord(job_id)
+        job = self.jobs[job_id] = JobRecord(job_id)
         self.waiting.append(job_id)
+        self._join_cycle(job)
         return self._rebalance()
 
     def spawn_succeeded(self, executor_id: str) -> list[Action]:
@@ -248,12 +267,14 @@ class PoolState:
         self.counts = attrs.evolve(self.counts, executors_started=self.counts.executors_started + 1)
         if self.aborted:
             return [self._close(record, CloseReason.POOL_CLOSED)]
-        record.slot = Slot.IDLE
+        self._move(record, Slot.IDLE)
         self.idle.append(executor_id)
-        for job_id in self.waiting:
-            job = self.jobs[job_id]
-            job.cycle.discard(executor_id)
-            job.sealed = job.sealed and bool(job.cycle)
+        for cycle in self._cycles_of.pop(executor_id, ()):
+            cycle.spawns.discard(executor_id)
+            if cycle.sealed and not cycle.spawns:
+                # Its last member started: no failure to count, its jobs wait afresh.
+                for job_id in list(cycle.jobs):
+                    self._join_cycle(self.jobs[job_id])
         return self._rebalance()
 
     def spawn_failed(self, executor_id: str, error: BaseException | None) -> list[Action]:
@@ -288,7 +309,7 @@ class PoolState:
             return [self._close(record, CloseReason.BROKEN), *self._rebalance()]
         if self.aborted or (limit is not None and record.jobs_done >= limit):
             return [self._close(record, CloseReason.RECYCLED), *self._rebalance()]
-        record.slot = Slot.IDLE
+        self._move(record, Slot.IDLE)
         self.idle.append(executor_id)
         return self._rebalance()
 
@@ -309,11 +330,13 @@ class PoolState:
         else:
             # It never ran, so running it elsewhere is safe; it keeps its place in line.
             self.waiting.appendleft(job_id)
+            self._join_cycle(job)
         return actions + self._rebalance()
 
     def executor_closed(self, executor_id: str) -> list[Action]:
         self._expect(executor_id, Slot.CLOSING)
         del self.executors[executor_id]
+        self._slots[Slot.CLOSING] -= 1
         return self._rebalance()
 
     def retire(self, executor_id: str, reason: CloseReason) -> list[Action]:
@@ -334,6 +357,7 @@ class PoolState:
             return []
         if job.executor_id is None:
             self.waiting.remove(job_id)
+            self._leave_cycle(job)
             return [self._finish(job_id, reason, None), *self._rebalance()]
         return [CancelJob(job_id, job.executor_id, reason)]
 
@@ -355,6 +379,8 @@ class PoolState:
     def abort(self) -> list[Action]:
         """Drain ran out of time: end every job and stop every executor now."""
         self.draining = self.aborted = True
+        for job_id in self.waiting:
+            self._leave_cycle(self.jobs[job_id])
         actions: list[Action] = [
             self._finish(job_id, FailureReason.POOL_CLOSED, None) for job_id in self.waiting
         ]
@@ -374,16 +400,15 @@ class PoolState:
         actions: list[Action] = list(self._assign())
         actions.extend(self._close_surplus())
         actions.extend(self._spawn_missing())
-        self._open_cycles()
         return actions
 
     def _assign(self) -> Iterator[Action]:
         while self.waiting and self.idle:
             job = self.jobs[self.waiting.popleft()]
-            job.cycle.clear()
-            job.sealed = False
+            self._leave_cycle(job)
             record = self.executors[self.idle.popleft()]
-            record.slot, record.job_id = Slot.BUSY, job.id
+            self._move(record, Slot.BUSY)
+            record.job_id = job.id
             job.executor_id = record.id
             job.launches += 1
             yield LaunchJob(job.id, record.id, job.launches)
@@ -410,6 +435,9 @@ class PoolState:
             self._serial += 1
             executor_id = f"{self.id_prefix}-{self._serial}"
             self.executors[executor_id] = ExecutorRecord(executor_id, Slot.STARTING)
+            self._slots[Slot.STARTING] += 1
+            if self._open_cycle is not None:
+                self._add_to_cycle(self._open_cycle, executor_id)
             yield SpawnExecutor(executor_id, delay)
 
     def _backoff(self) -> float:
@@ -422,33 +450,66 @@ class PoolState:
         return ceiling * self.rng.uniform(0.5, 1.0)
 
     def _settle_cycles(self, executor_id: str, error: BaseException | None) -> Iterator[Action]:
-        """A spawn failed: every waiting job whose cycle it ended has failed one cycle.
-        A peer of the same cycle still in flight keeps the cycle open."""
-        for job_id in list(self.waiting):
-            job = self.jobs[job_id]
-            if executor_id not in job.cycle:
+        """A spawn failed: it seals its cycles; a cycle whose last member it was has
+        failed once for each of its jobs."""
+        for cycle in self._cycles_of.pop(executor_id, ()):
+            cycle.spawns.discard(executor_id)
+            cycle.sealed = True
+            if cycle is self._open_cycle:
+                self._open_cycle = None
+            if cycle.spawns:
                 continue
-            job.cycle.discard(executor_id)
-            job.sealed = bool(job.cycle)
-            if job.cycle:
-                continue
-            job.failed_cycles += 1
-            if job.failed_cycles >= self.limits.acquire_attempts:
-                self.waiting.remove(job_id)
-                yield self._finish(job_id, FailureReason.ACQUIRE_FAILED, error)
+            failing = set()
+            for job_id in list(cycle.jobs):
+                job = self.jobs[job_id]
+                job.failed_cycles += 1
+                if job.failed_cycles >= self.limits.acquire_attempts:
+                    self._leave_cycle(job)
+                    failing.add(job_id)
+                else:
+                    self._join_cycle(job)
+            if failing:
+                self.waiting = deque(j for j in self.waiting if j not in failing)
+                for job_id in sorted(failing, key=self._order_of(failing).__getitem__):
+                    yield self._finish(job_id, FailureReason.ACQUIRE_FAILED, error)
 
-    def _open_cycles(self) -> None:
-        starting = {r.id for r in self.executors.values() if r.slot is Slot.STARTING}
-        for job_id in self.waiting:
-            job = self.jobs[job_id]
-            if not job.sealed:
-                job.cycle |= starting
+    def _order_of(self, job_ids: set[str]) -> dict[str, int]:
+        # submission order, so outcomes are reported in the order jobs came
+        return {job_id: i for i, job_id in enumerate(self.jobs) if job_id in job_ids}
+
+    def _join_cycle(self, job: JobRecord) -> None:
+        self._leave_cycle(job)
+        cycle = self._open_cycle
+        if cycle is None:
+            cycle = self._open_cycle = Cycle(set())
+            for record in self.executors.values():
+                if record.slot is Slot.STARTING:
+                    self._add_to_cycle(cycle, record.id)
+        cycle.jobs.add(job.id)
+        job.cycle = cycle
+
+    def _leave_cycle(self, job: JobRecord) -> None:
+        cycle, job.cycle = job.cycle, None
+        if cycle is not None:
+            cycle.jobs.discard(job.id)
+            if not cycle.jobs and cycle is self._open_cycle:
+                # Nobody waits on it: stop collecting spawns into it.
+                self._open_cycle = None
+
+    def _add_to_cycle(self, cycle: Cycle, executor_id: str) -> None:
+        cycle.spawns.add(executor_id)
+        self._cycles_of.setdefault(executor_id, []).append(cycle)
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _close(self, record: ExecutorRecord, reason: CloseReason) -> CloseExecutor:
-        record.slot = Slot.CLOSING
+        self._move(record, Slot.CLOSING)
         return CloseExecutor(record.id, reason)
+
+    def _move(self, record: ExecutorRecord, slot: Slot) -> None:
+        self._slots[record.slot] -= 1
+        self._slots[slot] += 1
+        record.slot = slot
 
     def _finish(self, job_id: str, reason: FailureReason, error: BaseException | None) -> FinishJob:
         job = self.jobs.pop(job_id)
