@@ -358,17 +358,17 @@ class Pool:
             try:
                 executor = self._factory.create_executor(executor_id)
                 self._executors[executor_id] = executor
-                with anyio.fail_after(self.config.initialize_timeout):
+                with anyio.move_on_after(self.config.initialize_timeout) as deadline:
                     await executor.start()
-            except TimeoutError as exc:
-                msg = (
-                    f"executor {executor_id} did not start within initialize_timeout "
-                    f"({self.config.initialize_timeout}s)"
-                )
-                error = TimeoutError(msg)
-                error.__cause__ = exc
             except Exception as exc:
                 error = exc
+            else:
+                if deadline.cancelled_caught:
+                    msg = (
+                        f"executor {executor_id} did not start within initialize_timeout "
+                        f"({self.config.initialize_timeout}s)"
+                    )
+                    error = TimeoutError(msg)
         del self._spawn_scopes[executor_id]
         if scope.cancelled_caught:
             error = PoolClosed(f"spawn of executor {executor_id} abandoned: the pool is closing")
