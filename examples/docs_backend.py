@@ -1,0 +1,153 @@
+# examples/docs_backend.py
+"""Backend "to-thread": each job runs in its own anyio.to_thread.run_sync call."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+import executors
+from executors import (
+    Capabilities,
+    ExecutorState,
+    FailureReason,
+    Health,
+    JobContext,
+    JobOutcome,
+    LaunchError,
+    RemoteError,
+    resolve_callable,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from executors import Backend, ExecutorFactory, Job, PoolConfig
+
+
+@attrs.frozen
+class ToThreadOptions:
+    """The [tool.executors.to-thread] table."""
+
+    #: jobs running at once in threads; None: max_executors
+    max_threads: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
+
+
+@attrs.define(eq=False)
+class ToThreadExecutor:
+    id: str
+    _entrypoint: Callable[[JobContext], Any] = attrs.field(repr=False)
+    _setup: Callable[[], object] | None = attrs.field(repr=False)
+    _limiter: anyio.CapacityLimiter = attrs.field(repr=False)
+    state: ExecutorState = ExecutorState.STARTING
+    _setup_state: object = attrs.field(init=False, default=None, repr=False)
+    # Set by kill() and aclose(): a thread cannot be stopped, only asked to stop.
+    _stop: threading.Event = attrs.field(init=False, factory=threading.Event, repr=False)
+
+    async def start(self) -> None:
+        if self._setup is not None:
+            # A cancelled start waits for the setup's thread: nothing outlives it.
+            self._setup_state = await anyio.to_thread.run_sync(self._setup)
+        if self.state is ExecutorState.STARTING:
+            self.state = ExecutorState.READY
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        if self.state is not ExecutorState.READY:
+            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
+            raise LaunchError(msg)
+        self.state = ExecutorState.BUSY
+        cancelled = anyio.get_cancelled_exc_class()
+
+        def cancel_requested() -> bool:  # called in the job's thread
+            try:
+                anyio.from_thread.check_cancelled()
+            except cancelled:
+                return True
+            return self._stop.is_set()
+
+        ctx = JobContext(
+            payload=job.payload,
+            job_id=job.id,
+            executor_id=self.id,
+            state=self._setup_state,
+            metadata=job.metadata,
+            cancel_check=cancel_requested,
+        )
+        try:
+            # Not abandon_on_cancel: a cancelled run waits until the thread returns.
+            outcome = await anyio.to_thread.run_sync(
+                _call, self._entrypoint, ctx, limiter=self._limiter
+            )
+            # A cancellation that came while the thread ran is raised here, so the pool
+            # reports the job TIMED_OUT or CANCELLED even when it returned early.
+            await anyio.lowlevel.checkpoint()
+            return outcome
+        finally:
+            if self.state is ExecutorState.BUSY:
+                self.state = ExecutorState.READY
+
+    async def aclose(self) -> None:
+        await self.kill()
+
+    async def kill(self) -> None:
+        self.state = ExecutorState.CLOSED
+        self._stop.set()
+
+    def health(self) -> Health:
+        return Health(alive=self.state is not ExecutorState.CLOSED)
+
+
+def _call(entrypoint: Callable[[JobContext], Any], ctx: JobContext) -> JobOutcome:
+    """Runs in the worker thread: the job's exception becomes its outcome there."""
+    try:
+        value = entrypoint(ctx)
+    except Exception as exc:
+        return JobOutcome.failure(ctx.job_id, FailureReason.RAISED, RemoteError.from_exception(exc))
+    return JobOutcome.success(ctx.job_id, value)
+
+
+@attrs.frozen
+class _Factory:
+    entrypoint: Callable[[JobContext], Any]
+    setup: Callable[[], object] | None
+    limiter: anyio.CapacityLimiter
+
+    def create_executor(self, executor_id: str) -> ToThreadExecutor:
+        return ToThreadExecutor(executor_id, self.entrypoint, self.setup, self.limiter)
+
+
+_CAPABILITIES = Capabilities(
+    isolates_crashes=False,  # a job shares the process with the host
+    can_kill_running_job=False,  # a thread cannot be killed
+    measures_memory=False,
+    sync_entrypoints=True,
+    async_entrypoints=False,
+)
+
+
+@attrs.frozen
+class ToThreadBackend:
+    name: str = "to-thread"
+    capabilities: Capabilities = _CAPABILITIES
+    options: type = ToThreadOptions
+
+    @asynccontextmanager
+    async def open(self, config: PoolConfig, options: object) -> AsyncIterator[ExecutorFactory]:
+        assert isinstance(options, ToThreadOptions)
+        assert config.entrypoint is not None, "the pool checks the entrypoint before open()"
+        entrypoint = resolve_callable(config.entrypoint, what="entrypoint")
+        setup = resolve_callable(config.setup, what="setup") if config.setup else None
+        limiter = anyio.CapacityLimiter(options.max_threads or config.max_executors)
+        yield _Factory(entrypoint, setup, limiter)
+
+
+@executors.hookimpl
+def executors_register_backends(register: Callable[[Backend], None]) -> None:
+    register(ToThreadBackend())
