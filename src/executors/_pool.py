@@ -560,17 +560,21 @@ _pool_serial = itertools.count(1)
 
 
 def _resolve_config(
-    config: PoolConfig | None, overrides: Mapping[str, object]
-) -> tuple[PoolConfig, LoadedConfig | None]:
+    config: PoolConfig | LoadedConfig | None, overrides: Mapping[str, object]
+) -> LoadedConfig:
     if config is None:
-        loaded = load_config(overrides)
-        return loaded.config, loaded
-    return (config.evolve(**overrides) if overrides else config), None
+        return load_config(overrides)
+    if isinstance(config, LoadedConfig):
+        if overrides:
+            msg = "open_pool() takes overrides or a LoadedConfig, not both"
+            raise TypeError(msg)
+        return config
+    return LoadedConfig.of(config.evolve(**overrides) if overrides else config)
 
 
 @asynccontextmanager
 async def open_pool(
-    config: PoolConfig | None = None,
+    config: PoolConfig | LoadedConfig | None = None,
     /,
     *,
     name: str | None = None,
@@ -582,12 +586,15 @@ async def open_pool(
 
     Without ``config`` the configuration is loaded from ``pyproject.toml``,
     ``executors.toml`` and ``EXECUTORS_*`` variables, with ``overrides`` on top; with a
-    :class:`PoolConfig`, ``overrides`` are applied to it and no file is read.
+    :class:`PoolConfig`, ``overrides`` are applied to it and no file is read; a
+    :class:`LoadedConfig` (from :func:`load_config`) is used as it is, and errors in
+    backend options then name the file or variable they came from.
     ``observers`` are plugin objects whose lifecycle hooks this pool calls, besides the
     installed plugins'. Leaving the block drains the pool (``drain_timeout``); leaving
     it with an exception (or cancellation) cancels what is running at once.
     """
-    cfg, loaded = _resolve_config(config, overrides)
+    loaded = _resolve_config(config, overrides)
+    cfg = loaded.config
     registry = registry if registry is not None else default_registry()
     backend = registry.backend(cfg.backend)
     if cfg.entrypoint is None:
@@ -596,7 +603,7 @@ async def open_pool(
     check_runnable(cfg.entrypoint, backend.name, backend.capabilities, what="entrypoint")
     if cfg.setup is not None:
         resolve_callable(cfg.setup, what="setup")
-    options: object = build_backend_options(backend.options, loaded or LoadedConfig.of(cfg))
+    options: object = build_backend_options(backend.options, loaded)
     plugins = [plugin for _, plugin in registry.plugins()] + list(observers)
     # The block's own exception is re-raised after the task group has exited, so callers
     # see their exception, not an ExceptionGroup wrapping it.

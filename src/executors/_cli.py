@@ -1,0 +1,542 @@
+"""The ``executors`` command line: ``backends``, ``config`` and ``run``.
+
+Reports are rich tables on stdout; ``--json`` prints plain JSON instead, for scripts.
+The progress bar and log messages go to stderr. A mistake the user can fix (a
+configuration, entrypoint or backend error) prints ``error: <message>`` on stderr and
+exits with status 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import attrs
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from ._config import build_backend_options, load_config
+from ._exceptions import ExecutorsError, PoolFull
+from ._plugins import default_registry
+from ._pool import open_pool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from ._config import LoadedConfig
+    from ._executor import Capabilities
+    from ._job import JobOutcome
+    from ._plugins import Registry
+    from ._pool import Pool, PoolStatistics
+
+EXIT_OK = 0
+#: ``run``: some job failed; ``backends``: no backend is installed
+EXIT_FAILED = 1
+#: a usage, configuration, entrypoint or backend error
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+# Labels of the Capabilities fields in `executors backends`, in display order. A field
+# missing here is still shown, under its own name.
+_CAPABILITY_LABELS = {
+    "async_entrypoints": "async",
+    "sync_entrypoints": "sync",
+    "can_kill_running_job": "kill",
+    "measures_memory": "memory",
+    "isolates_crashes": "crash-isolated",
+    "reusable": "reusable",
+    "remote": "remote",
+    "setup_per_pool": "setup-per-pool",
+}
+# Failures that are no FailureReason: submit() refused the job (when_full = "reject").
+_REJECTED = "rejected"
+_PROGRESS_REFRESH = 0.1  # seconds between redraws of the progress bar
+
+
+# -- argument parsing ----------------------------------------------------------------------
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        msg = f"expected KEY=VALUE (such as idle_executors=4), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return key.strip(), value
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdecimal() or int(text) < 1:
+        msg = f"expected a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+@attrs.frozen
+class _Payload:
+    """The ``--payload`` value, boxed so that ``--payload null`` differs from no option."""
+
+    value: object
+
+
+def _json_payload(text: str) -> _Payload:
+    try:
+        return _Payload(json.loads(text))
+    except json.JSONDecodeError as err:
+        msg = f"not valid JSON ({err}): {text!r}"
+        raise argparse.ArgumentTypeError(msg) from err
+
+
+def _config_options() -> argparse.ArgumentParser:
+    """The options every command that loads the configuration takes."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--set",
+        dest="settings",
+        metavar="KEY=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        help="override a setting (repeatable); KEY is a setting or BACKEND.OPTION, VALUE "
+        "is text converted as for EXECUTORS_* variables",
+    )
+    parent.add_argument(
+        "--dir",
+        type=Path,
+        metavar="PATH",
+        help="read pyproject.toml and executors.toml from PATH (default: the current directory)",
+    )
+    return parent
+
+
+def _add_backends_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "backends",
+        help="list installed backends and plugins that failed to load",
+        description="List the installed backends, the plugins, and the plugins that "
+        "failed to load or were left out. Exits 1 when no backend is installed.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--traceback", action="store_true", help="print the traceback of each broken plugin"
+    )
+    parser.set_defaults(handler=_backends_command)
+
+
+def _add_config_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    parser = commands.add_parser(
+        "config",
+        parents=[parent],
+        help="show the effective configuration and where each value comes from",
+        description="Show every setting with its value and its source: default, "
+        "pyproject.toml, executors.toml, an EXECUTORS_* variable, or override (--set).",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=_config_command)
+
+
+def _add_run_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
+    parser = commands.add_parser(
+        "run",
+        parents=[parent],
+        help="run jobs on a pool and summarize their outcomes",
+        description="Open a pool, run --jobs jobs of ENTRYPOINT on it, and print a summary. "
+        "The current directory is put first on sys.path, as `python -m` does, so "
+        "ENTRYPOINT and --setup may name modules of the project you run it from. "
+        "Exits 0 when every job succeeded, 1 when some failed, 2 on a configuration, "
+        "entrypoint or backend error.",
+    )
+    parser.add_argument(
+        "entrypoint", metavar="ENTRYPOINT", help="the job function, module:function"
+    )
+    parser.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="default: 1")
+    parser.add_argument(
+        "--payload",
+        type=_json_payload,
+        metavar="JSON",
+        help="the payload of every job (default: job i gets the integer i)",
+    )
+    parser.add_argument("--setup", metavar="REF", help="setup function, module:function")
+    parser.add_argument("--backend", metavar="NAME", help="see `executors backends`")
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="K",
+        help="jobs submitted but not finished, at most (default: 2 * max_executors)",
+    )
+    parser.add_argument(
+        "--host-loop",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="event loop the pool runs in (default: asyncio)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="show no progress bar")
+    parser.set_defaults(handler=_run_command)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="executors", description="Run jobs on pluggable executors through a pool."
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    parent = _config_options()
+    _add_backends_command(commands)
+    _add_config_command(commands, parent)
+    _add_run_command(commands, parent)
+    return parser
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _error(message: str) -> None:
+    # Plain text, not rich: a message must reach logs and tests unwrapped and unstyled.
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _print_json(document: object) -> None:
+    # default=str: values from TOML files may be dates; a setup may be a callable.
+    print(json.dumps(document, indent=2, default=str))
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for column in columns:
+        # Names stay whole; only the free text of the last column wraps.
+        table.add_column(column, no_wrap=column != columns[-1])
+    return table
+
+
+@contextmanager
+def _logging_to(console: Console) -> Iterator[None]:
+    """Show the library's warnings (spawn failures, broken plugins) on ``console``."""
+    handler = RichHandler(console=console, show_time=False, show_path=False)
+    logger = logging.getLogger("executors")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+# -- executors backends ------------------------------------------------------------------
+
+
+def _capability_labels(capabilities: Capabilities) -> list[str]:
+    enabled = [name for name, on in attrs.asdict(capabilities).items() if on]
+    order = list(_CAPABILITY_LABELS)
+    enabled.sort(key=lambda name: order.index(name) if name in order else len(order))
+    return [_CAPABILITY_LABELS.get(name, name) for name in enabled]
+
+
+def _backends_document(registry: Registry) -> dict[str, list[dict[str, object]]]:
+    return {
+        "backends": [
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "plugin": info.plugin,
+                "capabilities": attrs.asdict(info.capabilities),
+            }
+            for info in registry.backends()
+        ],
+        "plugins": [attrs.asdict(info) for info in registry.plugin_infos()],
+        "broken": [attrs.asdict(broken) for broken in registry.broken()],
+        "blocked": [attrs.asdict(blocked) for blocked in registry.blocked()],
+    }
+
+
+def _show_backends(console: Console, registry: Registry, *, tracebacks: bool) -> None:
+    if backends := registry.backends():
+        table = _table("Backends", "name", "distribution", "version", "capabilities")
+        for info in backends:
+            labels = ", ".join(_capability_labels(info.capabilities))
+            table.add_row(info.name, info.distribution, info.version, labels)
+        console.print(table)
+    if plugins := registry.plugin_infos():
+        table = _table("Plugins", "plugin", "distribution", "version", "hooks")
+        for plugin in plugins:
+            table.add_row(plugin.name, plugin.distribution, plugin.version, ", ".join(plugin.hooks))
+        console.print(table)
+    _show_broken(console, registry, tracebacks=tracebacks)
+    _show_blocked(console, registry)
+
+
+def _show_broken(console: Console, registry: Registry, *, tracebacks: bool) -> None:
+    if not (broken := registry.broken()):
+        return
+    table = _table("Broken plugins", "plugin", "distribution", "version", "kind", "error")
+    for plugin in broken:
+        table.add_row(plugin.plugin, plugin.distribution, plugin.version, plugin.kind, plugin.error)
+    console.print(table)
+    for plugin in broken if tracebacks else ():
+        console.print(Text(f"\nTraceback of plugin {plugin.plugin!r}:", style="bold"))
+        console.print(Text(plugin.traceback), soft_wrap=True)  # wrapped, it would misalign
+    if not tracebacks:
+        console.print("Run `executors backends --traceback` to see why each one failed.")
+
+
+def _show_blocked(console: Console, registry: Registry) -> None:
+    if not (blocked := registry.blocked()):
+        return
+    table = _table("Blocked plugins", "plugin", "distribution", "version", "reason")
+    for plugin in blocked:
+        table.add_row(plugin.plugin, plugin.distribution, plugin.version, plugin.reason)
+    console.print(table)
+
+
+def _backends_command(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    if args.json:
+        _print_json(_backends_document(registry))
+    else:
+        _show_backends(Console(), registry, tracebacks=args.traceback)
+    if not registry.backends():
+        _error("no backend is installed: install one, for example executors-coroutine")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# -- executors config ----------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace, **overrides: object) -> LoadedConfig:
+    """The configuration with ``--set`` and ``overrides`` on top, fully validated: the
+    backend is installed and its options are valid.
+
+    Raises :class:`ConfigError` naming the source of a bad value, as ``open_pool`` would.
+    """
+    settings: list[tuple[str, str]] = args.settings
+    loaded = load_config({**dict(settings), **overrides}, directory=args.dir)
+    # Checked before anything runs, so `executors config` reports it too.
+    backend = default_registry().backend(loaded.config.backend)
+    build_backend_options(backend.options, loaded)
+    return loaded
+
+
+def _config_command(args: argparse.Namespace) -> int:
+    rows = _load(args).rows()
+    if args.json:
+        _print_json([row._asdict() for row in rows])
+        return EXIT_OK
+    table = _table("Configuration", "key", "value", "source")
+    for key, value, source in rows:
+        table.add_row(key, repr(value), source)
+    Console().print(table)
+    return EXIT_OK
+
+
+# -- executors run -------------------------------------------------------------------------
+
+
+@attrs.define
+class _Tally:
+    """What the jobs of one run came to: counts, one message per failure reason, and one
+    latency per job (for the percentiles); never the outcomes themselves."""
+
+    ok: int = 0
+    failures: Counter[str] = attrs.field(factory=Counter)
+    #: the first error message seen for each failure reason
+    examples: dict[str, str] = attrs.field(factory=dict)
+    #: seconds from submit to outcome, of every job
+    latencies: list[float] = attrs.field(factory=list)
+
+    @property
+    def failed(self) -> int:
+        return self.failures.total()
+
+    def add(self, outcome: JobOutcome) -> None:
+        if outcome.submitted_at is not None and outcome.finished_at is not None:
+            self.latencies.append(outcome.finished_at - outcome.submitted_at)
+        if outcome.ok:
+            self.ok += 1
+            return
+        reason = outcome.reason.value if outcome.reason else outcome.status.value
+        self.fail(reason, str(outcome.error) if outcome.error else "")
+
+    def fail(self, reason: str, message: str) -> None:
+        self.failures[reason] += 1
+        if message:
+            self.examples.setdefault(reason, message)
+
+
+@attrs.frozen
+class _Report:
+    tally: _Tally
+    #: seconds from opening the pool to its close, warm-up and drain included
+    wall_time: float
+    statistics: PoolStatistics
+
+
+@attrs.frozen
+class _RunPlan:
+    """One ``executors run``: what to run and how many at a time."""
+
+    config: LoadedConfig
+    jobs: int
+    payload: _Payload | None
+    concurrency: int
+    quiet: bool
+
+    def payloads(self) -> Iterator[object]:
+        for i in range(self.jobs):
+            yield i if self.payload is None else self.payload.value
+
+
+async def _submit_all(
+    pool: Pool, payloads: Iterator[object], tally: _Tally, advance: Callable[[], None]
+) -> None:
+    """Run jobs one after another until ``payloads`` is exhausted. Several of these share
+    one iterator, so that as many jobs are in flight as there are of them."""
+    for payload in payloads:
+        try:
+            handle = await pool.submit(payload)
+        except PoolFull as err:
+            tally.fail(_REJECTED, str(err))
+        else:
+            tally.add(await handle.outcome())
+        advance()
+
+
+async def _refresh_forever(progress: Progress) -> None:
+    # Redrawn from the event loop rather than by rich's own thread, which would outlive
+    # the run by up to one refresh interval.
+    while True:
+        progress.refresh()
+        await anyio.sleep(_PROGRESS_REFRESH)
+
+
+async def _run_jobs(plan: _RunPlan) -> _Report:
+    tally = _Tally()
+    started = time.perf_counter()
+    async with open_pool(plan.config) as pool:
+        # Started once the pool is open, so that an error opening it shows no empty bar.
+        with _progress(plan.quiet) as progress:
+            await _run_with_progress(pool, plan, tally, progress)
+    return _Report(tally, time.perf_counter() - started, pool.statistics())
+
+
+async def _run_with_progress(pool: Pool, plan: _RunPlan, tally: _Tally, progress: Progress) -> None:
+    task = progress.add_task("jobs", total=plan.jobs, failed=0)
+
+    def advance() -> None:
+        progress.update(task, advance=1, failed=tally.failed)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_refresh_forever, progress)
+        async with anyio.create_task_group() as jobs:
+            payloads = plan.payloads()
+            for _ in range(plan.concurrency):
+                jobs.start_soon(_submit_all, pool, payloads, tally, advance)
+        tg.cancel_scope.cancel()
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        auto_refresh=False,
+        disable=quiet,
+    )
+
+
+def _percentile(ordered: Sequence[float], percent: float) -> float:
+    """The nearest-rank percentile of sorted, non-empty ``ordered``."""
+    rank = math.ceil(percent / 100 * len(ordered))
+    return ordered[max(rank, 1) - 1]
+
+
+def _latency_text(latencies: list[float]) -> str:
+    if not latencies:
+        return "n/a"
+    ordered = sorted(latencies)
+    p50, p99 = (_percentile(ordered, p) * 1000 for p in (50, 99))
+    return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+
+
+def _show_summary(console: Console, report: _Report) -> None:
+    tally, stats, wall = report.tally, report.statistics, report.wall_time
+    total = tally.ok + tally.failed
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(justify="right", style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("jobs", Text.assemble((f"{tally.ok} ok", "green"), ", ", _failed_text(tally)))
+    for reason, count in tally.failures.most_common():
+        example = tally.examples.get(reason)
+        grid.add_row("", Text(f"{count} {reason}" + (f" (first: {example})" if example else "")))
+    grid.add_row("wall time", f"{wall:.2f} s")
+    grid.add_row("throughput", f"{total / wall:.1f} jobs/s" if wall > 0 else "n/a")
+    grid.add_row("latency", _latency_text(tally.latencies))
+    started, failures = stats.executors_started, stats.spawn_failures
+    grid.add_row("executors", f"{started} started, {failures} spawn failures")
+    console.print(grid)
+
+
+def _failed_text(tally: _Tally) -> Text:
+    return Text(f"{tally.failed} failed", style="red" if tally.failed else "")
+
+
+def _put_cwd_on_path() -> None:
+    """Let entrypoints name modules of the current directory, as ``python -m`` does (the
+    console script's sys.path starts with its own bin directory instead)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    if args.host_loop == "trio" and importlib.util.find_spec("trio") is None:
+        _error("--host-loop trio needs trio: install it with `pip install trio`")
+        return EXIT_ERROR
+    _put_cwd_on_path()
+    named = {"entrypoint": args.entrypoint, "setup": args.setup, "backend": args.backend}
+    loaded = _load(args, **{key: value for key, value in named.items() if value is not None})
+    concurrency = args.concurrency or 2 * loaded.config.max_executors
+    plan = _RunPlan(loaded, args.jobs, args.payload, concurrency, args.quiet)
+    report = anyio.run(_run_jobs, plan, backend=args.host_loop)
+    _show_summary(Console(), report)
+    return EXIT_FAILED if report.tally.failed else EXIT_OK
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit
+    status: 0 success, 1 failed jobs (or no backend), 2 usage or configuration error."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse exits after --help (0) and usage errors (2)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    with _logging_to(Console(stderr=True)):
+        try:
+            return handler(args)
+        except ExecutorsError as err:
+            _error(str(err))
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            _error("interrupted")
+            return EXIT_INTERRUPTED

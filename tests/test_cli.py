@@ -1,0 +1,259 @@
+"""The ``executors`` command line, called in-process through ``main(argv)``; one test runs
+the real ``python -m executors`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from executors import Registry, hookimpl
+from executors._cli import main
+from executors_coroutine import CoroutineBackend
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from executors import Backend
+
+DEMO = ["--setup", "examples.demo:load_model", "--set", "max_executors=4", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No config file or EXECUTORS_* variable of the caller's applies, and `run`'s
+    insertion of the working directory into sys.path is undone after each test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in [name for name in os.environ if name.startswith("EXECUTORS_")]:
+        monkeypatch.delenv(name)
+
+
+class BrokenPlugin:
+    @hookimpl
+    def executors_register_backends(self, register: Callable[[Backend], None]) -> None:
+        raise RuntimeError("the plugin's own bug")
+
+
+def use_registry(monkeypatch: pytest.MonkeyPatch, registry: Registry) -> None:
+    monkeypatch.setattr("executors._cli.default_registry", lambda: registry)
+
+
+# -- backends --------------------------------------------------------------------------------
+
+
+def test_backends_lists_coroutine_with_its_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "coroutine" in out
+    assert "executors-coroutine" in out
+    assert "setup-per-pool" in out
+
+
+def test_backends_json_parses(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    (coroutine,) = [b for b in document["backends"] if b["name"] == "coroutine"]
+    assert coroutine["distribution"] == "executors-coroutine"
+    assert coroutine["capabilities"]["async_entrypoints"] is True
+    assert coroutine["capabilities"]["sync_entrypoints"] is False
+
+
+def test_backends_reports_broken_plugins_and_exits_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = Registry.empty()
+    registry.add_backend(CoroutineBackend(), distribution="executors-coroutine", version="0.1.0")
+    registry.register_plugin(BrokenPlugin(), "broken", distribution="broken-dist", version="9.9")
+    use_registry(monkeypatch, registry)
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "Broken plugins" in out
+    assert "broken-dist" in out
+    assert "register_backends" in out
+    assert "RuntimeError" in out  # the table may wrap the rest of the message
+    assert main(["backends", "--traceback"]) == 0
+    assert "RuntimeError: the plugin's own bug" in capsys.readouterr().out
+    assert main(["backends", "--json"]) == 0
+    (broken,) = json.loads(capsys.readouterr().out)["broken"]
+    assert broken["plugin"] == "broken"
+    assert broken["error"] == "RuntimeError: the plugin's own bug"
+    assert "Traceback" in broken["traceback"]
+
+
+def test_backends_exits_1_when_none_is_installed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_registry(monkeypatch, Registry.empty())
+    assert main(["backends"]) == 1
+    assert "no backend is installed" in capsys.readouterr().err
+
+
+# -- config ------------------------------------------------------------------------------------
+
+
+def test_config_shows_the_source_of_each_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "executors.toml").write_text("idle_executors = 2\n")
+    monkeypatch.setenv("EXECUTORS_JOB_TIMEOUT", "30")
+    assert main(["config", "--set", "max_executors=8", "--json"]) == 0
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["idle_executors"]["value"] == 2
+    assert rows["idle_executors"]["source"] == f"executors.toml ({tmp_path / 'executors.toml'})"
+    assert rows["job_timeout"] == {
+        "key": "job_timeout",
+        "value": 30.0,
+        "source": "env EXECUTORS_JOB_TIMEOUT",
+    }
+    assert rows["max_executors"]["source"] == "override"
+    assert rows["backend"]["source"] == "default"
+    assert main(["config", "--set", "max_executors=8"]) == 0
+    out = capsys.readouterr().out
+    assert "override" in out
+    assert "env EXECUTORS_JOB_TIMEOUT" in out
+
+
+def test_config_reads_the_directory_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[tool.executors]\nmax_executors = 3\n")
+    assert main(["config", "--dir", str(project), "--json"]) == 0
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["max_executors"]["value"] == 3
+    assert rows["max_executors"]["source"].startswith("pyproject.toml [tool.executors]")
+
+
+def test_config_error_names_file_and_key_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "executors.toml").write_text("max_executors = 0\n")
+    assert main(["config"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: executors.toml")
+    assert "max_executors = 0 is invalid" in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_config_rejects_a_bad_set_value(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--set", "max_executors=many"]) == 2
+    assert "error: override: max_executors = 'many' is invalid" in capsys.readouterr().err
+
+
+def test_malformed_set_is_a_usage_error_naming_the_argument(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["config", "--set", "max_executors"]) == 2
+    assert "argument --set: expected KEY=VALUE" in capsys.readouterr().err
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+def test_run_demo_succeeds_and_summarizes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "examples.demo:work", "--jobs", "20", *DEMO]) == 0
+    out = capsys.readouterr().out
+    assert "20 ok, 0 failed" in out
+    assert "p50" in out
+    assert "p99" in out
+    assert "jobs/s" in out
+    assert "0 spawn failures" in out
+
+
+def test_run_with_bounded_concurrency_under_trio(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "examples.demo:work", "--jobs", "7", "--concurrency", "2", "--host-loop", "trio"]
+    assert main([*argv, *DEMO]) == 0
+    assert "7 ok, 0 failed" in capsys.readouterr().out
+
+
+def test_run_shows_progress_unless_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "examples.demo:work", "--jobs", "3", "--setup", "examples.demo:load_model"]
+    assert main(argv) == 0
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_run_with_failures_exits_1_and_groups_them(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "examples.demo:flaky", "--jobs", "20", *DEMO]) == 1
+    out = capsys.readouterr().out
+    assert "18 ok, 2 failed" in out
+    assert "2 raised" in out
+    assert "ValueError: payload 0 is divisible by 10" in out
+
+
+def test_run_counts_jobs_a_full_pool_rejects(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "examples.demo:work", "--jobs", "3", "--set", "when_full=reject"]
+    assert main([*argv, "--set", "max_pending=0", *DEMO]) == 1
+    out = capsys.readouterr().out
+    assert "0 ok, 3 failed" in out
+    assert "3 rejected" in out
+
+
+def test_run_gives_every_job_the_payload(capsys: pytest.CaptureFixture[str]) -> None:
+    # Payload 10 makes flaky raise: every job must have received it.
+    assert main(["run", "examples.demo:flaky", "--jobs", "3", "--payload", "10", *DEMO]) == 1
+    assert "0 ok, 3 failed" in capsys.readouterr().out
+
+
+def test_run_rejects_a_payload_that_is_not_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "examples.demo:work", "--payload", "{oops"]) == 2
+    assert "argument --payload: not valid JSON" in capsys.readouterr().err
+
+
+def test_run_unknown_backend_exits_2_listing_the_installed_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "examples.demo:work", "--backend", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "error: unknown backend 'nosuch': installed backends are" in err
+    assert "coroutine" in err
+
+
+def test_run_unimportable_entrypoint_exits_2_naming_the_module(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "nosuchmodule:f"]) == 2
+    captured = capsys.readouterr()
+    assert "cannot import module 'nosuchmodule'" in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_run_sync_function_on_coroutine_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "examples.demo:work_sync"]) == 2
+    err = capsys.readouterr().err
+    assert "is a sync function, but backend 'coroutine' runs only async functions" in err
+
+
+def test_run_imports_entrypoints_from_the_working_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "local_jobs.py").write_text("async def double(ctx):\n    return 2 * ctx.payload\n")
+    try:
+        assert main(["run", "local_jobs:double", "--jobs", "2", "--quiet"]) == 0
+    finally:
+        sys.modules.pop("local_jobs", None)
+    assert "2 ok, 0 failed" in capsys.readouterr().out
+
+
+# -- the installed command -------------------------------------------------------------------
+
+
+def test_python_dash_m_executors_backends() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "executors", "backends"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "coroutine" in result.stdout
+    assert "executors-coroutine" in result.stdout
