@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -42,3 +43,9 @@ async def wait_for_release(ctx: JobContext) -> object:
 
 def sync_job(ctx: JobContext) -> object:
     return ctx.payload
+
+
+async def block_the_loop(ctx: JobContext) -> object:
+    """Blocks the host loop for ``ctx.payload`` seconds: the fault the watchdog reports."""
+    time.sleep(ctx.payload)  # noqa: ASYNC251 -- blocking the loop is the point
+    return ctx.job_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from executors import (
     AcquireError,
+    ConfigError,
     EntrypointError,
     FailureReason,
     Job,
@@ -63,7 +65,7 @@ async def test_runs_jobs_and_shares_the_setup_state_once_per_pool() -> None:
     assert coroutine_jobs.SETUP_CALLS == [1]
 
 
-async def test_a_raising_job_never_disturbs_its_siblings() -> None:
+async def test_invariant_1_a_raising_job_never_disturbs_its_siblings() -> None:
     payloads = ["a", "raise", "b", "raise", "c"]
     async with open_pool(config(entrypoint=coroutine_jobs.sometimes_raise)) as pool:
         handles = [await pool.submit(p) for p in payloads]
@@ -86,7 +88,7 @@ async def test_a_raising_job_never_disturbs_its_siblings() -> None:
     assert isinstance(failed.error.exception, ValueError)
 
 
-async def test_cancelling_a_running_job_ends_it_cancelled_and_frees_the_slot() -> None:
+async def test_invariant_4_cancelling_a_running_job_ends_it_cancelled_and_frees_the_slot() -> None:
     release = anyio.Event()
     async with open_pool(config(entrypoint=coroutine_jobs.wait_for_release)) as pool:
         handle = await pool.submit(release)
@@ -106,7 +108,7 @@ async def test_job_timeout_cancels_the_task() -> None:
     assert outcome.status is JobStatus.TIMED_OUT
 
 
-async def test_every_setup_raising_gives_acquire_error_with_the_setup_error() -> None:
+async def test_invariant_3_every_setup_raising_gives_acquire_error_with_the_setup_error() -> None:
     cfg = config(
         setup=coroutine_jobs.broken_setup,
         idle_executors=1,
@@ -178,3 +180,38 @@ async def test_invariants_1_2_5_6_9_10_hold_with_real_tasks(
     check_bounds(result)
     check_bounded_drain(result)
     check_no_leaks(result)
+
+
+async def test_the_loop_lag_watchdog_names_the_job_that_blocked_the_loop() -> None:
+    cfg = config(
+        entrypoint=coroutine_jobs.block_the_loop,
+        backend_options={"loop_lag_warn": 0.1, "loop_lag_interval": 0.02},
+    )
+    reported = anyio.Event()
+    records: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            reported.set()
+
+    handler = Catch(logging.WARNING)
+    logging.getLogger("executors.coroutine").addHandler(handler)
+    try:
+        async with open_pool(cfg) as pool:
+            await pool.wait_until(lambda s: s.idle == 2)
+            job_id = await pool.run(0.3)
+            # the watchdog wakes late, then reports: wait for its report
+            with anyio.fail_after(5):
+                await reported.wait()
+    finally:
+        logging.getLogger("executors.coroutine").removeHandler(handler)
+    message = records[0].getMessage()
+    assert "event loop was blocked" in message
+    assert f"{job_id} on " in message
+
+
+async def test_invalid_coroutine_options_name_the_option() -> None:
+    with pytest.raises(ConfigError, match="loop_lag_warn"):
+        async with open_pool(config(backend_options={"loop_lag_warn": -1})):
+            pass

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +38,57 @@ _CAPABILITIES = Capabilities(
 )
 
 
-@attrs.frozen
+logger = logging.getLogger("executors.coroutine")
+
+
+def _positive_or_none(inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not value > 0:
+        msg = f"{attr.name} = {value!r} is invalid: must be > 0 (or none to disable)"
+        raise ValueError(msg)
+
+
+@attrs.frozen(kw_only=True)
 class CoroutineOptions:
-    """The coroutine backend has no options of its own (``[tool.executors.coroutine]``)."""
+    """Options of the coroutine backend (``[tool.executors.coroutine]``)."""
+
+    #: warn when the host event loop was blocked this long (seconds); ``None`` disables
+    #: the watchdog. The warning names the jobs that ran while the loop was blocked.
+    loop_lag_warn: float | None = attrs.field(default=0.5, validator=_positive_or_none)
+    #: how often the watchdog checks the loop (seconds)
+    loop_lag_interval: float = attrs.field(default=0.1, validator=_positive_or_none)
+
+
+@attrs.define(eq=False)
+class _LoopWatch:
+    """Knows which jobs ran since the watchdog last woke, to name the one that blocked
+    the loop: a job that blocks has usually returned by the time the watchdog runs."""
+
+    # job id -> executor id, for jobs running now
+    running: dict[str, str] = attrs.field(factory=dict)
+    # jobs that ran at some point since the last tick (running ones included)
+    recent: dict[str, str] = attrs.field(factory=dict)
+
+    def begin(self, job_id: str, executor_id: str) -> None:
+        self.running[job_id] = self.recent[job_id] = executor_id
+
+    def end(self, job_id: str) -> None:
+        self.running.pop(job_id, None)
+
+    async def watch(self, warn_after: float, interval: float) -> None:
+        while True:
+            self.recent = dict(self.running)
+            before = anyio.current_time()
+            await anyio.sleep(interval)
+            lag = anyio.current_time() - before - interval
+            if lag >= warn_after:
+                suspects = ", ".join(f"{j} on {e}" for j, e in self.recent.items()) or "none"
+                logger.warning(
+                    "the event loop was blocked for %.3f s (loop_lag_warn = %s s); "
+                    "jobs that ran meanwhile: %s",
+                    lag,
+                    warn_after,
+                    suspects,
+                )
 
 
 @attrs.define(eq=False)
@@ -73,6 +122,7 @@ class CoroutineExecutor:
     id: str
     _entrypoint: Callable[[JobContext], Any] = attrs.field(repr=False)
     _setup: _SharedSetup = attrs.field(repr=False)
+    _watch: _LoopWatch = attrs.field(repr=False)
     state: ExecutorState = ExecutorState.STARTING
     _setup_state: object = attrs.field(init=False, default=None, repr=False)
     # The running job's scope. Invariant: not None exactly while a job runs (BUSY).
@@ -97,12 +147,14 @@ class CoroutineExecutor:
             metadata=job.metadata,
             cancel_check=lambda: scope.cancel_called,
         )
+        self._watch.begin(job.id, self.id)
         try:
             with scope:
                 return await self._call(job, ctx)
             # Only kill() cancels this scope; the pool's own cancellation passes through.
             return JobOutcome.failure(job.id, FailureReason.KILLED)
         finally:
+            self._watch.end(job.id)
             self._scope = None
             if self.state is ExecutorState.BUSY:
                 self.state = ExecutorState.READY
@@ -130,9 +182,10 @@ class CoroutineExecutor:
 class _Factory:
     entrypoint: Callable[[JobContext], Any]
     setup: _SharedSetup
+    watch: _LoopWatch
 
     def create_executor(self, executor_id: str) -> CoroutineExecutor:
-        return CoroutineExecutor(executor_id, self.entrypoint, self.setup)
+        return CoroutineExecutor(executor_id, self.entrypoint, self.setup, self.watch)
 
 
 @attrs.frozen
@@ -148,4 +201,12 @@ class CoroutineBackend:
         assert config.entrypoint is not None, "the pool checks the entrypoint before open()"
         entrypoint = resolve_callable(config.entrypoint, what="entrypoint")
         setup = resolve_callable(config.setup, what="setup") if config.setup else None
-        yield _Factory(entrypoint, _SharedSetup(setup))
+        assert isinstance(options, CoroutineOptions)
+        watch = _LoopWatch()
+        if options.loop_lag_warn is None:
+            yield _Factory(entrypoint, _SharedSetup(setup), watch)
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch.watch, options.loop_lag_warn, options.loop_lag_interval)
+            yield _Factory(entrypoint, _SharedSetup(setup), watch)
+            tg.cancel_scope.cancel()
