@@ -195,18 +195,8 @@ class Pool:
     _memory_warned_at: dict[str, float] = attrs.field(init=False, factory=dict, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        cfg = self.config
-        limits = Limits(
-            idle_executors=cfg.idle_executors,
-            max_executors=cfg.max_executors,
-            max_concurrent_initializations=cfg.max_concurrent_initializations,
-            max_jobs_per_executor=cfg.max_jobs_per_executor,
-            acquire_attempts=cfg.acquire_attempts,
-            launch_attempts=cfg.launch_attempts,
-            spawn_backoff=cfg.spawn_backoff,
-            spawn_backoff_max=cfg.spawn_backoff_max,
-            consecutive_failure_limit=cfg.consecutive_failure_limit,
-        )
+        # Limits are named after the config fields they take.
+        limits = Limits(**{f.name: getattr(self.config, f.name) for f in attrs.fields(Limits)})
         self._state = PoolState(limits, random.Random(), id_prefix=self.name)
 
     # -- public API ----------------------------------------------------------------------
