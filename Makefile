@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(foreach p,$(PLUGINS),$(BIN)/mypy $(p)/tests &&) true
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest

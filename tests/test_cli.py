@@ -227,7 +227,7 @@ def test_run_unimportable_entrypoint_exits_2_naming_the_module(
 
 
 def test_run_sync_function_on_coroutine_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "examples.demo:work_sync"]) == 2
+    assert main(["run", "examples.demo:work_sync", "--backend", "coroutine"]) == 2
     err = capsys.readouterr().err
     assert "is a sync function, but backend 'coroutine' runs only async functions" in err
 

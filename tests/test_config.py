@@ -134,7 +134,7 @@ def test_tool_executors_must_be_a_table(tmp_path: Path) -> None:
 
 
 def test_rows_list_every_field_in_order_then_the_backend_options(tmp_path: Path) -> None:
-    write(tmp_path, "executors.toml", '[coroutine]\nlag = 0.5\nname = "x"\n')
+    write(tmp_path, "executors.toml", 'backend = "coroutine"\n[coroutine]\nlag = 0.5\nname = "x"\n')
     rows = load(tmp_path, {"idle_executors": 0}).rows()
     assert [row.key for row in rows] == [*FIELDS, "coroutine.lag", "coroutine.name"]
     assert rows[FIELDS.index("idle_executors")] == ConfigRow("idle_executors", 0, "override")

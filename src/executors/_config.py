@@ -111,7 +111,7 @@ class PoolConfig:
     ``docs/configuration.md``; defaults are chosen for long-running jobs."""
 
     #: name of the backend that provides executors
-    backend: str = attrs.field(default="coroutine", validator=_backend_name)
+    backend: str = attrs.field(default="process", validator=_backend_name)
     #: the job function, "module:function" or a top-level callable; sync or async
     entrypoint: CallableRef | None = attrs.field(default=None, validator=_callable_ref)
     #: run once when an executor starts; its return value reaches jobs as ``ctx.state``

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import os
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -12,20 +15,54 @@ if TYPE_CHECKING:
 
 @contextmanager
 def no_leaks() -> Iterator[None]:
-    """Assert that the block leaves no child process (zombies included) and no live
-    thread behind that it started. Use it around a test, or in an autouse fixture."""
+    """Assert that the block leaves behind nothing it started: no child process (zombies
+    included), no live thread, no open file descriptor. Use it around a test, or in an
+    autouse fixture.
+
+    The interpreter-wide helpers of ``multiprocessing`` (the forkserver and the resource
+    tracker, with the descriptors that reach them) are not counted: they live as long as
+    the interpreter and serve every pool.
+    """
     me = psutil.Process()
     children_before = {p.pid for p in me.children(recursive=True)}
     threads_before = set(threading.enumerate())
+    fds_before = _open_fds()
     yield
-    children = [p for p in me.children(recursive=True) if p.pid not in children_before]
+    helpers = _multiprocessing_helpers()
+    children = [
+        p
+        for p in me.children(recursive=True)
+        if p.pid not in children_before and p.pid not in helpers.pids
+    ]
     threads = [
         t
         for t in threading.enumerate()
         if t not in threads_before and t.is_alive() and not _runtime_cache(t)
     ]
+    fds = sorted(_open_fds() - fds_before - helpers.fds)
     assert not children, f"child processes left behind: {children}"
     assert not threads, f"threads left behind: {threads}"
+    assert not fds, f"file descriptors left open: {fds}"
+
+
+class _Helpers:
+    def __init__(self, pids: set[int], fds: set[int]) -> None:
+        self.pids, self.fds = pids, fds
+
+
+def _multiprocessing_helpers() -> _Helpers:
+    server = multiprocessing.forkserver._forkserver
+    tracker = multiprocessing.resource_tracker._resource_tracker
+    pids = {getattr(server, "_forkserver_pid", None), getattr(tracker, "_pid", None)}
+    fds = {getattr(server, "_forkserver_alive_fd", None), getattr(tracker, "_fd", None)}
+    return _Helpers({p for p in pids if p is not None}, {f for f in fds if f is not None})
+
+
+def _open_fds() -> set[int]:
+    try:
+        return {int(name) for name in os.listdir("/proc/self/fd")}
+    except FileNotFoundError:  # no procfs: descriptors are not checked
+        return set()
 
 
 def _runtime_cache(thread: threading.Thread) -> bool:

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import anyio
+import attrs
+
+from executors import Capabilities
+
+from ._executor import ProcessExecutor, WorkerSpec
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from multiprocessing.context import ForkServerContext
+
+    from executors import ExecutorFactory, PoolConfig
+
+    from ._executor import WorkerContext
+
+StartMethod = Literal["auto", "forkserver", "spawn"]
+
+_CAPABILITIES = Capabilities(
+    isolates_crashes=True,
+    can_kill_running_job=True,
+    measures_memory=True,
+    sync_entrypoints=True,
+    async_entrypoints=True,
+    reusable=True,
+    remote=False,
+    setup_per_pool=False,
+)
+
+
+def _start_method(inst: object, attr: attrs.Attribute[Any], value: str) -> None:
+    if value not in ("auto", "forkserver", "spawn"):
+        msg = f"{attr.name} = {value!r} is invalid: must be 'auto', 'forkserver' or 'spawn'"
+        raise ValueError(msg)
+
+
+def _positive_or_none(inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not value > 0:
+        msg = f"{attr.name} = {value!r} is invalid: must be > 0"
+        raise ValueError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class ProcessOptions:
+    """Options of the process backend (``[tool.executors.process]``)."""
+
+    #: "forkserver" (Linux: workers fork from a server that preloaded the entrypoint's
+    #: and setup's modules), "spawn" (a fresh interpreter per worker), or "auto":
+    #: forkserver where available, spawn elsewhere. Chosen per pool; the global
+    #: multiprocessing start method is never changed.
+    start_method: StartMethod = attrs.field(default="auto", validator=_start_method)
+    #: log a warning when a worker takes longer than this (seconds) to answer a ping
+    high_ping_threshold: float = attrs.field(default=0.5, validator=_positive_or_none)
+    #: after a job, recycle a worker whose memory is over this (MiB); none: never
+    recycle_memory_mb: float | None = attrs.field(default=None, validator=_positive_or_none)
+
+
+def resolve_start_method(method: StartMethod) -> str:
+    if method != "auto":
+        return method
+    available = multiprocessing.get_all_start_methods()
+    return (
+        "forkserver"
+        if sys.platform.startswith("linux") and "forkserver" in available
+        else ("spawn")
+    )
+
+
+def _modules_of(*references: object) -> list[str]:
+    return [ref.partition(":")[0] for ref in references if isinstance(ref, str)]
+
+
+def _context(config: PoolConfig, options: ProcessOptions) -> WorkerContext:
+    method = resolve_start_method(options.start_method)
+    context = cast("WorkerContext", multiprocessing.get_context(method))
+    if method == "forkserver":
+        # Workers fork from a server that has imported these once; it is shared by
+        # every pool of this interpreter, so the first pool's preload list wins.
+        preload = ["executors_process._worker", *_modules_of(config.entrypoint, config.setup)]
+        cast("ForkServerContext", context).set_forkserver_preload(preload)
+    return context
+
+
+@attrs.define(eq=False)
+class _Factory:
+    spec: WorkerSpec
+
+    def create_executor(self, executor_id: str) -> ProcessExecutor:
+        return ProcessExecutor(executor_id, self.spec)
+
+
+@attrs.frozen
+class ProcessBackend:
+    """Backend ``process``: one supervised OS process per executor."""
+
+    name: str = "process"
+    capabilities: Capabilities = _CAPABILITIES
+    options: type = ProcessOptions
+
+    @asynccontextmanager
+    async def open(self, config: PoolConfig, options: object) -> AsyncIterator[ExecutorFactory]:
+        assert isinstance(options, ProcessOptions)
+        wants_memory = any(
+            limit is not None
+            for limit in (config.memory_warn_mb, config.memory_limit_mb, options.recycle_memory_mb)
+        )
+        async with anyio.create_task_group() as tg:
+            spec = WorkerSpec(_context(config, options), config, options, tg, wants_memory)
+            yield _Factory(spec)
+            tg.cancel_scope.cancel()

@@ -1,0 +1,421 @@
+"""The host side of one worker process."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import signal
+import socket
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+import psutil
+
+from executors import (
+    ExecutorsError,
+    ExecutorState,
+    FailureReason,
+    Health,
+    JobOutcome,
+    LaunchError,
+    RemoteError,
+)
+
+from . import _worker
+from ._protocol import ErrorInfo, FrameBuffer, Message, encode
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from multiprocessing.context import ForkServerContext, SpawnContext
+    from multiprocessing.process import BaseProcess
+    from typing import TypeAlias
+
+    WorkerContext: TypeAlias = SpawnContext | ForkServerContext
+
+    from anyio.abc import TaskGroup
+
+    from executors import Job, PoolConfig
+
+    from ._backend import ProcessOptions
+
+logger = logging.getLogger("executors.process")
+
+
+class WorkerError(ExecutorsError, RuntimeError):
+    """Raised when a worker process failed in a way that cannot be shown as the original
+    exception: it exited during start, or its exception did not pickle."""
+
+
+@attrs.frozen
+class WorkerSpec:
+    """What every worker of one pool needs; built once by the backend."""
+
+    context: WorkerContext
+    config: PoolConfig
+    options: ProcessOptions
+    task_group: TaskGroup = attrs.field(repr=False)
+    #: the pool reads memory only when a memory knob is set: PSS costs a read of smaps
+    wants_memory: bool
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """'exit code 3', 'killed by signal 9 (SIGKILL)' or 'still running'."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"killed by signal {-exitcode} ({name})"
+    return f"exit code {exitcode}"
+
+
+def exception_from(error: ErrorInfo, where: str) -> BaseException:
+    """The worker's exception, with its remote traceback as a note; a WorkerError when
+    it did not pickle."""
+    type_name, message, text, pickled = error
+    exc: BaseException | None = None
+    if pickled is not None:
+        with contextlib.suppress(Exception):
+            exc = pickle.loads(pickled)
+    if not isinstance(exc, BaseException):
+        exc = WorkerError(f"{type_name}: {message}" if message else type_name)
+    exc.add_note(f"raised in {where}; remote traceback:\n{text.rstrip()}")
+    return exc
+
+
+def remote_error(error: ErrorInfo, where: str) -> RemoteError:
+    type_name, message, text, _ = error
+    return RemoteError(type_name, message, text, exception_from(error, where))
+
+
+@attrs.define(eq=False)
+class ProcessExecutor:
+    """One worker process. Its background tasks (reader, exit watcher, pinger) run in
+    the backend's task group and end when the process has exited."""
+
+    id: str
+    _spec: WorkerSpec = attrs.field(repr=False)
+    state: ExecutorState = ExecutorState.STARTING
+    _process: BaseProcess | None = attrs.field(init=False, default=None)
+    pid: int | None = attrs.field(init=False, default=None)
+    _sock: socket.socket | None = attrs.field(init=False, default=None, repr=False)
+    _send_lock: anyio.Lock = attrs.field(init=False, factory=anyio.Lock, repr=False)
+    # Set and replaced whenever something arrives or the process exits.
+    _wakeup: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    _ready: bool = attrs.field(init=False, default=False)
+    _init_error: BaseException | None = attrs.field(init=False, default=None)
+    _exited: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    exitcode: int | None = attrs.field(init=False, default=None)
+    # The job sent to the worker and its reply. Invariant: _reply is None unless
+    # _pending is set.
+    _pending: str | None = attrs.field(init=False, default=None)
+    _reply: Message | None = attrs.field(init=False, default=None, repr=False)
+    # ping seq -> when it was sent; at most one is outstanding
+    _pings: dict[int, float] = attrs.field(init=False, factory=dict, repr=False)
+    _last_rtt: float | None = attrs.field(init=False, default=None)
+    _background: anyio.CancelScope = attrs.field(init=False, factory=anyio.CancelScope, repr=False)
+
+    # -- JobExecutor -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            self._launch_process()
+            await self._send(("init", *self._init_args()))
+            if not await self._wait(lambda: self._ready or self._init_error is not None):
+                msg = f"{self._where()} exited during start: {describe_exit(self.exitcode)}"
+                raise WorkerError(msg)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.kill()
+            raise
+        if self._init_error is not None:
+            with anyio.CancelScope(shield=True):
+                await self.kill()
+            raise self._init_error
+        if self.state is ExecutorState.STARTING:
+            self.state = ExecutorState.READY
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        if self.state is not ExecutorState.READY:
+            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
+            raise LaunchError(msg)
+        try:
+            frame = encode(("job", job.id, job.payload))
+        except Exception as exc:
+            problem = pickle.PicklingError(
+                f"the payload of job {job.id} cannot be pickled: {type(exc).__name__}: {exc}"
+            )
+            return JobOutcome.failure(job.id, FailureReason.RAISED, _local_error(problem))
+        self.state = ExecutorState.BUSY
+        self._pending, self._reply = job.id, None
+        try:
+            await self._deliver(job.id, frame)
+            await self._wait(lambda: self._reply is not None)
+        except BaseException:
+            # Cancelled (timeout, cancel, drain): the job cannot be stopped half-way in
+            # another process, so the worker goes, and nothing is left behind.
+            with anyio.CancelScope(shield=True):
+                await self.kill()
+            raise
+        finally:
+            reply, self._pending, self._reply = self._reply, None, None
+        return self._outcome(job, reply)
+
+    async def aclose(self) -> None:
+        if self._process is None or self._exited.is_set():
+            await self.kill()
+            return
+        self.state = ExecutorState.CLOSING
+        family = self._descendants()
+        with contextlib.suppress(OSError):
+            await self._send(("shutdown",))
+        await self._exited.wait()
+        # Grandchildren that outlived the worker are killed too: the whole tree goes.
+        _kill_all(family)
+        self._finish()
+
+    async def kill(self) -> None:
+        if self._process is not None and not self._exited.is_set():
+            _kill_all([*self._descendants(), self._process_handle()])
+            with anyio.CancelScope(shield=True):
+                await self._exited.wait()
+        self._finish()
+
+    def health(self) -> Health:
+        alive = self._process is not None and not self._exited.is_set()
+        memory = self.memory_mb() if alive and self._spec.wants_memory else None
+        return Health(alive=alive, memory_mb=memory, ping_latency=self._ping_latency())
+
+    # -- measurements ------------------------------------------------------------------------
+
+    def memory_mb(self) -> float | None:
+        """PSS, else USS, else RSS of the worker, in MiB. RSS counts the pages shared
+        with the forkserver in every worker, so it is the last resort."""
+        try:
+            process = psutil.Process(self.pid)
+            try:
+                info = process.memory_full_info()
+                used = getattr(info, "pss", None) or info.uss
+            except (psutil.AccessDenied, AttributeError):
+                used = process.memory_info().rss
+        except psutil.Error:
+            return None
+        return float(used) / (1024 * 1024)
+
+    def _ping_latency(self) -> float | None:
+        if self._pings:
+            return anyio.current_time() - min(self._pings.values())
+        return self._last_rtt
+
+    # -- process -----------------------------------------------------------------------------
+
+    def _init_args(self) -> tuple[object, object, int]:
+        config = self._spec.config
+        return (config.entrypoint, config.setup, logging.getLogger().getEffectiveLevel())
+
+    def _launch_process(self) -> None:
+        parent, child = socket.socketpair()
+        try:
+            process = self._spec.context.Process(
+                target=_worker.main,
+                args=(child, self.id),
+                name=f"executors-worker-{self.id}",
+                daemon=False,
+            )
+            process.start()
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        parent.setblocking(False)
+        self._process, self._sock, self.pid = process, parent, process.pid
+        self._spec.task_group.start_soon(self._supervise)
+
+    async def _supervise(self) -> None:
+        with self._background:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._read)
+                tg.start_soon(self._ping)
+                await self._wait_for_exit()
+                tg.cancel_scope.cancel()
+
+    async def _wait_for_exit(self) -> None:
+        process = self._process
+        assert process is not None
+        # The sentinel is readable once the process has ended (multiprocessing keeps it
+        # open until process.close()).
+        await anyio.wait_readable(process.sentinel)
+        process.join()
+        self.exitcode = process.exitcode
+        self.state = ExecutorState.CLOSED
+        self._exited.set()
+        self._wake()
+
+    def _process_handle(self) -> psutil.Process | None:
+        try:
+            return psutil.Process(self.pid)
+        except psutil.Error:
+            return None
+
+    def _descendants(self) -> list[psutil.Process | None]:
+        handle = self._process_handle()
+        if handle is None:
+            return []
+        try:
+            return list(handle.children(recursive=True))
+        except psutil.Error:
+            return []
+
+    def _finish(self) -> None:
+        self.state = ExecutorState.CLOSED
+        self._background.cancel()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._process is not None and self._exited.is_set():
+            self._process.close()
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        sock, buffer = self._sock, FrameBuffer()
+        assert sock is not None
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except BlockingIOError:
+                await anyio.wait_readable(sock)
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            for message in buffer.feed(data):
+                self._dispatch(message)
+            self._wake()
+
+    def _dispatch(self, message: Message) -> None:
+        kind = message[0]
+        if kind == "result" and message[1] == self._pending:
+            self._reply = message
+        elif kind == "pong":
+            self._pong(message[1])
+        elif kind == "log":
+            _relog(message[1])
+        elif kind == "ready":
+            self._ready = True
+        elif kind == "init_failed":
+            self._init_error = exception_from(message[1], self._where())
+
+    async def _ping(self) -> None:
+        serial = 0
+        while True:
+            await anyio.sleep(self._spec.config.ping_interval)
+            if self._pings or self.state is ExecutorState.CLOSING:
+                continue
+            serial += 1
+            self._pings[serial] = anyio.current_time()
+            try:
+                await self._send(("ping", serial))
+            except OSError:
+                return
+
+    def _pong(self, serial: int) -> None:
+        sent = self._pings.pop(serial, None)
+        if sent is None:
+            return
+        self._last_rtt = rtt = anyio.current_time() - sent
+        if rtt > self._spec.options.high_ping_threshold:
+            logger.warning(
+                "%s answered a ping in %.3f s (high_ping_threshold = %s s)",
+                self._where(),
+                rtt,
+                self._spec.options.high_ping_threshold,
+            )
+
+    async def _send(self, message: Message) -> None:
+        await self._send_frame(encode(message))
+
+    async def _send_frame(self, frame: bytes) -> None:
+        sock = self._sock
+        if sock is None:
+            msg = f"{self._where()} is closed"
+            raise BrokenPipeError(msg)
+        view = memoryview(frame)
+        async with self._send_lock:
+            while view:
+                try:
+                    view = view[sock.send(view) :]
+                except BlockingIOError:
+                    await anyio.wait_writable(sock)
+
+    async def _deliver(self, job_id: str, frame: bytes) -> None:
+        try:
+            await self._send_frame(frame)
+        except OSError as exc:
+            # The frame never arrived whole: the worker cannot have accepted the job.
+            msg = f"{self._where()} is gone ({describe_exit(self.exitcode)}): job {job_id} not sent"
+            raise LaunchError(msg) from exc
+
+    async def _wait(self, condition: Callable[[], bool]) -> bool:
+        """Wait until ``condition()`` holds (True) or the process has exited (False)."""
+        while not condition():
+            if self._exited.is_set():
+                return False
+            await self._wakeup.wait()
+        return True
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+        self._wakeup = anyio.Event()
+
+    def _outcome(self, job: Job, reply: Message | None) -> JobOutcome:
+        if reply is None:
+            detail = f"{self._where()} died running job {job.id}: {describe_exit(self.exitcode)}"
+            error = RemoteError("executors_process.WorkerCrashed", detail, "")
+            return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
+        _, _, ok, value = reply
+        if not self._exited.is_set():
+            self.state = ExecutorState.READY
+            self._recycle_if_over_memory()
+        if ok:
+            return JobOutcome.success(job.id, value)
+        return JobOutcome.failure(job.id, FailureReason.RAISED, remote_error(value, self._where()))
+
+    def _recycle_if_over_memory(self) -> None:
+        limit = self._spec.options.recycle_memory_mb
+        if limit is None:
+            return
+        used = self.memory_mb()
+        if used is not None and used > limit:
+            logger.info(
+                "recycling %s: %.0f MiB > recycle_memory_mb = %s", self._where(), used, limit
+            )
+            # Not READY: the pool closes it instead of reusing it.
+            self.state = ExecutorState.CLOSING
+
+    def _where(self) -> str:
+        return f"worker {self.id} (pid {self.pid})"
+
+
+def _local_error(exc: BaseException) -> RemoteError:
+    return RemoteError.from_exception(exc)
+
+
+def _kill_all(processes: list[psutil.Process | None]) -> None:
+    for process in processes:
+        if process is not None:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+
+def _relog(fields: dict[str, Any]) -> None:
+    record = logging.makeLogRecord(fields)
+    logger_ = logging.getLogger(record.name)
+    if logger_.isEnabledFor(record.levelno):
+        logger_.handle(record)

@@ -1,0 +1,76 @@
+"""Frames between the host and a worker: a 4-byte big-endian length, then a pickle.
+
+Imported by the worker, so it imports only the standard library. Every message is a
+tuple whose first item names it:
+
+host -> worker: ("init", entrypoint, setup, executor_id, log_level) | ("job", job_id, payload)
+                | ("ping", seq) | ("shutdown",)
+worker -> host: ("ready",) | ("init_failed", error) | ("result", job_id, ok, value_or_error)
+                | ("pong", seq) | ("log", record_dict)
+
+``error`` is ``(type_name, message, traceback_text, pickled_exception_or_None)``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import traceback
+from typing import Any
+
+HEADER = struct.Struct("!I")
+#: frames above this are refused: a corrupt length must not make us allocate gigabytes
+MAX_FRAME = 1 << 30
+
+Message = tuple[Any, ...]
+ErrorInfo = tuple[str, str, str, bytes | None]
+
+
+def encode(message: Message) -> bytes:
+    """The frame for ``message``. Raises whatever pickling raises."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(data) > MAX_FRAME:
+        msg = f"message of {len(data)} bytes is over the {MAX_FRAME}-byte frame limit"
+        raise ValueError(msg)
+    return HEADER.pack(len(data)) + data
+
+
+class FrameBuffer:
+    """Turns received bytes into messages, whatever the chunking."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buffer += data
+        messages = []
+        while len(self._buffer) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self._buffer)
+            if size > MAX_FRAME:
+                msg = f"frame of {size} bytes announced: the stream is corrupt"
+                raise ValueError(msg)
+            end = HEADER.size + size
+            if len(self._buffer) < end:
+                break
+            messages.append(pickle.loads(self._buffer[HEADER.size : end]))
+            del self._buffer[:end]
+        return messages
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """``exc`` as data: names, traceback text, and the exception itself if it pickles."""
+    cls = type(exc)
+    name = cls.__qualname__
+    if cls.__module__ not in ("builtins", "__main__"):
+        name = f"{cls.__module__}.{name}"
+    text = "".join(traceback.format_exception(exc))
+    return (name, str(exc), text, _pickled(exc))
+
+
+def _pickled(exc: BaseException) -> bytes | None:
+    try:
+        data = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)  # an exception that pickles but does not unpickle is no use
+    except Exception:
+        return None
+    return data

@@ -1,0 +1,208 @@
+"""What runs inside a worker process. Imports little: the standard library, the frame
+protocol, and (for ``JobContext``) the core, which the forkserver has preloaded.
+
+Threads: the main thread runs the setup and the jobs; a reader thread receives frames,
+answers pings at once (so a worker busy in a sync job still answers unless it is really
+stuck) and queues everything else for the main thread. The worker exits when the host
+asks, when the host's end of the socket closes, and (Linux) when its parent dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ._protocol import FrameBuffer, Message, encode, error_info
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
+
+
+def main(sock: socket.socket, executor_id: str) -> None:
+    """The worker's entry point (the ``multiprocessing.Process`` target)."""
+    _die_with_parent()
+    # Ctrl-C in a terminal reaches the whole process group; the host decides what
+    # happens to running jobs (drain, then cancel), so the worker ignores it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock.setblocking(True)
+    outbox = _Outbox(sock)
+    inbox: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+    reader = threading.Thread(
+        target=_read, args=(sock, outbox, inbox), name="executors-reader", daemon=True
+    )
+    reader.start()
+    worker = _Worker(outbox, executor_id)
+    _forward_logging(outbox, worker)
+    while (message := inbox.get()) is not None:
+        worker.handle(message)
+    worker.close()
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to SIGKILL this worker when its parent dies, so a
+    SIGKILLed host (whose forkserver then exits) leaves no orphan."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+class _Outbox:
+    """Sends frames from any thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, message: Message) -> None:
+        self.send_frame(encode(message))
+
+    def send_frame(self, frame: bytes) -> None:
+        with self._lock:
+            self._sock.sendall(frame)
+
+
+def _read(sock: socket.socket, outbox: _Outbox, inbox: queue.SimpleQueue[Message | None]) -> None:
+    buffer = FrameBuffer()
+    while True:
+        try:
+            data = sock.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            # The host closed its end: it is gone. Nobody can receive our results.
+            os._exit(0)
+        for message in buffer.feed(data):
+            if message[0] == "ping":
+                outbox.send(("pong", message[1]))
+            elif message[0] == "shutdown":
+                inbox.put(None)
+            else:
+                inbox.put(message)
+
+
+class _Worker:
+    def __init__(self, outbox: _Outbox, executor_id: str) -> None:
+        self.outbox = outbox
+        self.executor_id = executor_id
+        self.job_id: str | None = None
+        self._entrypoint: Callable[..., Any] | None = None
+        self._state: object = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def handle(self, message: Message) -> None:
+        if message[0] == "init":
+            self._init(*message[1:])
+        elif message[0] == "job":
+            self._job(message[1], message[2])
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+
+    def _call(self, function: Callable[..., Any], *args: object) -> object:
+        result = function(*args)
+        if inspect.isawaitable(result):
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            return self._loop.run_until_complete(_awaited(result))
+        return result
+
+    def _init(self, entrypoint: str | Any, setup: str | Any | None, log_level: int) -> None:
+        logging.getLogger().setLevel(log_level)
+        try:
+            from executors import resolve_callable
+
+            self._entrypoint = resolve_callable(entrypoint)
+            if setup is not None:
+                self._state = self._call(resolve_callable(setup, what="setup"))
+        except BaseException as exc:
+            self.outbox.send(("init_failed", error_info(exc)))
+            return
+        self.outbox.send(("ready",))
+
+    def _job(self, job_id: str, payload: object) -> None:
+        from executors._job import JobContext
+
+        assert self._entrypoint is not None, "a job before init"
+        self.job_id = job_id
+        ctx = JobContext(
+            payload=payload, job_id=job_id, executor_id=self.executor_id, state=self._state
+        )
+        try:
+            value = self._call(self._entrypoint, ctx)
+        except Exception as exc:
+            self._reply(job_id, False, error_info(exc))
+        else:
+            self._reply(job_id, True, value)
+        finally:
+            self.job_id = None
+
+    def _reply(self, job_id: str, ok: bool, value: object) -> None:
+        try:
+            frame = encode(("result", job_id, ok, value))
+        except Exception as exc:
+            problem = pickle.PicklingError(
+                f"the result of job {job_id} cannot be pickled: {type(exc).__name__}: {exc}"
+            )
+            frame = encode(("result", job_id, False, error_info(problem)))
+        self.outbox.send_frame(frame)
+
+
+async def _awaited(awaitable: Any) -> object:
+    return await awaitable
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class _ForwardHandler(logging.Handler):
+    """Sends every log record to the host, with the executor and job ids attached."""
+
+    def __init__(self, outbox: _Outbox, worker: _Worker) -> None:
+        super().__init__()
+        self._outbox = outbox
+        self._worker = worker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            # Only plain values cross: an `extra` object that does not pickle must not
+            # cost the record.
+            fields = {k: v if isinstance(v, _PLAIN) else repr(v) for k, v in vars(record).items()}
+            fields["msg"] = record.getMessage()
+            fields["args"] = None
+            if record.exc_info:
+                fields["exc_text"] = self.formatter_or_default().formatException(record.exc_info)
+            fields["exc_info"] = None
+            fields["executor_id"] = self._worker.executor_id
+            fields["job_id"] = self._worker.job_id
+            self._outbox.send(("log", fields))
+        except Exception:
+            self.handleError(record)
+
+    def formatter_or_default(self) -> logging.Formatter:
+        return self.formatter or logging.Formatter()
+
+
+def _forward_logging(outbox: _Outbox, worker: _Worker) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_ForwardHandler(outbox, worker))

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import multiprocessing.forkserver
+from typing import TYPE_CHECKING
+
+import pytest
+
+from executors.testing import no_leaks
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs under an asyncio host and a trio host."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forkserver_running() -> None:
+    """The forkserver lives as long as the interpreter: start it before the first test
+    so that no test is charged with its process and descriptors."""
+    multiprocessing.forkserver.ensure_running()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_children_threads_or_fds() -> Iterator[None]:
+    """After every test: no worker process (zombies included), thread or fd is left."""
+    with no_leaks():
+        yield
