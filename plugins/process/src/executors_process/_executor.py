@@ -24,7 +24,7 @@ from executors import (
 )
 
 from . import _worker
-from ._protocol import ErrorInfo, FrameBuffer, Message, encode
+from ._protocol import ErrorInfo, FrameBuffer, Message, encode, error_info
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -103,7 +103,9 @@ class ProcessExecutor:
     _process: BaseProcess | None = attrs.field(init=False, default=None)
     pid: int | None = attrs.field(init=False, default=None)
     _sock: socket.socket | None = attrs.field(init=False, default=None, repr=False)
-    _send_lock: anyio.Lock = attrs.field(init=False, factory=anyio.Lock, repr=False)
+    # Pings and pongs travel apart from jobs, so that a worker's reply to a ping never
+    # waits behind a job, and the job path has no hand-off between threads.
+    _control: socket.socket | None = attrs.field(init=False, default=None, repr=False)
     # Set and replaced whenever something arrives or the process exits.
     _wakeup: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
     _ready: bool = attrs.field(init=False, default=False)
@@ -219,27 +221,33 @@ class ProcessExecutor:
 
     def _launch_process(self) -> None:
         parent, child = socket.socketpair()
+        control, control_child = socket.socketpair()
         try:
             process = self._spec.context.Process(
                 target=_worker.main,
-                args=(child, self.id),
+                args=(child, control_child, self.id),
                 name=f"executors-worker-{self.id}",
                 daemon=False,
             )
             process.start()
         except BaseException:
             parent.close()
+            control.close()
             raise
         finally:
             child.close()
+            control_child.close()
         parent.setblocking(False)
-        self._process, self._sock, self.pid = process, parent, process.pid
+        control.setblocking(False)
+        self._process, self._sock, self._control = process, parent, control
+        self.pid = process.pid
         self._spec.task_group.start_soon(self._supervise)
 
     async def _supervise(self) -> None:
         with self._background:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._read)
+                tg.start_soon(self._read, self._sock)
+                tg.start_soon(self._read, self._control)
                 tg.start_soon(self._ping)
                 await self._wait_for_exit()
                 tg.cancel_scope.cancel()
@@ -274,16 +282,17 @@ class ProcessExecutor:
     def _finish(self) -> None:
         self.state = ExecutorState.CLOSED
         self._background.cancel()
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        for sock in (self._sock, self._control):
+            if sock is not None:
+                sock.close()
+        self._sock = self._control = None
         if self._process is not None and self._exited.is_set():
             self._process.close()
 
     # -- messages ----------------------------------------------------------------------------
 
-    async def _read(self) -> None:
-        sock, buffer = self._sock, FrameBuffer()
+    async def _read(self, sock: socket.socket | None) -> None:
+        buffer = FrameBuffer()
         assert sock is not None
         while True:
             try:
@@ -311,6 +320,29 @@ class ProcessExecutor:
             self._ready = True
         elif kind == "init_failed":
             self._init_error = exception_from(message[1], self._where())
+        elif kind in ("undecodable", "undecodable_in_worker"):
+            self._undecodable(message[1], in_worker=kind == "undecodable_in_worker")
+
+    def _undecodable(self, error: ErrorInfo, *, in_worker: bool) -> None:
+        """A frame did not unpickle. Here only a result can (every other message is plain
+        data); in the worker, the pending job's payload, or else the init message. A
+        result of a job no longer pending is dropped, as its decoded form would be."""
+        job = self._pending
+        if in_worker:
+            what = f"the payload of job {job}" if job else "the init message"
+        else:
+            what = f"the result of job {job}"
+        type_name, message, text, _ = error
+        side = "worker" if in_worker else "host"
+        problem = pickle.UnpicklingError(
+            f"{what} cannot be unpickled in the {side}: {type_name}: {message}"
+        )
+        name, description, _, pickled = error_info(problem)
+        info = (name, description, text, pickled)  # the traceback says where it failed
+        if job is not None:
+            self._reply = ("result", job, False, info)
+        elif in_worker and not self._ready:
+            self._init_error = exception_from(info, self._where())
 
     async def _ping(self) -> None:
         serial = 0
@@ -321,7 +353,7 @@ class ProcessExecutor:
             serial += 1
             self._pings[serial] = anyio.current_time()
             try:
-                await self._send(("ping", serial))
+                await self._send_frame(encode(("ping", serial)), self._control)
             except OSError:
                 return
 
@@ -339,24 +371,25 @@ class ProcessExecutor:
             )
 
     async def _send(self, message: Message) -> None:
-        await self._send_frame(encode(message))
+        await self._send_frame(encode(message), self._sock)
 
-    async def _send_frame(self, frame: bytes) -> None:
-        sock = self._sock
+    async def _send_frame(self, frame: bytes, sock: socket.socket | None) -> None:
         if sock is None:
             msg = f"{self._where()} is closed"
             raise BrokenPipeError(msg)
+        # Each socket has one sender at a time (the job socket: start, the running job,
+        # aclose; the control socket: the pinger), so no lock is taken. A send cancelled
+        # half-way leaves a torn frame: every cancellation of a send ends in kill().
         view = memoryview(frame)
-        async with self._send_lock:
-            while view:
-                try:
-                    view = view[sock.send(view) :]
-                except BlockingIOError:
-                    await anyio.wait_writable(sock)
+        while view:
+            try:
+                view = view[sock.send(view) :]
+            except BlockingIOError:
+                await anyio.wait_writable(sock)
 
     async def _deliver(self, job_id: str, frame: bytes) -> None:
         try:
-            await self._send_frame(frame)
+            await self._send_frame(frame, self._sock)
         except OSError as exc:
             # The frame never arrived whole: the worker cannot have accepted the job.
             msg = f"{self._where()} is gone ({describe_exit(self.exitcode)}): job {job_id} not sent"

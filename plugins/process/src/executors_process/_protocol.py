@@ -6,7 +6,10 @@ tuple whose first item names it:
 host -> worker: ("init", entrypoint, setup, executor_id, log_level) | ("job", job_id, payload)
                 | ("ping", seq) | ("shutdown",)
 worker -> host: ("ready",) | ("init_failed", error) | ("result", job_id, ok, value_or_error)
-                | ("pong", seq) | ("log", record_dict)
+                | ("pong", seq) | ("log", record_dict) | ("undecodable_in_worker", error)
+
+A frame that does not unpickle is read as ``("undecodable", error)``; the worker sends
+that on as ``undecodable_in_worker``, and the host fails the job it belonged to.
 
 ``error`` is ``(type_name, message, traceback_text, pickled_exception_or_None)``.
 """
@@ -52,8 +55,15 @@ class FrameBuffer:
             end = HEADER.size + size
             if len(self._buffer) < end:
                 break
-            messages.append(pickle.loads(self._buffer[HEADER.size : end]))
+            frame = self._buffer[HEADER.size : end]
             del self._buffer[:end]
+            try:
+                messages.append(pickle.loads(frame))
+            except Exception as exc:
+                # A whole frame that does not unpickle on this side (a payload or result
+                # whose class cannot be rebuilt here) costs that message only, never
+                # the reader: the stream stays in step.
+                messages.append(("undecodable", error_info(exc)))
         return messages
 
 

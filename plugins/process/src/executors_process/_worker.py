@@ -1,10 +1,12 @@
 """What runs inside a worker process. Imports little: the standard library, the frame
 protocol, and (for ``JobContext``) the core, which the forkserver has preloaded.
 
-Threads: the main thread runs the setup and the jobs; a reader thread receives frames,
-answers pings at once (so a worker busy in a sync job still answers unless it is really
-stuck) and queues everything else for the main thread. The worker exits when the host
-asks, when the host's end of the socket closes, and (Linux) when its parent dies.
+Two sockets: on the job socket the main thread receives setup and jobs and sends
+results and log records; on the control socket a thread of its own answers pings at
+once, so a worker busy in a sync job still answers unless it is really stuck. The main
+thread reads its socket itself: no hand-off between threads on the path of a job. The
+worker exits when the host asks, when the host's end of either socket closes, and (on
+Linux) when its parent dies.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import inspect
 import logging
 import os
 import pickle
-import queue
 import signal
 import sys
 import threading
@@ -25,27 +26,29 @@ from ._protocol import FrameBuffer, Message, encode, error_info
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 _PR_SET_PDEATHSIG = 1
 
 
-def main(sock: socket.socket, executor_id: str) -> None:
+def main(sock: socket.socket, control: socket.socket, executor_id: str) -> None:
     """The worker's entry point (the ``multiprocessing.Process`` target)."""
     _die_with_parent()
     # Ctrl-C in a terminal reaches the whole process group; the host decides what
     # happens to running jobs (drain, then cancel), so the worker ignores it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock.setblocking(True)
-    outbox = _Outbox(sock)
-    inbox: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
-    reader = threading.Thread(
-        target=_read, args=(sock, outbox, inbox), name="executors-reader", daemon=True
+    control.setblocking(True)
+    pinger = threading.Thread(
+        target=_answer_pings, args=(control,), name="executors-pong", daemon=True
     )
-    reader.start()
+    pinger.start()
+    outbox = _Outbox(sock)
     worker = _Worker(outbox, executor_id)
     _forward_logging(outbox, worker)
-    while (message := inbox.get()) is not None:
+    for message in _receive(sock):
+        if message[0] == "shutdown":
+            break
         worker.handle(message)
     worker.close()
 
@@ -79,7 +82,7 @@ class _Outbox:
             self._sock.sendall(frame)
 
 
-def _read(sock: socket.socket, outbox: _Outbox, inbox: queue.SimpleQueue[Message | None]) -> None:
+def _receive(sock: socket.socket) -> Iterator[Message]:
     buffer = FrameBuffer()
     while True:
         try:
@@ -89,13 +92,13 @@ def _read(sock: socket.socket, outbox: _Outbox, inbox: queue.SimpleQueue[Message
         if not data:
             # The host closed its end: it is gone. Nobody can receive our results.
             os._exit(0)
-        for message in buffer.feed(data):
-            if message[0] == "ping":
-                outbox.send(("pong", message[1]))
-            elif message[0] == "shutdown":
-                inbox.put(None)
-            else:
-                inbox.put(message)
+        yield from buffer.feed(data)
+
+
+def _answer_pings(control: socket.socket) -> None:
+    for message in _receive(control):
+        if message[0] == "ping":
+            control.sendall(encode(("pong", message[1])))
 
 
 class _Worker:
@@ -112,6 +115,9 @@ class _Worker:
             self._init(*message[1:])
         elif message[0] == "job":
             self._job(message[1], message[2])
+        elif message[0] == "undecodable":
+            # Only the host knows whose frame it was (a job's payload, or the init).
+            self.outbox.send(("undecodable_in_worker", message[1]))
 
     def close(self) -> None:
         if self._loop is not None:

@@ -1,0 +1,45 @@
+"""A host for ``test_workers_never_outlive_a_sigkilled_host``, run as a script.
+
+It opens a process pool with two idle workers, writes the pids of its process tree to
+the file named by its argument (JSON: the forkserver, the workers forked from it, and
+every descendant), then blocks until it is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing.forkserver
+import os
+import sys
+
+import anyio
+import psutil
+
+from executors import open_pool
+
+
+async def main(report: str) -> None:
+    async with open_pool(
+        backend="process", entrypoint="executors.testing:echo", idle_executors=2, max_executors=2
+    ) as pool:
+        await pool.wait_until(lambda s: s.idle == 2)
+        server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+        assert server is not None, "the pool did not start a forkserver"
+        tree: dict[str, object] = {
+            "forkserver": server,
+            "workers": [p.pid for p in psutil.Process(server).children()],
+            "descendants": [p.pid for p in psutil.Process().children(recursive=True)],
+        }
+        _write(report, tree)
+        await anyio.sleep_forever()
+
+
+def _write(path: str, tree: dict[str, object]) -> None:
+    # The test polls for the file: it must never see it half written.
+    with open(f"{path}.partial", "w") as file:
+        json.dump(tree, file)
+    os.replace(f"{path}.partial", path)
+
+
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1])
