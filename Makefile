@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest format clean
+.PHONY: install demo test lint typecheck pytest format bench clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "executors needs Python 3.11 or newer")'
@@ -32,6 +32,11 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# Timings are noisy: read the ratios each script prints, not the absolute figures.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_coroutine.py
+	$(BIN)/python benchmarks/bench_process.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -1,0 +1,19 @@
+"""Job functions for ``bench_process.py``. They live in a module of their own so that
+worker processes import them by name (and the forkserver preloads them)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from executors import JobContext
+
+
+def noop(ctx: JobContext) -> object:
+    """The pool's no-op job: return the payload."""
+    return ctx.payload
+
+
+def identity(value: object) -> object:
+    """``ProcessPoolExecutor``'s no-op job: return the argument."""
+    return value
