@@ -98,6 +98,10 @@ class JobExecutor(Protocol):
         A job's own failure, a crash of the slot and a kill are outcomes, not exceptions.
         Raise :class:`~executors.LaunchError` only when the job was never accepted (no part
         of it ran), so the pool may safely retry it on another executor.
+
+        It must yield to the event loop at least once (a checkpoint), even for a job that
+        finishes at once: ``Pool.run`` awaits it directly, and a loop of runs that never
+        yields would starve every other task.
         """
         ...
 

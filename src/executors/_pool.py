@@ -23,7 +23,7 @@ from ._config import LoadedConfig, PoolConfig, build_backend_options, load_confi
 from ._entrypoints import check_runnable, resolve_callable
 from ._exceptions import AcquireError, ConfigError, JobFailed, LaunchError, PoolClosed, PoolFull
 from ._executor import ExecutorState
-from ._job import FailureReason, Job, JobOutcome, JobStatus, RemoteError
+from ._job import FailureReason, Job, JobOutcome, JobStatus, RemoteError, status_of
 from ._plugins import Registry, default_registry
 from ._pool_state import (
     Action,
@@ -119,7 +119,8 @@ class JobHandle:
     job: Job
     _pool: Pool = attrs.field(repr=False)
     submitted_at: float
-    _done: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    # Made by the first waiter: a job run by run() in its caller's task has none.
+    _done: anyio.Event | None = attrs.field(init=False, default=None, repr=False)
     _outcome: JobOutcome | None = attrs.field(init=False, default=None)
 
     @property
@@ -132,7 +133,10 @@ class JobHandle:
 
     async def outcome(self) -> JobOutcome:
         """Wait for the job's one outcome. Cancelling this wait does not cancel the job."""
-        await self._done.wait()
+        if self._outcome is None:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
         assert self._outcome is not None
         return self._outcome
 
@@ -149,7 +153,8 @@ class JobHandle:
     def _set(self, outcome: JobOutcome) -> None:
         assert self._outcome is None, f"second outcome for {self.job.id}: {outcome}"
         self._outcome = outcome
-        self._done.set()
+        if self._done is not None:
+            self._done.set()
 
 
 def _result_of(outcome: JobOutcome) -> Any:
@@ -187,7 +192,8 @@ class Pool:
     _cancel_reasons: dict[str, FailureReason] = attrs.field(init=False, factory=dict, repr=False)
     # Why the supervisor killed a busy executor; overrides the KILLED/CRASHED it reports.
     _kill_reasons: dict[str, FailureReason] = attrs.field(init=False, factory=dict, repr=False)
-    _changed: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    # Set at the next change of state; None while nobody waits for one.
+    _changed: anyio.Event | None = attrs.field(init=False, default=None, repr=False)
     _settled: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
     _job_serial: itertools.count[int] = attrs.field(
         init=False, factory=lambda: itertools.count(1), repr=False
@@ -211,7 +217,13 @@ class Pool:
         """Run one job and return its value. Raises :class:`JobFailed` (carrying the
         outcome) when it did not succeed, :class:`AcquireError` when no executor could be
         started. Cancelling the caller cancels the job."""
-        handle = await self.submit(payload, timeout=timeout, metadata=metadata)
+        handle, launch = await self._accept(payload, timeout, metadata, None, inline=True)
+        if launch is not None:
+            # An executor was free: run the job in this task, with no task to start and
+            # no hand-off back. The caller's cancellation reaches it directly.
+            await self._launch(launch, self._run_scopes[launch.job_id])
+            if handle._outcome is not None:
+                return _result_of(handle._outcome)
         try:
             outcome = await handle.outcome()
         finally:
@@ -232,6 +244,20 @@ class Pool:
         Raises :class:`PoolClosed` once the pool drains. When ``max_pending`` jobs already
         wait, waits for room (``when_full = "wait"``) or raises :class:`PoolFull`.
         """
+        handle, _ = await self._accept(payload, timeout, metadata, job_id, inline=False)
+        return handle
+
+    async def _accept(
+        self,
+        payload: object,
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        job_id: str | None,
+        *,
+        inline: bool,
+    ) -> tuple[JobHandle, LaunchJob | None]:
+        """Accept a job; with ``inline``, a launch of it decided at once is returned
+        for the caller to perform instead of being started as a task."""
         await self._wait_for_room()
         job_id = job_id or f"{self.name}-job-{next(self._job_serial)}"
         if job_id in self._handles:
@@ -240,8 +266,8 @@ class Pool:
         job = Job(id=job_id, payload=payload, timeout=timeout, metadata=dict(metadata or {}))
         handle = JobHandle(job, self, anyio.current_time())
         self._handles[job_id] = handle
-        self._perform(self._state.submit(job_id))
-        return handle
+        launch = self._perform(self._state.submit(job_id), inline=job_id if inline else None)
+        return handle, launch
 
     def statistics(self) -> PoolStatistics:
         """A frozen snapshot of the pool's state and counters."""
@@ -276,7 +302,7 @@ class Pool:
         executors. Wrap it in ``anyio.fail_after`` to bound the wait.
         """
         while not predicate(stats := self.statistics()):
-            await self._changed.wait()
+            await self._next_change()
         return stats
 
     async def drain(self, timeout: float | None = None) -> None:
@@ -299,7 +325,10 @@ class Pool:
 
     # -- driver --------------------------------------------------------------------------
 
-    def _perform(self, actions: list[Action]) -> None:
+    def _perform(self, actions: list[Action], inline: str | None = None) -> LaunchJob | None:
+        """Perform ``actions``; the launch of job ``inline``, if among them, is returned
+        instead of started."""
+        kept: LaunchJob | None = None
         for action in actions:
             match action:
                 case SpawnExecutor():
@@ -307,7 +336,10 @@ class Pool:
                     self._tg.start_soon(self._spawn, action, scope)
                 case LaunchJob():
                     scope = self._run_scopes[action.job_id] = anyio.CancelScope()
-                    self._tg.start_soon(self._launch, action, scope)
+                    if action.job_id == inline:
+                        kept = action
+                    else:
+                        self._tg.start_soon(self._launch, action, scope)
                 case CloseExecutor():
                     self._tg.start_soon(self._close, action)
                 case CancelJob():
@@ -320,10 +352,18 @@ class Pool:
                 case ReportUnhealthy():
                     self._report_unhealthy(action)
         self._notify()
+        return kept
+
+    async def _next_change(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        # Events are made only for waiters: most changes have nobody waiting on them.
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
         if self._state.draining and self._state.settled:
             self._settled.set()
 
@@ -338,7 +378,7 @@ class Pool:
             if self.config.when_full == "reject":
                 msg = f"pool {self.name} is full: {limit} jobs already wait (max_pending)"
                 raise PoolFull(msg)
-            await self._changed.wait()
+            await self._next_change()
 
     async def _spawn(self, action: SpawnExecutor, scope: anyio.CancelScope) -> None:
         executor_id = action.executor_id
@@ -375,38 +415,73 @@ class Pool:
         handle = self._handles[action.job_id]
         job, executor = handle.job, self._executors[action.executor_id]
         started = anyio.current_time()
-        self._observers.call(
-            "executors_job_started",
-            pool_name=self.name,
-            job=job,
-            executor_id=executor.id,
-            attempt=action.attempt,
-        )
+        if self._observers.wants("executors_job_started"):
+            self._observers.call(
+                "executors_job_started",
+                pool_name=self.name,
+                job=job,
+                executor_id=executor.id,
+                attempt=action.attempt,
+            )
         outcome: JobOutcome | None = None
-        with scope:
-            timeout = job.timeout if job.timeout is not None else self.config.job_timeout
-            if timeout is not None:
-                scope.deadline = started + timeout
-            try:
-                outcome = await executor.run_job(job)
-            except LaunchError as exc:
-                del self._run_scopes[job.id]
-                logger.warning("pool %s: %s refused %s: %s", self.name, executor.id, job.id, exc)
-                self._perform(self._state.launch_failed(job.id, executor.id, exc))
-                return
-            except Exception as exc:
-                # The backend broke its contract (run_job must return outcomes); the job
-                # may have run, so it is not retried, and the executor is not trusted again.
-                logger.exception("pool %s: %s.run_job raised", self.name, executor.id)
-                outcome = JobOutcome.failure(
-                    job.id, FailureReason.CRASHED, RemoteError.from_exception(exc)
-                )
-                await executor.kill()
-        del self._run_scopes[job.id]
-        outcome = self._settle_outcome(job.id, executor, outcome, scope)
-        outcome = attrs.evolve(
-            outcome,
-            job_id=job.id,
+        try:
+            with scope:
+                timeout = job.timeout if job.timeout is not None else self.config.job_timeout
+                if timeout is not None:
+                    scope.deadline = started + timeout
+                try:
+                    outcome = await executor.run_job(job)
+                except LaunchError as exc:
+                    del self._run_scopes[job.id]
+                    logger.warning(
+                        "pool %s: %s refused %s: %s", self.name, executor.id, job.id, exc
+                    )
+                    self._perform(self._state.launch_failed(job.id, executor.id, exc))
+                    return
+                except Exception as exc:
+                    # The backend broke its contract (run_job must return outcomes); the
+                    # job may have run, so it is not retried, and the executor is not
+                    # trusted again.
+                    logger.exception("pool %s: %s.run_job raised", self.name, executor.id)
+                    outcome = JobOutcome.failure(
+                        job.id, FailureReason.CRASHED, RemoteError.from_exception(exc)
+                    )
+                    await executor.kill()
+        except BaseException:
+            # Cancelled from outside our scope: run() launched the job in its caller's
+            # task and the caller was cancelled. The job still gets its one outcome.
+            self._cancel_reasons.setdefault(job.id, FailureReason.CANCELLED)
+            self._complete(action, handle, executor, None, started)
+            raise
+        self._complete(action, handle, executor, outcome, started)
+
+    def _complete(
+        self,
+        action: LaunchJob,
+        handle: JobHandle,
+        executor: JobExecutor,
+        outcome: JobOutcome | None,
+        started: float,
+    ) -> None:
+        job_id = handle.job.id
+        del self._run_scopes[job_id]
+        cancel_reason = self._cancel_reasons.pop(job_id, None)
+        kill_reason = self._kill_reasons.pop(executor.id, None)
+        if outcome is None:
+            # The run was cancelled: by a request (its reason), else by the deadline.
+            reason: FailureReason | None = cancel_reason or FailureReason.TIMED_OUT
+            status, value, error = status_of(reason), None, None
+        else:
+            status, reason = outcome.status, outcome.reason
+            value, error = outcome.value, outcome.error
+            if kill_reason is not None and not outcome.ok:
+                status, reason = JobStatus.FAILED, kill_reason
+        final = JobOutcome(
+            job_id=job_id,
+            status=status,
+            value=value,
+            reason=reason,
+            error=error,
             executor_id=executor.id,
             attempts=action.attempt,
             submitted_at=handle.submitted_at,
@@ -414,25 +489,8 @@ class Pool:
             finished_at=anyio.current_time(),
         )
         reusable = executor.state is ExecutorState.READY
-        self._deliver(outcome)
-        self._perform(self._state.job_ended(job.id, executor.id, outcome.status, reusable=reusable))
-
-    def _settle_outcome(
-        self,
-        job_id: str,
-        executor: JobExecutor,
-        outcome: JobOutcome | None,
-        scope: anyio.CancelScope,
-    ) -> JobOutcome:
-        cancel_reason = self._cancel_reasons.pop(job_id, None)
-        kill_reason = self._kill_reasons.pop(executor.id, None)
-        if outcome is None:
-            # Our scope caught the cancellation: a cancel request, or the deadline.
-            assert scope.cancelled_caught
-            return JobOutcome.failure(job_id, cancel_reason or FailureReason.TIMED_OUT)
-        if kill_reason is not None and not outcome.ok:
-            return attrs.evolve(outcome, reason=kill_reason, status=JobStatus.FAILED)
-        return outcome
+        self._deliver(final)
+        self._perform(self._state.job_ended(job_id, executor.id, status, reusable=reusable))
 
     async def _close(self, action: CloseExecutor) -> None:
         executor = self._executors.get(action.executor_id)

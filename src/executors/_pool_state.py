@@ -183,9 +183,10 @@ class Limits:
     consecutive_failure_limit: int = 5
 
 
-@attrs.frozen
+@attrs.define
 class Counts:
-    """Counters of everything that has happened, for statistics."""
+    """Counters of everything that has happened, for statistics. The outcome counters
+    are named after the :class:`JobStatus` values they count."""
 
     succeeded: int = 0
     failed: int = 0
@@ -264,7 +265,7 @@ class PoolState:
     def spawn_succeeded(self, executor_id: str) -> list[Action]:
         record = self._expect(executor_id, Slot.STARTING)
         self.consecutive_failures = 0
-        self.counts = attrs.evolve(self.counts, executors_started=self.counts.executors_started + 1)
+        self.counts.executors_started += 1
         if self.aborted:
             return [self._close(record, CloseReason.POOL_CLOSED)]
         self._move(record, Slot.IDLE)
@@ -285,7 +286,7 @@ class PoolState:
             return actions
         self.consecutive_failures += 1
         self.last_spawn_error = error
-        self.counts = attrs.evolve(self.counts, spawn_failures=self.counts.spawn_failures + 1)
+        self.counts.spawn_failures += 1
         if self.consecutive_failures == self.limits.consecutive_failure_limit:
             actions.append(ReportUnhealthy(self.consecutive_failures, error))
         actions.extend(self._settle_cycles(executor_id, error))
@@ -517,16 +518,10 @@ class PoolState:
         return FinishJob(job_id, reason, error, job.launches)
 
     def _count_outcome(self, status: JobStatus) -> None:
-        field = {
-            JobStatus.SUCCEEDED: "succeeded",
-            JobStatus.FAILED: "failed",
-            JobStatus.CANCELLED: "cancelled",
-            JobStatus.TIMED_OUT: "timed_out",
-        }[status]
-        self.counts = attrs.evolve(self.counts, **{field: getattr(self.counts, field) + 1})
+        setattr(self.counts, status.value, getattr(self.counts, status.value) + 1)
 
     def _expect(self, executor_id: str, slot: Slot) -> ExecutorRecord:
         record = self.executors.get(executor_id)
         assert record is not None, f"event for unknown executor {executor_id}"
-        assert record.slot is slot, f"{executor_id} is {record.slot.value}, expected {slot.value}"
+        assert record.slot is slot, f"{executor_id} is {record.slot.name}, expected {slot.name}"
         return record

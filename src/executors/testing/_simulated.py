@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from .._entrypoints import resolve_callable
@@ -138,6 +139,7 @@ class SimulatedExecutor:
                 )
                 value = self._backend._entrypoint(ctx)
                 value = await value if inspect.isawaitable(value) else value
+                await anyio.lowlevel.checkpoint()
                 return JobOutcome.success(job.id, value)
             await anyio.sleep(script.seconds)
             if script.action == "hang":

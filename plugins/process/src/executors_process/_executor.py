@@ -27,7 +27,6 @@ from . import _worker
 from ._protocol import ErrorInfo, FrameBuffer, Message, encode, error_info
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from multiprocessing.context import ForkServerContext, SpawnContext
     from multiprocessing.process import BaseProcess
     from typing import TypeAlias
@@ -94,8 +93,12 @@ def remote_error(error: ErrorInfo, where: str) -> RemoteError:
 
 @attrs.define(eq=False)
 class ProcessExecutor:
-    """One worker process. Its background tasks (reader, exit watcher, pinger) run in
-    the backend's task group and end when the process has exited."""
+    """One worker process.
+
+    The job socket is request and reply: the task that sends ``init`` or a job reads the
+    one reply itself, with no hand-off between tasks. Background tasks in the backend's
+    task group (control reader, exit watcher, pinger) end when the process has exited.
+    """
 
     id: str
     _spec: WorkerSpec = attrs.field(repr=False)
@@ -103,19 +106,13 @@ class ProcessExecutor:
     _process: BaseProcess | None = attrs.field(init=False, default=None)
     pid: int | None = attrs.field(init=False, default=None)
     _sock: socket.socket | None = attrs.field(init=False, default=None, repr=False)
-    # Pings and pongs travel apart from jobs, so that a worker's reply to a ping never
-    # waits behind a job, and the job path has no hand-off between threads.
+    _replies: FrameBuffer = attrs.field(init=False, factory=FrameBuffer, repr=False)
+    # Pongs and log records travel apart from jobs, so that a worker's answer to a ping
+    # never waits behind a job.
     _control: socket.socket | None = attrs.field(init=False, default=None, repr=False)
-    # Set and replaced whenever something arrives or the process exits.
-    _wakeup: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
-    _ready: bool = attrs.field(init=False, default=False)
-    _init_error: BaseException | None = attrs.field(init=False, default=None)
+    _side: FrameBuffer = attrs.field(init=False, factory=FrameBuffer, repr=False)
     _exited: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
     exitcode: int | None = attrs.field(init=False, default=None)
-    # The job sent to the worker and its reply. Invariant: _reply is None unless
-    # _pending is set.
-    _pending: str | None = attrs.field(init=False, default=None)
-    _reply: Message | None = attrs.field(init=False, default=None, repr=False)
     # ping seq -> when it was sent; at most one is outstanding
     _pings: dict[int, float] = attrs.field(init=False, factory=dict, repr=False)
     _last_rtt: float | None = attrs.field(init=False, default=None)
@@ -126,18 +123,18 @@ class ProcessExecutor:
     async def start(self) -> None:
         try:
             self._launch_process()
-            await self._send(("init", *self._init_args()))
-            if not await self._wait(lambda: self._ready or self._init_error is not None):
+            await self._send_frame(encode(("init", *self._init_args())), self._sock)
+            reply = await self._reply()
+            if reply is None:
+                await self._exited.wait()
                 msg = f"{self._where()} exited during start: {describe_exit(self.exitcode)}"
                 raise WorkerError(msg)
+            if reply[0] != "ready":
+                raise exception_from(self._init_error_of(reply), self._where())
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.kill()
             raise
-        if self._init_error is not None:
-            with anyio.CancelScope(shield=True):
-                await self.kill()
-            raise self._init_error
         if self.state is ExecutorState.STARTING:
             self.state = ExecutorState.READY
 
@@ -153,18 +150,18 @@ class ProcessExecutor:
             )
             return JobOutcome.failure(job.id, FailureReason.RAISED, _local_error(problem))
         self.state = ExecutorState.BUSY
-        self._pending, self._reply = job.id, None
         try:
             await self._deliver(job.id, frame)
-            await self._wait(lambda: self._reply is not None)
+            reply = await self._reply()
+            if reply is None:
+                # The worker died: wait for its exit status, to say how it died.
+                await self._exited.wait()
         except BaseException:
             # Cancelled (timeout, cancel, drain): the job cannot be stopped half-way in
             # another process, so the worker goes, and nothing is left behind.
             with anyio.CancelScope(shield=True):
                 await self.kill()
             raise
-        finally:
-            reply, self._pending, self._reply = self._reply, None, None
         return self._outcome(job, reply)
 
     async def aclose(self) -> None:
@@ -174,7 +171,7 @@ class ProcessExecutor:
         self.state = ExecutorState.CLOSING
         family = self._descendants()
         with contextlib.suppress(OSError):
-            await self._send(("shutdown",))
+            await self._send_frame(encode(("shutdown",)), self._sock)
         await self._exited.wait()
         # Grandchildren that outlived the worker are killed too: the whole tree goes.
         _kill_all(family)
@@ -246,8 +243,7 @@ class ProcessExecutor:
     async def _supervise(self) -> None:
         with self._background:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._read, self._sock)
-                tg.start_soon(self._read, self._control)
+                tg.start_soon(self._read_control)
                 tg.start_soon(self._ping)
                 await self._wait_for_exit()
                 tg.cancel_scope.cancel()
@@ -262,7 +258,6 @@ class ProcessExecutor:
         self.exitcode = process.exitcode
         self.state = ExecutorState.CLOSED
         self._exited.set()
-        self._wake()
 
     def _process_handle(self) -> psutil.Process | None:
         try:
@@ -291,8 +286,13 @@ class ProcessExecutor:
 
     # -- messages ----------------------------------------------------------------------------
 
-    async def _read(self, sock: socket.socket | None) -> None:
-        buffer = FrameBuffer()
+    async def _reply(self) -> Message | None:
+        """The worker's reply to the request just sent; None if the worker is gone.
+
+        Log records the worker sent before its reply are relayed first, so a job's logs
+        always reach the host's logging before its outcome.
+        """
+        sock = self._sock
         assert sock is not None
         while True:
             try:
@@ -301,48 +301,57 @@ class ProcessExecutor:
                 await anyio.wait_readable(sock)
                 continue
             except OSError:
-                return
+                data = b""
             if not data:
-                return
-            for message in buffer.feed(data):
-                self._dispatch(message)
-            self._wake()
+                return None
+            replies = self._replies.feed(data)
+            if replies:
+                assert len(replies) == 1, f"{self._where()} sent {len(replies)} replies"
+                self._relay_control()
+                return replies[0]
 
-    def _dispatch(self, message: Message) -> None:
-        kind = message[0]
-        if kind == "result" and message[1] == self._pending:
-            self._reply = message
-        elif kind == "pong":
-            self._pong(message[1])
-        elif kind == "log":
-            _relog(message[1])
-        elif kind == "ready":
-            self._ready = True
-        elif kind == "init_failed":
-            self._init_error = exception_from(message[1], self._where())
-        elif kind in ("undecodable", "undecodable_in_worker"):
-            self._undecodable(message[1], in_worker=kind == "undecodable_in_worker")
+    async def _read_control(self) -> None:
+        control = self._control
+        assert control is not None
+        while self._relay_control():
+            await anyio.wait_readable(control)
 
-    def _undecodable(self, error: ErrorInfo, *, in_worker: bool) -> None:
-        """A frame did not unpickle. Here only a result can (every other message is plain
-        data); in the worker, the pending job's payload, or else the init message. A
-        result of a job no longer pending is dropped, as its decoded form would be."""
-        job = self._pending
-        if in_worker:
-            what = f"the payload of job {job}" if job else "the init message"
-        else:
-            what = f"the result of job {job}"
-        type_name, message, text, _ = error
-        side = "worker" if in_worker else "host"
+    def _relay_control(self) -> bool:
+        """Handle every pong and log record waiting on the control socket, without
+        blocking. False once the socket is closed."""
+        control = self._control
+        while control is not None:
+            try:
+                data = control.recv(1 << 16)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                return False
+            for message in self._side.feed(data):
+                if message[0] == "pong":
+                    self._pong(message[1])
+                elif message[0] == "log":
+                    _relog(message[1])
+        return False
+
+    def _init_error_of(self, reply: Message) -> ErrorInfo:
+        if reply[0] == "init_failed":
+            error: ErrorInfo = reply[1]
+            return error
+        return self._undecodable(reply, "the init message")
+
+    def _undecodable(self, reply: Message, what: str) -> ErrorInfo:
+        """A frame did not unpickle: in the worker (``undecodable_in_worker``: the
+        request) or here (``undecodable``: the reply). The error says which side."""
+        side = "worker" if reply[0] == "undecodable_in_worker" else "host"
+        type_name, message, text, _ = reply[1]
         problem = pickle.UnpicklingError(
             f"{what} cannot be unpickled in the {side}: {type_name}: {message}"
         )
         name, description, _, pickled = error_info(problem)
-        info = (name, description, text, pickled)  # the traceback says where it failed
-        if job is not None:
-            self._reply = ("result", job, False, info)
-        elif in_worker and not self._ready:
-            self._init_error = exception_from(info, self._where())
+        return (name, description, text, pickled)  # the traceback says where it failed
 
     async def _ping(self) -> None:
         serial = 0
@@ -370,9 +379,6 @@ class ProcessExecutor:
                 self._spec.options.high_ping_threshold,
             )
 
-    async def _send(self, message: Message) -> None:
-        await self._send_frame(encode(message), self._sock)
-
     async def _send_frame(self, frame: bytes, sock: socket.socket | None) -> None:
         if sock is None:
             msg = f"{self._where()} is closed"
@@ -395,29 +401,21 @@ class ProcessExecutor:
             msg = f"{self._where()} is gone ({describe_exit(self.exitcode)}): job {job_id} not sent"
             raise LaunchError(msg) from exc
 
-    async def _wait(self, condition: Callable[[], bool]) -> bool:
-        """Wait until ``condition()`` holds (True) or the process has exited (False)."""
-        while not condition():
-            if self._exited.is_set():
-                return False
-            await self._wakeup.wait()
-        return True
-
-    def _wake(self) -> None:
-        self._wakeup.set()
-        self._wakeup = anyio.Event()
-
     def _outcome(self, job: Job, reply: Message | None) -> JobOutcome:
         if reply is None:
             detail = f"{self._where()} died running job {job.id}: {describe_exit(self.exitcode)}"
             error = RemoteError("executors_process.WorkerCrashed", detail, "")
             return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
-        _, _, ok, value = reply
         if not self._exited.is_set():
             self.state = ExecutorState.READY
             self._recycle_if_over_memory()
-        if ok:
-            return JobOutcome.success(job.id, value)
+        if reply[0] == "result":
+            _, _, ok, value = reply
+            if ok:
+                return JobOutcome.success(job.id, value)
+        else:
+            what = f"the {'payload' if reply[0] == 'undecodable_in_worker' else 'result'}"
+            value = self._undecodable(reply, f"{what} of job {job.id}")
         return JobOutcome.failure(job.id, FailureReason.RAISED, remote_error(value, self._where()))
 
     def _recycle_if_over_memory(self) -> None:

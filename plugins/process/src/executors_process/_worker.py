@@ -1,12 +1,14 @@
 """What runs inside a worker process. Imports little: the standard library, the frame
 protocol, and (for ``JobContext``) the core, which the forkserver has preloaded.
 
-Two sockets: on the job socket the main thread receives setup and jobs and sends
-results and log records; on the control socket a thread of its own answers pings at
-once, so a worker busy in a sync job still answers unless it is really stuck. The main
-thread reads its socket itself: no hand-off between threads on the path of a job. The
-worker exits when the host asks, when the host's end of either socket closes, and (on
-Linux) when its parent dies.
+Two sockets. The job socket is strictly request and reply: the main thread receives
+the setup and the jobs, runs them, and sends one reply to each; no hand-off between
+threads on the path of a job, and the host reads each reply in the task that waits for
+it. The control socket carries everything else: a thread of its own answers pings at
+once (so a worker busy in a sync job still answers unless it is really stuck), and log
+records go there from any thread, each sent before the reply of the job that logged
+it. The worker exits when the host asks, when the host's end of either socket closes,
+and (on Linux) when its parent dies.
 """
 
 from __future__ import annotations
@@ -39,13 +41,13 @@ def main(sock: socket.socket, control: socket.socket, executor_id: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock.setblocking(True)
     control.setblocking(True)
+    side = _Outbox(control)
     pinger = threading.Thread(
-        target=_answer_pings, args=(control,), name="executors-pong", daemon=True
+        target=_answer_pings, args=(control, side), name="executors-pong", daemon=True
     )
     pinger.start()
-    outbox = _Outbox(sock)
-    worker = _Worker(outbox, executor_id)
-    _forward_logging(outbox, worker)
+    worker = _Worker(_Outbox(sock), executor_id)
+    _forward_logging(side, worker)
     for message in _receive(sock):
         if message[0] == "shutdown":
             break
@@ -95,10 +97,10 @@ def _receive(sock: socket.socket) -> Iterator[Message]:
         yield from buffer.feed(data)
 
 
-def _answer_pings(control: socket.socket) -> None:
+def _answer_pings(control: socket.socket, side: _Outbox) -> None:
     for message in _receive(control):
         if message[0] == "ping":
-            control.sendall(encode(("pong", message[1])))
+            side.send(("pong", message[1]))
 
 
 class _Worker:
