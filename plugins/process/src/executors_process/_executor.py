@@ -307,8 +307,10 @@ class ProcessExecutor:
             replies = self._replies.feed(data)
             if replies:
                 assert len(replies) == 1, f"{self._where()} sent {len(replies)} replies"
-                self._relay_control()
-                return replies[0]
+                (reply,) = replies
+                if reply[0] != "result" or reply[4]:
+                    self._relay_control()
+                return reply
 
     async def _read_control(self) -> None:
         control = self._control
@@ -410,7 +412,7 @@ class ProcessExecutor:
             self.state = ExecutorState.READY
             self._recycle_if_over_memory()
         if reply[0] == "result":
-            _, _, ok, value = reply
+            _, _, ok, value, _ = reply
             if ok:
                 return JobOutcome.success(job.id, value)
         else:

@@ -5,7 +5,8 @@ tuple whose first item names it:
 
 host -> worker: ("init", entrypoint, setup, executor_id, log_level) | ("job", job_id, payload)
                 | ("ping", seq) | ("shutdown",)
-worker -> host: ("ready",) | ("init_failed", error) | ("result", job_id, ok, value_or_error)
+worker -> host: ("ready",) | ("init_failed", error)
+                | ("result", job_id, ok, value_or_error, logged)
                 | ("pong", seq) | ("log", record_dict) | ("undecodable_in_worker", error)
 
 A frame that does not unpickle is read as ``("undecodable", error)``; the worker sends

@@ -1,5 +1,5 @@
 """What runs inside a worker process. Imports little: the standard library, the frame
-protocol, and (for ``JobContext``) the core, which the forkserver has preloaded.
+protocol, and the core (for ``JobContext`` and resolving entrypoints), which the forkserver
 
 Two sockets. The job socket is strictly request and reply: the main thread receives
 the setup and the jobs, runs them, and sends one reply to each; no hand-off between
@@ -23,6 +23,9 @@ import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
+
+from executors._entrypoints import resolve_callable
+from executors._job import JobContext
 
 from ._protocol import FrameBuffer, Message, encode, error_info
 
@@ -108,6 +111,9 @@ class _Worker:
         self.outbox = outbox
         self.executor_id = executor_id
         self.job_id: str | None = None
+        # A log record went to the host since the last reply: the reply says so, and
+        # the host relays the control socket before the outcome.
+        self.logged = False
         self._entrypoint: Callable[..., Any] | None = None
         self._state: object = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -136,8 +142,6 @@ class _Worker:
     def _init(self, entrypoint: str | Any, setup: str | Any | None, log_level: int) -> None:
         logging.getLogger().setLevel(log_level)
         try:
-            from executors import resolve_callable
-
             self._entrypoint = resolve_callable(entrypoint)
             if setup is not None:
                 self._state = self._call(resolve_callable(setup, what="setup"))
@@ -147,8 +151,6 @@ class _Worker:
         self.outbox.send(("ready",))
 
     def _job(self, job_id: str, payload: object) -> None:
-        from executors._job import JobContext
-
         assert self._entrypoint is not None, "a job before init"
         self.job_id = job_id
         ctx = JobContext(
@@ -164,13 +166,14 @@ class _Worker:
             self.job_id = None
 
     def _reply(self, job_id: str, ok: bool, value: object) -> None:
+        logged, self.logged = self.logged, False
         try:
-            frame = encode(("result", job_id, ok, value))
+            frame = encode(("result", job_id, ok, value, logged))
         except Exception as exc:
             problem = pickle.PicklingError(
                 f"the result of job {job_id} cannot be pickled: {type(exc).__name__}: {exc}"
             )
-            frame = encode(("result", job_id, False, error_info(problem)))
+            frame = encode(("result", job_id, False, error_info(problem), logged))
         self.outbox.send_frame(frame)
 
 
@@ -201,6 +204,7 @@ class _ForwardHandler(logging.Handler):
             fields["exc_info"] = None
             fields["executor_id"] = self._worker.executor_id
             fields["job_id"] = self._worker.job_id
+            self._worker.logged = True
             self._outbox.send(("log", fields))
         except Exception:
             self.handleError(record)
