@@ -63,6 +63,9 @@ class Health:
     #: seconds of the last ping round trip, or since the oldest unanswered ping;
     #: ``None`` where the backend does not ping
     ping_latency: float | None = None
+    #: the executor was given up while its job ignored cancellation (a thread cannot be
+    #: killed); the pool reports it closed with reason ``abandoned``
+    abandoned: bool = False
 
 
 @runtime_checkable

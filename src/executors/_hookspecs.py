@@ -37,7 +37,8 @@ def executors_executor_ready(pool_name: str, executor_id: str) -> None:
 def executors_executor_closed(pool_name: str, executor_id: str, reason: str) -> None:
     """An executor is gone. ``reason`` is one of: ``recycled`` (max jobs reached),
     ``idle_surplus``, ``spawn_failed``, ``broken`` (not reusable after a job),
-    ``launch_failed``, ``unresponsive``, ``memory_limit``, ``pool_closed``."""
+    ``launch_failed``, ``unresponsive``, ``memory_limit``, ``pool_closed``,
+    ``abandoned`` (its job ignored cancellation; a thread that runs on)."""
 
 
 @hookspec

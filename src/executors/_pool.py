@@ -489,8 +489,13 @@ class Pool:
             finished_at=anyio.current_time(),
         )
         reusable = executor.state is ExecutorState.READY
+        broken = CloseReason.BROKEN
+        if not reusable and executor.health().abandoned:
+            broken = CloseReason.ABANDONED
         self._deliver(final)
-        self._perform(self._state.job_ended(job_id, executor.id, status, reusable=reusable))
+        self._perform(
+            self._state.job_ended(job_id, executor.id, status, reusable=reusable, broken=broken)
+        )
 
     async def _close(self, action: CloseExecutor) -> None:
         executor = self._executors.get(action.executor_id)

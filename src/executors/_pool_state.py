@@ -50,6 +50,7 @@ class CloseReason(enum.Enum):
     UNRESPONSIVE = "unresponsive"
     MEMORY_LIMIT = "memory_limit"
     POOL_CLOSED = "pool_closed"
+    ABANDONED = "abandoned"
 
 
 # -- actions -------------------------------------------------------------------------
@@ -293,11 +294,18 @@ class PoolState:
         return actions + self._rebalance()
 
     def job_ended(
-        self, job_id: str, executor_id: str, status: JobStatus, *, reusable: bool
+        self,
+        job_id: str,
+        executor_id: str,
+        status: JobStatus,
+        *,
+        reusable: bool,
+        broken: CloseReason = CloseReason.BROKEN,
     ) -> list[Action]:
         """The run of ``job_id`` on ``executor_id`` returned (or was cancelled).
 
-        ``reusable`` says the executor is READY again; otherwise it is closed.
+        ``reusable`` says the executor is READY again; otherwise it is closed, for the
+        reason ``broken``.
         """
         record = self._expect(executor_id, Slot.BUSY)
         assert record.job_id == job_id, f"job {job_id} ended on {executor_id}, not its executor"
@@ -307,7 +315,7 @@ class PoolState:
         record.jobs_done += 1
         limit = self.limits.max_jobs_per_executor
         if not reusable:
-            return [self._close(record, CloseReason.BROKEN), *self._rebalance()]
+            return [self._close(record, broken), *self._rebalance()]
         if self.aborted or (limit is not None and record.jobs_done >= limit):
             return [self._close(record, CloseReason.RECYCLED), *self._rebalance()]
         self._move(record, Slot.IDLE)

@@ -1,0 +1,17 @@
+"""Thread backend for executors: one thread per executor.
+
+Each executor is a daemon thread running an event loop of its own (asyncio, or trio
+where configured) for its whole life: sync entrypoints run directly in the thread, async
+ones on its loop, and the setup's state is kept per thread. A thread cannot be killed:
+a cancelled or timed-out job is asked to stop (a cancel scope for async jobs, a flag
+that ``ctx.cancel_requested`` reads for sync ones), and a job that does not stop within
+``close_timeout`` is abandoned: its executor is closed with reason ``abandoned`` and the
+pool replaces it, while the thread runs on, a daemon that never blocks interpreter exit.
+"""
+
+from __future__ import annotations
+
+from ._backend import ThreadBackend, ThreadExecutor, ThreadOptions
+from ._hooks import executors_register_backends
+
+__all__ = ["ThreadBackend", "ThreadExecutor", "ThreadOptions", "executors_register_backends"]

@@ -1,0 +1,363 @@
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import anyio.lowlevel
+import attrs
+import sniffio
+
+from executors import (
+    Capabilities,
+    ExecutorState,
+    FailureReason,
+    Health,
+    JobContext,
+    JobOutcome,
+    LaunchError,
+    RemoteError,
+    resolve_callable,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from anyio.streams.memory import MemoryObjectSendStream
+
+    from executors import ExecutorFactory, Job, PoolConfig
+
+logger = logging.getLogger("executors.thread")
+
+Loop = Literal["asyncio", "trio"]
+
+_CAPABILITIES = Capabilities(
+    isolates_crashes=False,
+    can_kill_running_job=False,
+    measures_memory=False,
+    sync_entrypoints=True,
+    async_entrypoints=True,
+    reusable=True,
+    remote=False,
+    setup_per_pool=False,
+)
+
+
+def _loop_name(inst: object, attr: attrs.Attribute[Any], value: str) -> None:
+    if value not in ("asyncio", "trio"):
+        msg = f"{attr.name} = {value!r} is invalid: must be 'asyncio' or 'trio'"
+        raise ValueError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class ThreadOptions:
+    """Options of the thread backend (``[tool.executors.thread]``)."""
+
+    #: the event loop each executor thread runs its async jobs on: "asyncio" or "trio"
+    loop: Loop = attrs.field(default="asyncio", validator=_loop_name)
+
+
+#: Schedules a callable on an event loop from any thread, without waiting for it.
+Post = Callable[[Callable[[], object]], None]
+
+
+def _poster() -> Post:
+    """How to schedule a callback on the running event loop from another thread."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+
+    def post(callback: Callable[[], object]) -> None:
+        loop.call_soon_threadsafe(callback)
+
+    return post
+
+
+def _post_quietly(post: Post, callback: Callable[[], object]) -> None:
+    # The loop may be gone (the pool closed while an abandoned job ran on): nobody
+    # waits for the callback any more (asyncio: RuntimeError, trio: RunFinishedError).
+    with contextlib.suppress(Exception):
+        post(callback)
+
+
+@attrs.define(eq=False)
+class _Run:
+    """One job handed to the thread, and what came of it."""
+
+    job: Job
+    # set on the host's loop when the outcome is known
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+    outcome: JobOutcome | None = None
+    cancel_requested: bool = False
+    # the cancel scope of an async job, on the thread's loop
+    scope: anyio.CancelScope | None = None
+
+
+@attrs.define(eq=False)
+class ThreadExecutor:
+    """One thread with an event loop of its own, for its whole life."""
+
+    id: str
+    _entrypoint: Callable[..., Any] = attrs.field(repr=False)
+    _setup: Callable[[], object] | None = attrs.field(repr=False)
+    _loop: Loop = "asyncio"
+    #: how long a cancelled job may take to stop before its thread is abandoned
+    _close_timeout: float = 10.0
+    state: ExecutorState = ExecutorState.STARTING
+    #: True once a job ignored cancellation past close_timeout: the thread runs on
+    abandoned: bool = False
+    _thread: threading.Thread | None = attrs.field(init=False, default=None, repr=False)
+    # Schedules work on the host's loop / on the thread's loop (set once it runs).
+    _host_post: Post | None = attrs.field(init=False, default=None, repr=False)
+    _thread_post: Post | None = attrs.field(init=False, default=None, repr=False)
+    _inbox: MemoryObjectSendStream[_Run | None] | None = attrs.field(
+        init=False, default=None, repr=False
+    )
+    _started: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    _start_error: BaseException | None = attrs.field(init=False, default=None)
+    _stopped: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    _state_value: object = attrs.field(init=False, default=None, repr=False)
+    _run: _Run | None = attrs.field(init=False, default=None, repr=False)
+    _ping_sent: float | None = attrs.field(init=False, default=None, repr=False)
+    _last_rtt: float | None = attrs.field(init=False, default=None, repr=False)
+
+    # -- JobExecutor -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._host_post = _poster()
+        self._thread = threading.Thread(
+            target=self._main, name=f"executors-thread-{self.id}", daemon=True
+        )
+        self._thread.start()
+        try:
+            await self._started.wait()
+        except BaseException:
+            # Cancelled (initialize_timeout): the setup cannot be interrupted; the thread
+            # stops once it returns.
+            self._stop_thread()
+            raise
+        if self._start_error is not None:
+            raise self._start_error
+        if self.state is ExecutorState.STARTING:
+            self.state = ExecutorState.READY
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        if self.state is not ExecutorState.READY or self._thread_post is None:
+            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
+            raise LaunchError(msg)
+        run = self._run = _Run(job)
+        self.state = ExecutorState.BUSY
+        self._post_to_thread(run)
+        try:
+            await run.done.wait()
+        except BaseException:
+            await self._stop_job(run)
+            raise
+        finally:
+            self._run = None
+        assert run.outcome is not None
+        if self.state is ExecutorState.BUSY:
+            self.state = ExecutorState.READY
+        return run.outcome
+
+    async def aclose(self) -> None:
+        if self.state is ExecutorState.CLOSED:
+            return
+        self.state = ExecutorState.CLOSING
+        self._stop_thread()
+        if self._thread is not None:
+            await self._stopped.wait()
+        self.state = ExecutorState.CLOSED
+
+    async def kill(self) -> None:
+        # A thread cannot be killed: ask its job to stop and its loop to end, and let it
+        # finish on its own. It is a daemon, so it never holds up interpreter exit.
+        run = self._run
+        if run is not None:
+            self._request_cancel(run)
+            if not run.done.is_set():
+                self._abandon()
+        self._stop_thread()
+        self.state = ExecutorState.CLOSED
+
+    def health(self) -> Health:
+        alive = self._thread is not None and self._thread.is_alive() and not self.abandoned
+        return Health(alive=alive, ping_latency=self._ping_latency(), abandoned=self.abandoned)
+
+    # -- host side ---------------------------------------------------------------------------
+
+    async def _stop_job(self, run: _Run) -> None:
+        """The pool cancelled the run: ask the job to stop, give it close_timeout to do so,
+        else abandon the thread. Shielded: the job's outcome must be known before leaving."""
+        self._request_cancel(run)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._close_timeout):
+            await run.done.wait()
+        if not run.done.is_set():
+            self._abandon()
+        elif self.state is ExecutorState.BUSY:
+            self.state = ExecutorState.READY
+
+    def _abandon(self) -> None:
+        if not self.abandoned:
+            self.abandoned = True
+            self.state = ExecutorState.CLOSED
+            logger.warning(
+                "executor %s abandoned: its job ignored cancellation for %s s; the thread "
+                "runs on as a daemon",
+                self.id,
+                self._close_timeout,
+            )
+
+    def _request_cancel(self, run: _Run) -> None:
+        run.cancel_requested = True
+        scope = run.scope
+        if scope is not None and self._thread_post is not None:
+            _post_quietly(self._thread_post, scope.cancel)
+
+    def _post_to_thread(self, item: _Run | None) -> None:
+        inbox, post = self._inbox, self._thread_post
+        if inbox is not None and post is not None:
+            _post_quietly(post, lambda: _send_nowait(inbox, item))
+
+    def _stop_thread(self) -> None:
+        self._post_to_thread(None)
+
+    def _ping_latency(self) -> float | None:
+        run = self._run
+        if run is not None and run.scope is None:
+            # A sync job holds the thread: its loop cannot answer, and long sync jobs are
+            # normal for threads. Not measured meanwhile.
+            return None
+        post = self._thread_post
+        if post is None:
+            return None
+        now = anyio.current_time()
+        if self._ping_sent is None:
+            self._ping_sent = now
+            host = self._host_post
+            assert host is not None
+            _post_quietly(post, lambda: _post_quietly(host, self._pong))
+            return self._last_rtt
+        return max(now - self._ping_sent, self._last_rtt or 0.0)
+
+    def _pong(self) -> None:
+        if self._ping_sent is not None:
+            self._last_rtt = anyio.current_time() - self._ping_sent
+            self._ping_sent = None
+
+    # -- thread side ---------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            anyio.run(self._serve, backend=self._loop)
+        finally:
+            self._to_host(self._stopped.set)
+
+    async def _serve(self) -> None:
+        send, receive = anyio.create_memory_object_stream[_Run | None](float("inf"))
+        self._inbox, self._thread_post = send, _poster()
+        try:
+            self._state_value = await _call(self._setup) if self._setup is not None else None
+        except BaseException as exc:
+            self._start_error = exc
+            self._to_host(self._started.set)
+            return
+        self._to_host(self._started.set)
+        async with receive:
+            async for run in receive:
+                if run is None:
+                    return
+                await self._execute(run)
+
+    async def _execute(self, run: _Run) -> None:
+        job = run.job
+        ctx = JobContext(
+            payload=job.payload,
+            job_id=job.id,
+            executor_id=self.id,
+            state=self._state_value,
+            metadata=job.metadata,
+            cancel_check=lambda: run.cancel_requested,
+        )
+        outcome: JobOutcome
+        try:
+            if _is_async(self._entrypoint):
+                with anyio.CancelScope() as scope:
+                    run.scope = scope
+                    if run.cancel_requested:
+                        scope.cancel()
+                    value = await self._entrypoint(ctx)
+                if scope.cancelled_caught:
+                    outcome = JobOutcome.failure(job.id, FailureReason.CANCELLED)
+                else:
+                    outcome = JobOutcome.success(job.id, value)
+            else:
+                outcome = JobOutcome.success(job.id, self._entrypoint(ctx))
+        except Exception as exc:
+            outcome = JobOutcome.failure(
+                job.id, FailureReason.RAISED, RemoteError.from_exception(exc)
+            )
+        run.outcome = outcome
+        self._to_host(run.done.set)
+
+    def _to_host(self, callback: Callable[[], object]) -> None:
+        host = self._host_post
+        assert host is not None
+        _post_quietly(host, callback)
+
+
+def _send_nowait(inbox: MemoryObjectSendStream[_Run | None], item: _Run | None) -> None:
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+        inbox.send_nowait(item)
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 -- the method itself is inspected
+    )
+
+
+async def _call(function: Callable[[], object]) -> object:
+    value = function()
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+@attrs.define(eq=False)
+class _Factory:
+    entrypoint: Callable[..., Any]
+    setup: Callable[[], object] | None
+    options: ThreadOptions
+    close_timeout: float
+
+    def create_executor(self, executor_id: str) -> ThreadExecutor:
+        return ThreadExecutor(
+            executor_id, self.entrypoint, self.setup, self.options.loop, self.close_timeout
+        )
+
+
+@attrs.frozen
+class ThreadBackend:
+    """Backend ``thread``: one thread per executor, each with its own event loop."""
+
+    name: str = "thread"
+    capabilities: Capabilities = _CAPABILITIES
+    options: type = ThreadOptions
+
+    @asynccontextmanager
+    async def open(self, config: PoolConfig, options: object) -> AsyncIterator[ExecutorFactory]:
+        assert isinstance(options, ThreadOptions)
+        assert config.entrypoint is not None, "the pool checks the entrypoint before open()"
+        entrypoint = resolve_callable(config.entrypoint, what="entrypoint")
+        setup = resolve_callable(config.setup, what="setup") if config.setup else None
+        yield _Factory(entrypoint, setup, options, config.close_timeout)
