@@ -264,15 +264,15 @@ class ThreadExecutor:
 
     async def _serve(self) -> None:
         send, receive = anyio.create_memory_object_stream[_Run | None](float("inf"))
-        self._inbox, self._thread_post = send, _poster()
-        try:
-            self._state_value = await _call(self._setup) if self._setup is not None else None
-        except BaseException as exc:
-            self._start_error = exc
-            self._to_host(self._started.set)
-            return
-        self._to_host(self._started.set)
-        async with receive:
+        with send, receive:
+            self._inbox, self._thread_post = send, _poster()
+            try:
+                self._state_value = await _call(self._setup) if self._setup else None
+            except BaseException as exc:
+                self._start_error = exc
+                return
+            finally:
+                self._to_host(self._started.set)
             async for run in receive:
                 if run is None:
                     return
