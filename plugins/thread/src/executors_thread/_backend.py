@@ -186,6 +186,10 @@ class ThreadExecutor:
             self._request_cancel(run)
             if not run.done.is_set():
                 self._abandon()
+                # run_job must return promptly after kill(): the job ends ABANDONED now
+                # (the pool reports the reason it killed for), whatever the thread does.
+                run.outcome = JobOutcome.failure(run.job.id, FailureReason.ABANDONED)
+                run.done.set()
         self._stop_thread()
         self.state = ExecutorState.CLOSED
 
@@ -306,13 +310,19 @@ class ThreadExecutor:
             outcome = JobOutcome.failure(
                 job.id, FailureReason.RAISED, RemoteError.from_exception(exc)
             )
-        run.outcome = outcome
-        self._to_host(run.done.set)
+        self._to_host(lambda: _settle(run, outcome))
 
     def _to_host(self, callback: Callable[[], object]) -> None:
         host = self._host_post
         assert host is not None
         _post_quietly(host, callback)
+
+
+def _settle(run: _Run, outcome: JobOutcome) -> None:
+    # On the host's loop. A run that kill() already ended keeps that outcome.
+    if not run.done.is_set():
+        run.outcome = outcome
+        run.done.set()
 
 
 def _send_nowait(inbox: MemoryObjectSendStream[_Run | None], item: _Run | None) -> None:
