@@ -37,6 +37,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_coroutine.py
 	$(BIN)/python benchmarks/bench_process.py
+	$(BIN)/python benchmarks/bench_thread.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

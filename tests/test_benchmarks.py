@@ -40,3 +40,15 @@ def test_bench_coroutine_runs() -> None:
     assert output.splitlines()[0].split() == ["pool", "bare", "task", "ratio"]
     for label in ("round trip p50", "round trip p99", "throughput"):
         assert label in output
+
+
+def test_bench_thread_quick(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    output = run_script("benchmarks/bench_thread.py", "--quick", "--json", str(results))
+    assert output.splitlines()[0].split() == ["thread", "pool", "anchor", "ratio"]
+    for anchor in ("to_thread.run_sync", "submit().result()", "wrap_future", "map()"):
+        assert anchor in output
+    for label in ("round trip p50", "round trip p99", "throughput"):
+        assert label in output
+    rows = json.loads(results.read_text(encoding="utf-8"))["rows"]
+    assert all(row["ours"] > 0 and row["anchor"] > 0 for row in rows)

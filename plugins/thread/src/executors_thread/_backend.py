@@ -124,6 +124,10 @@ class ThreadExecutor:
     )
     _started: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
     _start_error: BaseException | None = attrs.field(init=False, default=None)
+    # Set by the host before it looks for the thread's inbox to send the stop; read by the
+    # thread after it published its inbox. Whichever order the two threads run in, the
+    # thread either gets the stop or sees this flag, and ends.
+    _stopping: bool = attrs.field(init=False, default=False, repr=False)
     _stopped: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
     _state_value: object = attrs.field(init=False, default=None, repr=False)
     _run: _Run | None = attrs.field(init=False, default=None, repr=False)
@@ -176,6 +180,9 @@ class ThreadExecutor:
         self._stop_thread()
         if self._thread is not None:
             await self._stopped.wait()
+            # The thread has only to return now: once closed, it is gone (never alive
+            # in health(), never left behind for a leak check).
+            self._thread.join()
         self.state = ExecutorState.CLOSED
 
     async def kill(self) -> None:
@@ -214,6 +221,9 @@ class ThreadExecutor:
         if not self.abandoned:
             self.abandoned = True
             self.state = ExecutorState.CLOSED
+            # aclose() does nothing once CLOSED: the thread's loop must be told now to end
+            # once the job returns, or the thread would wait for jobs forever.
+            self._stop_thread()
             logger.warning(
                 "executor %s abandoned: its job ignored cancellation for %s s; the thread "
                 "runs on as a daemon",
@@ -233,6 +243,7 @@ class ThreadExecutor:
             _post_quietly(post, lambda: _send_nowait(inbox, item))
 
     def _stop_thread(self) -> None:
+        self._stopping = True
         self._post_to_thread(None)
 
     def _ping_latency(self) -> float | None:
@@ -277,6 +288,8 @@ class ThreadExecutor:
                 return
             finally:
                 self._to_host(self._started.set)
+            if self._stopping:  # stopped before the inbox could be found: see _stopping
+                return
             async for run in receive:
                 if run is None:
                     return
