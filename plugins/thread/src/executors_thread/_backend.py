@@ -110,6 +110,8 @@ class ThreadExecutor:
     _entrypoint: Callable[..., Any] = attrs.field(repr=False)
     _setup: Callable[[], object] | None = attrs.field(repr=False)
     _loop: Loop = "asyncio"
+    #: the entrypoint is ``async def``: its jobs run as tasks of the thread's loop
+    _is_async: bool = False
     #: how long a cancelled job may take to stop before its thread is abandoned
     _close_timeout: float = 10.0
     state: ExecutorState = ExecutorState.STARTING
@@ -160,7 +162,11 @@ class ThreadExecutor:
             raise LaunchError(msg)
         run = self._run = _Run(job)
         self.state = ExecutorState.BUSY
-        self._post_to_thread(run)
+        post = self._thread_post
+        if self._is_async:
+            self._post_to_thread(run)
+        else:
+            _post_quietly(post, lambda: self._run_sync(run))
         try:
             await run.done.wait()
         except BaseException:
@@ -295,9 +301,9 @@ class ThreadExecutor:
                     return
                 await self._execute(run)
 
-    async def _execute(self, run: _Run) -> None:
+    def _context(self, run: _Run) -> JobContext:
         job = run.job
-        ctx = JobContext(
+        return JobContext(
             payload=job.payload,
             job_id=job.id,
             executor_id=self.id,
@@ -305,24 +311,34 @@ class ThreadExecutor:
             metadata=job.metadata,
             cancel_check=lambda: run.cancel_requested,
         )
+
+    def _run_sync(self, run: _Run) -> None:
+        """Runs a sync job right in the callback that brought it to the thread's loop:
+        no task to wake, no second pass of the loop."""
+        job = run.job
+        try:
+            outcome = JobOutcome.success(job.id, self._entrypoint(self._context(run)))
+        except Exception as exc:
+            error = RemoteError.from_exception(exc)
+            outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
+        self._to_host(lambda: _settle(run, outcome))
+
+    async def _execute(self, run: _Run) -> None:
+        job = run.job
         outcome: JobOutcome
         try:
-            if _is_async(self._entrypoint):
-                with anyio.CancelScope() as scope:
-                    run.scope = scope
-                    if run.cancel_requested:
-                        scope.cancel()
-                    value = await self._entrypoint(ctx)
-                if scope.cancelled_caught:
-                    outcome = JobOutcome.failure(job.id, FailureReason.CANCELLED)
-                else:
-                    outcome = JobOutcome.success(job.id, value)
+            with anyio.CancelScope() as scope:
+                run.scope = scope
+                if run.cancel_requested:
+                    scope.cancel()
+                value = await self._entrypoint(self._context(run))
+            if scope.cancelled_caught:
+                outcome = JobOutcome.failure(job.id, FailureReason.CANCELLED)
             else:
-                outcome = JobOutcome.success(job.id, self._entrypoint(ctx))
+                outcome = JobOutcome.success(job.id, value)
         except Exception as exc:
-            outcome = JobOutcome.failure(
-                job.id, FailureReason.RAISED, RemoteError.from_exception(exc)
-            )
+            error = RemoteError.from_exception(exc)
+            outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
         self._to_host(lambda: _settle(run, outcome))
 
     def _to_host(self, callback: Callable[[], object]) -> None:
@@ -365,7 +381,12 @@ class _Factory:
 
     def create_executor(self, executor_id: str) -> ThreadExecutor:
         return ThreadExecutor(
-            executor_id, self.entrypoint, self.setup, self.options.loop, self.close_timeout
+            executor_id,
+            self.entrypoint,
+            self.setup,
+            self.options.loop,
+            _is_async(self.entrypoint),
+            self.close_timeout,
         )
 
 
