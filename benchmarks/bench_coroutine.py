@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
+from _report import percentile
 
 from executors import PoolConfig, open_pool
 
@@ -26,11 +27,6 @@ async def noop(ctx: JobContext) -> object:
 
 async def bare_noop(result: list[object], value: object) -> None:
     result.append(value)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def round_trips_pool(jobs: int) -> list[float]:

@@ -14,23 +14,27 @@ times. The run checks that it leaves no process, thread or descriptor behind
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
 import multiprocessing
 import multiprocessing.forkserver
-import os
-import platform
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import attrs
+from _report import (
+    Row,
+    blocks_of,
+    in_flight,
+    parse_options,
+    percentile,
+    report,
+    round_trips,
+)
+from _report import Settings as BaseSettings
 from bench_jobs import identity
 
 from executors import PoolConfig, open_pool
@@ -50,34 +54,10 @@ OURS = "process pool"
 
 
 @attrs.frozen
-class Settings:
-    #: round trips timed per side, and jobs per side in each throughput test
-    jobs: int
-    warmup: int
-    #: each test alternates between the sides this many times
-    blocks: int
+class Settings(BaseSettings):
     #: start-ups timed per side and size; the median is reported
     starts: int
     start_sizes: tuple[int, ...] = (2, 4)
-
-
-@attrs.frozen
-class Row:
-    """One line of the table: the same measurement of the pool and of the anchor."""
-
-    label: str
-    unit: str
-    ours: float
-    anchor: float
-
-    @property
-    def ratio(self) -> float:
-        return self.ours / self.anchor
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def pool_config(workers: int) -> PoolConfig:
@@ -101,37 +81,7 @@ def start_forkserver() -> ForkServerContext:
     return context
 
 
-def blocks_of(settings: Settings) -> list[range]:
-    size = max(1, settings.jobs // settings.blocks)
-    return [range(start, start + size) for start in range(0, size * settings.blocks, size)]
-
-
-# -- the pool: each function times one block ---------------------------------------------
-
-
-async def pool_round_trips(pool: Pool, payloads: range) -> list[float]:
-    samples = []
-    for i in payloads:
-        start = time.perf_counter()
-        value = await pool.run(i)
-        samples.append(time.perf_counter() - start)
-        assert value == i
-    return samples
-
-
-async def pool_in_flight(pool: Pool, payloads: range) -> float:
-    """``IN_FLIGHT`` tasks, each running jobs one after another; returns seconds."""
-    remaining = iter(payloads)
-
-    async def lane() -> None:
-        for i in remaining:
-            assert await pool.run(i) == i
-
-    start = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        for _ in range(IN_FLIGHT):
-            tg.start_soon(lane)
-    return time.perf_counter() - start
+# -- the pool: each function times one block (round trips and jobs in flight: _report) ---
 
 
 async def pool_submit_all(pool: Pool, payloads: range) -> float:
@@ -165,13 +115,10 @@ def anchor_round_trips(executor: ProcessPoolExecutor, payloads: range) -> list[f
 
 
 async def anchor_round_trips_async(executor: ProcessPoolExecutor, payloads: range) -> list[float]:
-    samples = []
-    for i in payloads:
-        start = time.perf_counter()
-        value = await asyncio.wrap_future(executor.submit(identity, i))
-        samples.append(time.perf_counter() - start)
-        assert value == i
-    return samples
+    async def wrapped(i: int) -> object:
+        return await asyncio.wrap_future(executor.submit(identity, i))
+
+    return await round_trips(wrapped, payloads)
 
 
 def anchor_map(executor: ProcessPoolExecutor, payloads: range) -> float:
@@ -210,13 +157,13 @@ def anchor_start(context: ForkServerContext, workers: int, jobs: int) -> float:
 async def round_trip_rows(
     pool: Pool, executor: ProcessPoolExecutor, settings: Settings
 ) -> list[Row]:
-    await pool_round_trips(pool, range(settings.warmup))
+    await round_trips(pool.run, range(settings.warmup))
     anchor_round_trips(executor, range(settings.warmup))
     ours: list[float] = []
     anchors: dict[str, list[float]] = {"sync": [], "async": []}
     for payloads in blocks_of(settings):
         gc.collect()
-        ours += await pool_round_trips(pool, payloads)
+        ours += await round_trips(pool.run, payloads)
         gc.collect()
         anchors["sync"] += anchor_round_trips(executor, payloads)
         gc.collect()
@@ -239,7 +186,7 @@ async def throughput_rows(
     seconds = dict.fromkeys(("in_flight", "map", "submit_all", "anchor_submit_all"), 0.0)
     for payloads in blocks_of(settings):
         gc.collect()
-        seconds["in_flight"] += await pool_in_flight(pool, payloads)
+        seconds["in_flight"] += await in_flight(pool.run, payloads, IN_FLIGHT)
         gc.collect()
         seconds["map"] += anchor_map(executor, payloads)
         gc.collect()
@@ -294,45 +241,13 @@ async def measure(context: ForkServerContext, settings: Settings) -> list[Row]:
     return rows + await start_rows(context, settings)
 
 
-def print_table(rows: list[Row]) -> None:
-    width = max(len(row.label) for row in rows) + 2
-    print(f"{'':{width}}{OURS:>14}{ANCHOR:>21}{'ratio':>8}")
-    for row in rows:
-        digits = 0 if row.unit == "jobs/s" else 1
-        print(
-            f"{row.label:{width}}{row.ours:14.{digits}f}{row.anchor:21.{digits}f}{row.ratio:8.2f}"
-        )
-
-
-def write_json(path: Path, settings: Settings, rows: list[Row]) -> None:
-    document = {
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
-        "settings": {**attrs.asdict(settings), "workers": WORKERS, "in_flight": IN_FLIGHT},
-        "rows": [{**attrs.asdict(row), "ratio": row.ratio} for row in rows],
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, default=5000, help="round trips and jobs per test")
-    parser.add_argument("--quick", action="store_true", help="200 jobs, one start: a smoke test")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
-    args = parser.parse_args()
-    if args.quick:
-        settings = Settings(jobs=min(args.jobs, 200), warmup=20, blocks=2, starts=1)
-    else:
-        settings = Settings(jobs=args.jobs, warmup=max(100, args.jobs // 10), blocks=5, starts=5)
+    options = parse_options(__doc__, quick="200 jobs, one start: a smoke test")
+    settings = Settings.from_options(options, starts=1 if options.quick else 5)
     with no_leaks():
         context = start_forkserver()
         rows = anyio.run(measure, context, settings)
-    print_table(rows)
-    if args.json is not None:
-        write_json(args.json, settings, rows)
+    report(rows, options, settings, ours=OURS, anchor=ANCHOR, workers=WORKERS, in_flight=IN_FLIGHT)
 
 
 if __name__ == "__main__":

@@ -16,23 +16,27 @@ absolute times. The run checks that it leaves no thread or descriptor behind
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
-import os
-import platform
-import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
 import attrs
+from _report import (
+    Call,
+    Row,
+    Settings,
+    blocks_of,
+    in_flight,
+    parse_options,
+    percentile,
+    report,
+    round_trips,
+)
 from bench_jobs import identity
 
 from executors import PoolConfig, open_pool
@@ -47,37 +51,6 @@ OURS = "thread pool"
 #: the one anchor of the throughput test that is not run by IN_FLIGHT tasks
 MAP = "ThreadPoolExecutor map()"
 
-#: one call of a side: runs ``identity(i)`` on a thread and returns its value
-Call = Callable[[int], Awaitable[object]]
-
-
-@attrs.frozen
-class Settings:
-    #: round trips timed per side, and jobs per side in each throughput test
-    jobs: int
-    warmup: int
-    #: each test alternates between the sides this many times
-    blocks: int
-
-
-@attrs.frozen
-class Row:
-    """One line of the table: the same measurement of the pool and of one anchor."""
-
-    label: str
-    unit: str
-    ours: float
-    anchor: float
-
-    @property
-    def ratio(self) -> float:
-        return self.ours / self.anchor
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
 
 def pool_config() -> PoolConfig:
     return PoolConfig(
@@ -86,11 +59,6 @@ def pool_config() -> PoolConfig:
         idle_executors=THREADS,
         max_executors=THREADS,
     )
-
-
-def blocks_of(settings: Settings) -> list[range]:
-    size = max(1, settings.jobs // settings.blocks)
-    return [range(start, start + size) for start in range(0, size * settings.blocks, size)]
 
 
 @attrs.define(eq=False)
@@ -130,31 +98,6 @@ class Sides:
         return await asyncio.wrap_future(self.executor.submit(identity, i))
 
 
-async def round_trips(call: Call, payloads: range) -> list[float]:
-    samples = []
-    for i in payloads:
-        start = time.perf_counter()
-        value = await call(i)
-        samples.append(time.perf_counter() - start)
-        assert value == i
-    return samples
-
-
-async def in_flight(call: Call, payloads: range) -> float:
-    """``IN_FLIGHT`` tasks, each calling one after another; returns seconds."""
-    remaining = iter(payloads)
-
-    async def lane() -> None:
-        for i in remaining:
-            assert await call(i) == i
-
-    start = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        for _ in range(IN_FLIGHT):
-            tg.start_soon(lane)
-    return time.perf_counter() - start
-
-
 def anchor_map(executor: ThreadPoolExecutor, payloads: range) -> float:
     start = time.perf_counter()
     values = list(executor.map(identity, payloads))
@@ -191,7 +134,7 @@ async def throughput_rows(sides: Sides, settings: Settings) -> list[Row]:
     for payloads in blocks_of(settings):
         for name, call in calls.items():
             gc.collect()
-            seconds[name] += await in_flight(call, payloads)
+            seconds[name] += await in_flight(call, payloads, IN_FLIGHT)
         gc.collect()
         seconds[MAP] += anchor_map(sides.executor, payloads)
     jobs = sum(len(payloads) for payloads in blocks_of(settings))
@@ -212,29 +155,6 @@ async def measure(settings: Settings) -> list[Row]:
     return rows
 
 
-def print_table(rows: list[Row]) -> None:
-    width = max(len(row.label) for row in rows) + 2
-    print(f"{'':{width}}{OURS:>14}{'anchor':>14}{'ratio':>8}")
-    for row in rows:
-        digits = 0 if row.unit == "jobs/s" else 1
-        print(
-            f"{row.label:{width}}{row.ours:14.{digits}f}{row.anchor:14.{digits}f}{row.ratio:8.2f}"
-        )
-
-
-def write_json(path: Path, settings: Settings, rows: list[Row]) -> None:
-    document = {
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
-        "settings": {**attrs.asdict(settings), "threads": THREADS, "in_flight": IN_FLIGHT},
-        "rows": [{**attrs.asdict(row), "ratio": row.ratio} for row in rows],
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-
-
 def join_anyio_workers(before: set[threading.Thread]) -> None:
     """anyio's worker threads are told to stop when their event loop ends, but nothing
     waits for them; wait here, so that the leak check sees them gone."""
@@ -244,24 +164,17 @@ def join_anyio_workers(before: set[threading.Thread]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, default=5000, help="round trips and jobs per test")
-    parser.add_argument("--quick", action="store_true", help="200 jobs: a smoke test")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
-    args = parser.parse_args()
-    if args.quick:
-        settings = Settings(jobs=min(args.jobs, 200), warmup=20, blocks=2)
-    else:
-        settings = Settings(jobs=args.jobs, warmup=max(100, args.jobs // 10), blocks=5)
+    options = parse_options(__doc__, quick="200 jobs: a smoke test")
+    settings = Settings.from_options(options)
     with no_leaks():
         before = set(threading.enumerate())
         try:
             rows = anyio.run(measure, settings, backend="asyncio")
         finally:
             join_anyio_workers(before)
-    print_table(rows)
-    if args.json is not None:
-        write_json(args.json, settings, rows)
+    report(
+        rows, options, settings, ours=OURS, anchor="anchor", threads=THREADS, in_flight=IN_FLIGHT
+    )
 
 
 if __name__ == "__main__":

@@ -26,30 +26,23 @@ from executors.testing._program import (
     check_one_job_per_slot,
     run_program,
 )
+from executors.testing.strategies import programs, scripts
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-scripts = st.one_of(
-    st.builds(Script.succeed, st.integers(), st.sampled_from([0.0, 0.5, 3.0])),
-    st.builds(Script.fail, st.just("boom"), st.sampled_from([0.0, 1.0])),
-    st.builds(Script.crash, st.sampled_from([0.0, 1.0])),
-    st.just(Script.hang()),
-    st.just(Script.refuse()),
-)
 spawn_steps = st.one_of(
     st.builds(Script.succeed, st.none(), st.sampled_from([0.0, 0.5, 2.0])),
     st.just(Script.fail("setup failed")),
     st.just(Script.hang()),
 )
-steps = st.lists(
-    st.one_of(
-        st.builds(Step, st.just("submit"), scripts),
-        st.builds(Step, st.just("cancel"), number=st.integers(0, 20)),
-        st.builds(Step, st.just("wait"), seconds=st.sampled_from([0.1, 1.0, 5.0])),
-        st.builds(Step, st.just("idle"), number=st.integers(0, 3)),
+steps = programs(
+    scripts(
+        seconds=[0.0, 0.5, 3.0], fail_seconds=[0.0, 1.0], crash_seconds=[0.0, 1.0], refuse=True
     ),
+    wait_seconds=[0.1, 1.0, 5.0],
     max_size=25,
+    max_cancel=20,
 )
 configs = st.builds(
     PoolConfig,

@@ -23,17 +23,8 @@ from executors import (
     open_pool,
 )
 from executors.testing import Script
-from executors.testing._program import (
-    Recorder,
-    Step,
-    check_at_most_once,
-    check_bounded_drain,
-    check_bounds,
-    check_exactly_one_outcome,
-    check_no_leaks,
-    check_one_job_per_slot,
-    run_program,
-)
+from executors.testing._program import Step, play_program
+from executors.testing.strategies import check_invariants, programs, scripts
 from executors_coroutine import CoroutineBackend, CoroutineOptions
 
 pytestmark = pytest.mark.anyio
@@ -148,38 +139,20 @@ async def test_kill_cancels_the_running_job_without_waiting() -> None:
         assert not executor.health().alive
 
 
-scripts = st.one_of(
-    st.builds(Script.succeed, st.integers(), st.sampled_from([0.0, 0.001, 0.01])),
-    st.builds(Script.fail, st.just("boom")),
-    st.just(Script.hang()),
-)
-programs = st.lists(
-    st.one_of(
-        st.builds(Step, st.just("submit"), scripts),
-        st.builds(Step, st.just("cancel"), number=st.integers(0, 10)),
-        st.builds(Step, st.just("wait"), seconds=st.sampled_from([0.0, 0.005])),
-        st.builds(Step, st.just("idle"), number=st.integers(0, 3)),
-    ),
-    max_size=15,
+task_programs = programs(
+    scripts(seconds=[0.0, 0.001, 0.01]), wait_seconds=[0.0, 0.005], max_size=15
 )
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@given(program=programs, drain_timeout=st.sampled_from([0.0, 0.02]))
+@given(program=task_programs, drain_timeout=st.sampled_from([0.0, 0.02]))
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 async def test_invariants_1_2_5_6_9_10_hold_with_real_tasks(
     anyio_backend: str, program: list[Step], drain_timeout: float
 ) -> None:
-    recorder = Recorder()
     cfg = config(drain_timeout=drain_timeout, close_timeout=0.5, job_timeout=1.0)
-    async with open_pool(cfg, observers=[recorder]) as pool:
-        result = await run_program(pool, recorder, program)
-    check_exactly_one_outcome(result)
-    check_one_job_per_slot(result)
-    check_at_most_once(result)
-    check_bounds(result)
-    check_bounded_drain(result)
-    check_no_leaks(result)
+    result = await play_program(cfg, program)
+    check_invariants(result, margin=1.0)
 
 
 async def test_the_loop_lag_watchdog_names_the_job_that_blocked_the_loop() -> None:

@@ -65,61 +65,51 @@ async def test_an_exception_that_does_not_pickle_still_comes_back_clearly(
     assert str(outcome.error.exception) == f"{type_name}: {message}"
 
 
-async def test_an_unpicklable_payload_fails_only_its_job_and_the_worker_stays() -> None:
-    async with open_pool(config(entrypoint="process_jobs:pid")) as pool:
+async def failure_between_two_runs(
+    entrypoint: str, payload: object
+) -> tuple[str, str, BaseException | None]:
+    """Run ``payload``, which must fail, between two jobs of payload None on a one-worker
+    pool: check that both of those returned the same (the worker served on), and return
+    the failure (type name, message, exception)."""
+    async with open_pool(config(entrypoint=f"process_jobs:{entrypoint}")) as pool:
         with anyio.fail_after(PATIENCE):
             before = await pool.run(None)
-        outcome = await outcome_of(pool, threading.Lock())
+        outcome = await outcome_of(pool, payload)
         with anyio.fail_after(PATIENCE):
             after = await pool.run(None)
-    type_name, message, exception = failure(outcome)
+    assert after == before
+    return failure(outcome)
+
+
+async def test_an_unpicklable_payload_fails_only_its_job_and_the_worker_stays() -> None:
+    type_name, message, exception = await failure_between_two_runs("pid", threading.Lock())
     assert type_name == "_pickle.PicklingError"
     assert "payload" in message
     assert "cannot pickle '_thread.lock' object" in message
     assert isinstance(exception, pickle.PicklingError)
-    assert after == before
 
 
 async def test_an_unpicklable_result_fails_only_its_job() -> None:
-    async with open_pool(config(entrypoint="process_jobs:odd_result")) as pool:
-        with anyio.fail_after(PATIENCE):
-            before = await pool.run(None)
-        outcome = await outcome_of(pool, "lock")
-        with anyio.fail_after(PATIENCE):
-            after = await pool.run(None)
-    type_name, message, exception = failure(outcome)
+    type_name, message, exception = await failure_between_two_runs("odd_result", "lock")
     assert type_name == "_pickle.PicklingError"
     assert "result" in message
     assert "cannot pickle '_thread.lock' object" in message
     assert isinstance(exception, pickle.PicklingError)
-    assert after == before
 
 
 async def test_a_result_that_does_not_unpickle_in_the_host_fails_only_its_job() -> None:
-    async with open_pool(config(entrypoint="process_jobs:odd_result")) as pool:
-        with anyio.fail_after(PATIENCE):
-            before = await pool.run(None)
-        outcome = await outcome_of(pool, "needs two")
-        with anyio.fail_after(PATIENCE):
-            after = await pool.run(None)
-    type_name, message, exception = failure(outcome)
+    type_name, message, exception = await failure_between_two_runs("odd_result", "needs two")
     assert type_name == "_pickle.UnpicklingError"
     assert "result" in message
     assert "missing 1 required positional argument: 'second'" in message
     assert isinstance(exception, pickle.UnpicklingError)
-    assert after == before
 
 
 async def test_a_payload_that_does_not_unpickle_in_the_worker_fails_only_its_job() -> None:
-    async with open_pool(config(entrypoint="process_jobs:pid")) as pool:
-        with anyio.fail_after(PATIENCE):
-            before = await pool.run(None)
-        outcome = await outcome_of(pool, process_jobs.NeedsTwoArguments("one", "two"))
-        with anyio.fail_after(PATIENCE):
-            after = await pool.run(None)
-    type_name, message, exception = failure(outcome)
+    type_name, message, exception = await failure_between_two_runs(
+        "pid", process_jobs.NeedsTwoArguments("one", "two")
+    )
     assert type_name == "_pickle.UnpicklingError"
     assert "payload" in message
     assert "missing 1 required positional argument: 'second'" in message
     assert isinstance(exception, pickle.UnpicklingError)
-    assert after == before

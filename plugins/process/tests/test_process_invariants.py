@@ -10,18 +10,8 @@ from hypothesis import strategies as st
 from process_helpers import PATIENCE, config
 
 from executors import AcquireError, FailureReason, open_pool
-from executors.testing import Script
-from executors.testing._program import (
-    Recorder,
-    Step,
-    check_at_most_once,
-    check_bounded_drain,
-    check_bounds,
-    check_exactly_one_outcome,
-    check_no_leaks,
-    check_one_job_per_slot,
-    run_program,
-)
+from executors.testing._program import Step, play_program
+from executors.testing.strategies import check_invariants, programs, scripts
 
 pytestmark = pytest.mark.anyio
 
@@ -70,30 +60,21 @@ async def test_invariant_3_a_setup_hanging_past_initialize_timeout_gives_acquire
     # No worker is left: the autouse no_leaks() fixture checks every child process.
 
 
-scripts = st.one_of(
-    st.builds(Script.succeed, st.integers(), st.sampled_from([0.0, 0.01])),
-    st.builds(Script.fail, st.just("boom")),
-    st.just(Script.hang()),
-)
-programs = st.lists(
-    st.one_of(
-        st.builds(Step, st.just("submit"), scripts),
-        st.builds(Step, st.just("cancel"), number=st.integers(0, 10)),
-        st.builds(Step, st.just("wait"), seconds=st.sampled_from([0.0, 0.01, 0.1])),
-        st.builds(Step, st.just("idle"), number=st.integers(0, 2)),
-    ),
+process_programs = programs(
+    scripts(seconds=[0.0, 0.01]),
+    wait_seconds=[0.0, 0.01, 0.1],
     min_size=1,
     max_size=8,
+    max_idle=2,
 )
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@given(program=programs, drain_timeout=st.sampled_from([0.0, 0.05]), warm=st.booleans())
+@given(program=process_programs, drain_timeout=st.sampled_from([0.0, 0.05]), warm=st.booleans())
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 async def test_invariants_1_2_5_6_9_10_hold_with_real_processes(
     anyio_backend: str, program: list[Step], drain_timeout: float, warm: bool
 ) -> None:
-    recorder = Recorder()
     cfg = config(
         entrypoint="executors.testing:scripted",
         idle_executors=1,
@@ -102,14 +83,6 @@ async def test_invariants_1_2_5_6_9_10_hold_with_real_processes(
         close_timeout=1.0,
         job_timeout=1.0,
     )
-    async with open_pool(cfg, observers=[recorder]) as pool:
-        if warm:  # else the program races the first worker's start
-            with anyio.fail_after(PATIENCE):
-                await pool.wait_until(lambda s: s.idle == 1)
-        result = await run_program(pool, recorder, program)
-    check_exactly_one_outcome(result)
-    check_one_job_per_slot(result)
-    check_at_most_once(result)
-    check_bounds(result)
-    check_bounded_drain(result, margin=3.0)
-    check_no_leaks(result)
+    # unless warm, the program races the first worker's start
+    result = await play_program(cfg, program, warm_within=PATIENCE if warm else None)
+    check_invariants(result, margin=3.0)

@@ -20,17 +20,18 @@ from thread_helpers import (
 )
 from thread_jobs import Probe
 
-from executors import FailureReason, JobStatus, open_pool
+from executors import FailureReason, JobStatus, PoolConfig, open_pool
 from executors.testing._program import Recorder
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_sync_job_polling_cancel_requested_ends_cancelled_and_its_thread_serves_on() -> (
-    None
-):
+async def cancel_and_run_the_next_job(cfg: PoolConfig) -> threading.Thread:
+    """Cancel a job (payload: a :class:`Probe`) once it runs, then run the next one:
+    check that the first ended cancelled and the next ran on the same thread (the pool
+    started no other); return that thread."""
     probe = Probe()
-    async with open_pool(config(entrypoint="thread_jobs:poll_cancel")) as pool:
+    async with open_pool(cfg) as pool:
         handle = await pool.submit(probe)
         thread = await started(probe)
         handle.cancel()
@@ -42,6 +43,13 @@ async def test_a_sync_job_polling_cancel_requested_ends_cancelled_and_its_thread
     assert outcome.reason is FailureReason.CANCELLED
     assert next_thread == thread.name
     assert stats.executors_started == 1
+    return thread
+
+
+async def test_a_sync_job_polling_cancel_requested_ends_cancelled_and_its_thread_serves_on() -> (
+    None
+):
+    thread = await cancel_and_run_the_next_job(config(entrypoint="thread_jobs:poll_cancel"))
     thread.join(PATIENCE)  # the pool closed it: it ends
     assert not thread.is_alive()
 
@@ -80,20 +88,8 @@ async def test_a_sync_job_ignoring_cancellation_times_out_once_and_is_abandoned(
 async def test_cancelling_an_async_job_cancels_it_on_its_threads_loop_and_reuses_the_thread(
     loop: str,
 ) -> None:
-    probe = Probe()
     cfg = config(entrypoint="thread_jobs:await_forever", backend_options={"loop": loop})
-    async with open_pool(cfg) as pool:
-        handle = await pool.submit(probe)
-        thread = await started(probe)
-        handle.cancel()
-        with anyio.fail_after(PATIENCE):
-            outcome = await handle.outcome()
-        next_thread = await pool.run(None)
-        stats = pool.statistics()
-    assert outcome.status is JobStatus.CANCELLED
-    assert outcome.reason is FailureReason.CANCELLED
-    assert next_thread == thread.name
-    assert stats.executors_started == 1
+    await cancel_and_run_the_next_job(cfg)
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "trio"])

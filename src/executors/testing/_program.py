@@ -2,7 +2,8 @@
 
 A *program* is a list of steps (submit a scripted job, cancel an earlier job, wait,
 change the idle target); :func:`run_program` plays it against an open pool, then drains
-it, while a :class:`Recorder` observer logs every lifecycle hook. Each ``check_*``
+it, while a :class:`Recorder` observer logs every lifecycle hook (:func:`play_program`
+opens the pool and its recorder too). Each ``check_*``
 function asserts one invariant of ``docs/architecture.md`` on what was recorded.
 """
 
@@ -15,6 +16,7 @@ import anyio
 import attrs
 
 from .._hookspecs import hookimpl
+from .._pool import open_pool
 from ._simulated import Script
 
 if TYPE_CHECKING:
@@ -103,6 +105,20 @@ async def run_program(pool: Pool, recorder: Recorder, steps: list[Step]) -> Prog
     start = anyio.current_time()
     await pool.drain()
     return ProgramResult(handles, recorder, pool.config, anyio.current_time() - start)
+
+
+async def play_program(
+    config: PoolConfig, steps: list[Step], *, warm_within: float | None = None
+) -> ProgramResult:
+    """Open a pool on ``config``, observed by a :class:`Recorder`, and play ``steps`` on
+    it with :func:`run_program`. With ``warm_within``, first wait (failing after that many
+    seconds) until the pool has its ``idle_executors`` ready."""
+    recorder = Recorder()
+    async with open_pool(config, observers=[recorder]) as pool:
+        if warm_within is not None:
+            with anyio.fail_after(warm_within):
+                await pool.wait_until(lambda s: s.idle == config.idle_executors)
+        return await run_program(pool, recorder, steps)
 
 
 # -- invariants ------------------------------------------------------------------------
