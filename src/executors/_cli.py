@@ -1,4 +1,4 @@
-"""The ``executors`` command line: ``backends``, ``config`` and ``run``.
+"""The ``executors`` command line: ``backends``, ``config``, ``run`` and ``check``.
 
 Reports are rich tables on stdout; ``--json`` prints plain JSON instead, for scripts.
 The progress bar and log messages go to stderr. A mistake the user can fix (a
@@ -15,11 +15,12 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -191,6 +192,26 @@ def _add_run_command(
     parser.set_defaults(handler=_run_command)
 
 
+def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "check",
+        help="run the conformance suite against a backend",
+        description="Run the conformance suite (docs/conformance.md) against the installed "
+        "backend NAME with real pools, and print one row per rule: passed, failed (with "
+        "the start of the failure) or skipped (with the capability the backend lacks). "
+        "Exits 0 when no rule failed, 1 when one did, 2 for an unknown backend or when "
+        "pytest and Hypothesis (the executors[testing] extra) are not installed.",
+    )
+    parser.add_argument("backend", metavar="NAME", help="see `executors backends`")
+    parser.add_argument(
+        "--profile",
+        choices=["quick", "ci", "thorough"],
+        default="quick",
+        help="how many random programs to try (default: quick)",
+    )
+    parser.set_defaults(handler=_check_command)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="executors", description="Run jobs on pluggable executors through a pool."
@@ -200,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_backends_command(commands)
     _add_config_command(commands, parent)
     _add_run_command(commands, parent)
+    _add_check_command(commands)
     return parser
 
 
@@ -518,6 +540,121 @@ def _run_command(args: argparse.Namespace) -> int:
     report = anyio.run(_run_jobs, plan, backend=args.host_loop)
     _show_summary(Console(), report)
     return EXIT_FAILED if report.tally.failed else EXIT_OK
+
+
+# -- executors check -------------------------------------------------------------------------
+
+#: lines of a failure shown under its rule
+_FAILURE_LINES = 12
+
+
+@attrs.define
+class _RuleResult:
+    status: str = "not run"
+    detail: str = ""
+
+
+@attrs.define(eq=False)
+class _ReportCollector:
+    """A pytest plugin that keeps, per conformance rule, how its test went."""
+
+    tests: dict[str, str]
+    results: dict[str, _RuleResult] = attrs.field(factory=dict)
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        name = str(report.nodeid).rsplit("::", 1)[-1].partition("[")[0]
+        rule_id = self.tests.get(name)
+        if rule_id is None:
+            return
+        result = self.results.setdefault(rule_id, _RuleResult())
+        if report.failed:
+            if result.status != "failed":
+                result.status, result.detail = "failed", _failure_summary(report.longreprtext)
+        elif report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+            result.status, result.detail = "skipped", str(reason).removeprefix("Skipped: ")
+        elif report.when == "call" and result.status == "not run":
+            result.status = "passed"
+
+
+def _failure_summary(text: str) -> str:
+    """The error lines (pytest's ``E`` lines, which carry Hypothesis' falsifying example)
+    of a failure, else its last lines."""
+    lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    lines = [line for line in lines if line] or text.strip().splitlines()[-_FAILURE_LINES:]
+    if len(lines) > _FAILURE_LINES:
+        lines = [*lines[: _FAILURE_LINES - 1], "..."]
+    return "\n".join(lines)
+
+
+def _check_command(args: argparse.Namespace) -> int:
+    try:
+        import pytest
+
+        if importlib.util.find_spec("hypothesis") is None:
+            raise ImportError("No module named 'hypothesis'")  # noqa: EM101
+    except ImportError as err:
+        _error(
+            f"`executors check` needs pytest and Hypothesis ({err}): "
+            "install executors[testing], for example: pip install 'executors[testing]'"
+        )
+        return EXIT_ERROR
+    from .testing.conformance._rules import RULES, RULES_VERSION
+
+    installed = sorted(info.name for info in default_registry().backends())
+    if args.backend not in installed:
+        _error(
+            f"unknown backend {args.backend!r}; installed backends: "
+            f"{', '.join(installed) or 'none'}"
+        )
+        return EXIT_ERROR
+    collector = _ReportCollector({r.test_name: r.id for r in RULES})
+    with tempfile.TemporaryDirectory() as directory:
+        # An empty configuration file: the suite runs the same from any directory, with
+        # no project's pytest settings or conftest.py around it.
+        ini = Path(directory, "pytest.ini")
+        ini.write_text("[pytest]\n")
+        status = pytest.main(
+            [
+                "-c",
+                str(ini),
+                "--rootdir",
+                directory,
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--no-header",
+                "--tb=short",
+                # executors, anyio and pytest's plugins are imported before pytest starts
+                "-W",
+                "ignore::pytest.PytestAssertRewriteWarning",
+                "--pyargs",
+                "executors.testing.conformance",
+                "--executors-backend",
+                args.backend,
+                "--executors-profile",
+                args.profile,
+            ],
+            plugins=[collector],
+        )
+    table = _table(
+        f"Conformance of backend {args.backend!r} "
+        f"(rules version {RULES_VERSION}, profile {args.profile})",
+        "rule",
+        "name",
+        "result",
+        "detail",
+    )
+    failed = False
+    for checked in RULES:
+        result = collector.results.get(checked.id, _RuleResult())
+        failed = failed or result.status not in ("passed", "skipped")
+        style = {"passed": "green", "skipped": "yellow"}.get(result.status, "red")
+        table.add_row(checked.id, checked.name, Text(result.status, style=style), result.detail)
+    Console().print(table)
+    if failed or status not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 # -- entry point ------------------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""The versioned list of rules the conformance suite checks."""
+
+from __future__ import annotations
+
+import attrs
+
+#: bumped whenever a rule is added, removed or changes meaning
+RULES_VERSION = "1"
+
+
+@attrs.frozen
+class Rule:
+    """One promise of the pool that a backend must keep."""
+
+    #: stable identifier, such as ``"EX-1"``; failure messages start with it
+    id: str
+    #: short snake_case name; the test method is ``test_<id lowercased>_<name>``
+    name: str
+    #: the invariant of docs/architecture.md it checks, ``None`` for contract rules
+    invariant: int | None
+    summary: str
+    #: names of :class:`~executors.Capabilities` fields that must be true, else it is skipped
+    requires: tuple[str, ...] = ()
+
+    @property
+    def test_name(self) -> str:
+        return f"test_{self.id.lower().replace('-', '_')}_{self.name}"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "EX-1",
+        "exactly_one_outcome",
+        1,
+        "Under random programs of jobs, cancels, waits and idle changes, every accepted job "
+        "gets exactly one outcome, reported once; no slot runs two jobs, live executors "
+        "stay within max_executors.",
+    ),
+    Rule(
+        "EX-2",
+        "acquisition_never_hangs",
+        3,
+        "When every setup raises, waiting jobs fail with AcquireError, caused by the "
+        "setup's exception, within a bound.",
+    ),
+    Rule(
+        "EX-3",
+        "at_most_once",
+        5,
+        "A job that started is never run again, even when it is cancelled or the pool "
+        "drains while it runs.",
+    ),
+    Rule(
+        "EX-4",
+        "bounded_drain",
+        9,
+        "drain() refuses new jobs at once and returns within drain_timeout + "
+        "close_timeout (plus a margin) with every outcome reported.",
+    ),
+    Rule(
+        "EX-5",
+        "no_leaks",
+        10,
+        "After the pool closes, no child process, thread or file descriptor it opened is left.",
+    ),
+    Rule(
+        "EX-6",
+        "crash_isolation",
+        None,
+        "A job that ends its executor's process (os._exit) gets outcome CRASHED and the "
+        "pool goes on serving jobs.",
+        requires=("isolates_crashes",),
+    ),
+    Rule(
+        "EX-7",
+        "kill_running_job",
+        None,
+        "A job that ignores cancellation is stopped at its job_timeout (TIMED_OUT, well "
+        "before it would end), and the pool goes on serving jobs.",
+        requires=("can_kill_running_job",),
+    ),
+    Rule(
+        "EX-8",
+        "sync_entrypoints",
+        None,
+        "A plain def entrypoint returns its value; one that raises gives FAILED/RAISED "
+        "with the remote exception's type and message.",
+        requires=("sync_entrypoints",),
+    ),
+    Rule(
+        "EX-9",
+        "async_entrypoints",
+        None,
+        "An async def entrypoint returns its value; one that raises gives FAILED/RAISED "
+        "with the remote exception's type and message.",
+        requires=("async_entrypoints",),
+    ),
+)
+
+
+def rule(rule_id: str) -> Rule:
+    """The rule with this id."""
+    for candidate in RULES:
+        if candidate.id == rule_id:
+            return candidate
+    msg = f"no rule {rule_id!r}"
+    raise KeyError(msg)

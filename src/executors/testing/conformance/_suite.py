@@ -1,0 +1,381 @@
+"""``BackendConformance``: the conformance tests, one per rule, on real pools."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from ..._config import PoolConfig
+from ..._exceptions import AcquireError, PoolClosed
+from ..._job import FailureReason, JobStatus
+from ..._plugins import default_registry
+from ..._pool import open_pool
+from .._leaks import no_leaks
+from .._program import Recorder
+from ._rules import Rule, rule
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+
+    from ..._executor import Capabilities
+    from ..._job import JobOutcome
+
+Profile = Literal["quick", "ci", "thorough"]
+PROFILES: tuple[Profile, ...] = ("quick", "ci", "thorough")
+#: Hypothesis examples per random-program rule, and the longest program, per profile
+_EXAMPLES = {"quick": (4, 6), "ci": (15, 10), "thorough": (60, 16)}
+#: seconds anything that should be quick may take before a rule fails instead of hanging
+PATIENCE = 30.0
+#: seconds a drain may take past drain_timeout + close_timeout
+DRAIN_MARGIN = 3.0
+_JOBS = "executors.testing.jobs"
+
+
+def base_config(backend: str, capabilities: Capabilities, **overrides: Any) -> PoolConfig:
+    """The pool configuration every rule starts from: a small pool on ``backend`` with
+    short timeouts and backoffs, running ``echo`` (async where the backend can)."""
+    entrypoint = "aecho" if capabilities.async_entrypoints else "echo"
+    settings: dict[str, Any] = {
+        "backend": backend,
+        "entrypoint": f"{_JOBS}:{entrypoint}",
+        "idle_executors": 1,
+        "max_executors": 2,
+        "close_timeout": 2.0,
+        "drain_timeout": 2.0,
+        "spawn_backoff": 0.01,
+        "spawn_backoff_max": 0.05,
+    }
+    settings.update(overrides)
+    return PoolConfig(**settings)
+
+
+@contextlib.contextmanager
+def _checking(checked: Rule) -> Iterator[None]:
+    """Prefix any assertion failing inside with the rule's id and name."""
+    try:
+        yield
+    except AssertionError as err:
+        if str(err).startswith(checked.id):
+            raise
+        message = f"{checked.id} {checked.name}: {err}"
+        raise AssertionError(message) from err
+
+
+def _run(function: Callable[[], Awaitable[object]], host: str = "asyncio") -> None:
+    anyio.run(function, backend=host)
+
+
+class BackendConformance:
+    """Subclass it in your backend's tests to prove the backend keeps the pool's promises.
+
+    Set :attr:`backend` to the registered name; override :meth:`config` to add the
+    backend's options. Each ``test_<rule>`` method checks one rule of
+    :data:`~executors.testing.conformance.RULES` with real pools, and skips rules whose
+    required capabilities the backend lacks.
+    """
+
+    #: the registered name of the backend under test
+    backend: ClassVar[str | None] = None
+    #: how hard to try; ``--executors-profile`` overrides it
+    profile: ClassVar[Profile] = "quick"
+
+    backend_name: str
+    capabilities: Capabilities
+    active_profile: Profile
+
+    @pytest.fixture
+    def conformance_backend(self) -> str:
+        """The backend under test: :attr:`backend` (subclasses may override this fixture)."""
+        if self.backend is None:
+            pytest.skip("set the class attribute `backend` to the backend's name")
+        return self.backend
+
+    @pytest.fixture(autouse=True)
+    def _conformance_setup(self, conformance_backend: str, request: pytest.FixtureRequest) -> None:
+        self.backend_name = conformance_backend
+        self.capabilities = default_registry().backend(conformance_backend).capabilities
+        option = request.config.getoption("executors_profile", default=None)
+        self.active_profile = option or self.profile
+
+    def config(self, **overrides: Any) -> PoolConfig:
+        """The configuration of the pools the rules open; ``overrides`` come from the rule.
+        Override it to set backend options, for example
+        ``return super().config(backend_options={"loop": "trio"}, **overrides)``."""
+        return base_config(self.backend_name, self.capabilities, **overrides)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _require(self, checked: Rule) -> None:
+        for name in checked.requires:
+            if not getattr(self.capabilities, name):
+                pytest.skip(f"requires capability {name}")
+
+    def _job(self, sync: str, async_: str) -> str:
+        """The entrypoint ``async_`` where the backend runs async entrypoints, else ``sync``."""
+        return f"{_JOBS}:{async_ if self.capabilities.async_entrypoints else sync}"
+
+    # -- the rules ----------------------------------------------------------------------
+
+    def test_ex_1_exactly_one_outcome(self) -> None:
+        from hypothesis import HealthCheck, given, settings
+        from hypothesis import strategies as st
+
+        from .._program import play_program
+        from ..strategies import check_invariants, programs, scripts
+
+        checked = rule("EX-1")
+        self._require(checked)
+        examples, size = _EXAMPLES[self.active_profile]
+        entrypoint = self._job("scripted_sync", "scripted")
+
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(
+            program=programs(
+                scripts(seconds=[0.0, 0.01]),
+                wait_seconds=[0.0, 0.01, 0.05],
+                min_size=1,
+                max_size=size,
+                max_idle=2,
+            ),
+            drain_timeout=st.sampled_from([0.0, 0.05]),
+            warm=st.booleans(),
+        )
+        def check(program: list[Any], drain_timeout: float, warm: bool) -> None:
+            cfg = self.config(
+                entrypoint=entrypoint,
+                drain_timeout=drain_timeout,
+                close_timeout=1.0,
+                job_timeout=1.0,
+            )
+
+            async def main() -> None:
+                result = await play_program(cfg, program, warm_within=PATIENCE if warm else None)
+                with _checking(checked):
+                    check_invariants(result, margin=DRAIN_MARGIN)
+
+            _run(main)
+
+        check()
+
+    def test_ex_2_acquisition_never_hangs(self) -> None:
+        checked = rule("EX-2")
+        self._require(checked)
+        cfg = self.config(
+            setup=f"{_JOBS}:setup_raises", acquire_attempts=2, idle_executors=1, max_executors=2
+        )
+
+        async def main() -> None:
+            async with open_pool(cfg) as pool:
+                with _checking(checked):
+                    try:
+                        with anyio.fail_after(PATIENCE):
+                            handles = [await pool.submit(i) for i in range(3)]
+                            outcomes = [await handle.outcome() for handle in handles]
+                            with pytest.raises(AcquireError) as info:
+                                await pool.run(None)
+                    except TimeoutError:
+                        pytest.fail(f"{checked.id}: jobs still waiting after {PATIENCE}s")
+                    for outcome in outcomes:
+                        assert outcome.reason is FailureReason.ACQUIRE_FAILED, (
+                            f"expected ACQUIRE_FAILED, got {outcome}"
+                        )
+                    cause = info.value.__cause__
+                    assert type(cause).__name__ == "InjectedFault", (
+                        f"AcquireError should be caused by the setup's InjectedFault, not {cause!r}"
+                    )
+
+        _run(main)
+
+    def test_ex_3_at_most_once(self) -> None:
+        checked = rule("EX-3")
+        self._require(checked)
+        if self.capabilities.remote:
+            pytest.skip("requires a shared file system (the backend is remote)")
+        cfg = self.config(
+            entrypoint=self._job("count_runs", "acount_runs"),
+            drain_timeout=0.2,
+            close_timeout=1.0,
+            max_executors=2,
+        )
+        seconds = ["0", "0.02", "0.5", "0", "5", "0.02"]
+
+        async def main(directory: str) -> None:
+            recorder = Recorder()
+            async with open_pool(cfg, observers=[recorder]) as pool:
+                handles = [
+                    await pool.submit(
+                        os.path.join(directory, f"job{i}"), metadata={"seconds": seconds[i]}
+                    )
+                    for i in range(len(seconds))
+                ]
+                await anyio.sleep(0.1)
+                handles[2].cancel()
+                with anyio.fail_after(PATIENCE):
+                    await pool.drain()
+            with _checking(checked):
+                for i, handle in enumerate(handles):
+                    path = os.path.join(directory, f"job{i}")
+                    runs = _lines(path)
+                    assert runs <= 1, f"job {handle.id} ran {runs} times"
+                    outcome = await handle.outcome()
+                    if outcome.status is JobStatus.SUCCEEDED:
+                        assert runs == 1, f"job {handle.id} succeeded but ran {runs} times"
+                    assert recorder.started[handle.id] <= cfg.launch_attempts
+
+        with tempfile.TemporaryDirectory() as directory:
+            _run(lambda: main(directory))
+
+    def test_ex_4_bounded_drain(self) -> None:
+        checked = rule("EX-4")
+        self._require(checked)
+        cfg = self.config(
+            entrypoint=self._job("scripted_sync", "scripted"),
+            drain_timeout=0.2,
+            close_timeout=1.0,
+            max_executors=2,
+        )
+
+        async def main() -> None:
+            from .._simulated import Script
+
+            recorder = Recorder()
+            async with open_pool(cfg, observers=[recorder]) as pool:
+                handles = [await pool.submit(Script.hang()) for _ in range(2)]
+                handles.append(await pool.submit(Script.succeed(1)))
+                await anyio.sleep(0.1)
+                start = anyio.current_time()
+                with anyio.fail_after(PATIENCE):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(pool.drain)
+                        await anyio.lowlevel.checkpoint()
+                        with _checking(checked), pytest.raises(PoolClosed):
+                            await pool.submit(Script.succeed(2))
+                elapsed = anyio.current_time() - start
+            limit = cfg.drain_timeout + cfg.close_timeout + DRAIN_MARGIN
+            with _checking(checked):
+                assert elapsed <= limit, f"drain took {elapsed:.2f}s > {limit:.2f}s"
+                for handle in handles:
+                    assert handle.done(), f"{handle.id} has no outcome after drain"
+                    assert recorder.finished[handle.id] == 1, (
+                        f"{handle.id} reported {recorder.finished[handle.id]} times"
+                    )
+                assert recorder.ready <= recorder.closed, "an executor outlived the drain"
+
+        _run(main)
+
+    def test_ex_5_no_leaks(self) -> None:
+        checked = rule("EX-5")
+        self._require(checked)
+        cfg = self.config(
+            entrypoint=self._job("scripted_sync", "scripted"),
+            drain_timeout=0.1,
+            close_timeout=1.0,
+            job_timeout=2.0,
+        )
+
+        async def main() -> None:
+            from .._simulated import Script
+
+            async with open_pool(cfg) as pool:
+                handles = [
+                    await pool.submit(script)
+                    for script in (Script.succeed(1), Script.fail(), Script.hang())
+                ]
+                await anyio.sleep(0.05)
+                handles[2].cancel()
+                with anyio.fail_after(PATIENCE):
+                    await pool.drain()
+
+        # Hosted on trio: anyio's asyncio worker threads (anyio.to_thread) outlive their
+        # loop by a moment, trio's cached ones are known to no_leaks().
+        with _checking(checked), no_leaks():
+            _run(main, host="trio")
+
+    def test_ex_6_crash_isolation(self) -> None:
+        checked = rule("EX-6")
+        self._require(checked)
+        cfg = self.config(entrypoint=self._job("crash", "acrash"), max_executors=2)
+
+        async def main() -> None:
+            async with open_pool(cfg) as pool:
+                with anyio.fail_after(PATIENCE):
+                    crashed = await (await pool.submit(3)).outcome()
+                    after = await (await pool.submit("still serving")).outcome()
+            with _checking(checked):
+                assert crashed.reason is FailureReason.CRASHED, f"expected CRASHED, got {crashed}"
+                assert after.status is JobStatus.SUCCEEDED, f"the pool stopped serving: {after}"
+                assert after.value == "still serving"
+
+        _run(main)
+
+    def test_ex_7_kill_running_job(self) -> None:
+        checked = rule("EX-7")
+        self._require(checked)
+        cfg = self.config(
+            entrypoint=self._job("hang_ignoring_cancel", "ahang"),
+            job_timeout=0.5,
+            close_timeout=1.0,
+        )
+
+        async def main() -> None:
+            async with open_pool(cfg) as pool:
+                start = anyio.current_time()
+                with anyio.fail_after(PATIENCE):
+                    hung = await (await pool.submit(20.0)).outcome()
+                elapsed = anyio.current_time() - start
+                with anyio.fail_after(PATIENCE):
+                    after = await (await pool.submit("still serving")).outcome()
+            with _checking(checked):
+                assert hung.status is JobStatus.TIMED_OUT, f"expected TIMED_OUT, got {hung}"
+                limit = cfg.close_timeout + 0.5 + DRAIN_MARGIN
+                assert elapsed <= limit, f"the job was stopped after {elapsed:.2f}s > {limit}s"
+                assert after.value == "still serving", f"the pool stopped serving: {after}"
+
+        _run(main)
+
+    def test_ex_8_sync_entrypoints(self) -> None:
+        self._check_entrypoints(rule("EX-8"), "echo", "raise_error")
+
+    def test_ex_9_async_entrypoints(self) -> None:
+        self._check_entrypoints(rule("EX-9"), "aecho", "araise_error")
+
+    def _check_entrypoints(self, checked: Rule, echo: str, raising: str) -> None:
+        self._require(checked)
+        payload = {"numbers": [1, 2, 3], "text": "é"}
+
+        async def outcome_of(entrypoint: str, value: object) -> JobOutcome:
+            async with open_pool(self.config(entrypoint=f"{_JOBS}:{entrypoint}")) as pool:
+                with anyio.fail_after(PATIENCE):
+                    return await (await pool.submit(value)).outcome()
+
+        async def main() -> None:
+            echoed = await outcome_of(echo, payload)
+            failed = await outcome_of(raising, "boom")
+            with _checking(checked):
+                assert echoed.status is JobStatus.SUCCEEDED, f"{echo} did not succeed: {echoed}"
+                assert echoed.value == payload, f"{echo} returned {echoed.value!r}"
+                assert failed.reason is FailureReason.RAISED, f"expected RAISED, got {failed}"
+                assert failed.error is not None, "a raising job's outcome carries no error"
+                assert failed.error.type_name.endswith("InjectedFault"), failed.error
+                assert failed.error.message == "boom", failed.error
+
+        _run(main)
+
+
+def _lines(path: str) -> int:
+    try:
+        with open(path) as file:
+            return len(file.readlines())
+    except FileNotFoundError:
+        return 0

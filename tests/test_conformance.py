@@ -1,0 +1,92 @@
+"""The conformance suite against every in-repo backend, through `executors check` and
+through the pytest plugin, each in a subprocess (pytest does not nest well)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from executors.testing.conformance import RULES, RULES_VERSION, Rule
+
+TIMEOUT = 120.0
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+
+
+def _check(backend: str) -> subprocess.CompletedProcess[str]:
+    return _run("-m", "executors", "check", backend, "--profile", "quick")
+
+
+def _row(stdout: str, rule: Rule) -> str:
+    rows = [line for line in stdout.splitlines() if f" {rule.id} " in line]
+    assert rows, f"no row for {rule.id} in:\n{stdout}"
+    return rows[0]
+
+
+@pytest.mark.parametrize("backend", ["coroutine", "thread", "process"])
+def test_check_passes_every_rule_on_each_in_repo_backend(backend: str) -> None:
+    result = _check(backend)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for rule in RULES:
+        row = _row(result.stdout, rule)
+        assert rule.name in row
+        assert " passed " in row or " skipped " in row, row
+    assert f"rules version {RULES_VERSION}" in result.stdout
+    if backend == "coroutine":  # EX-6: a coroutine cannot isolate a crash
+        assert "requires capability" in _row(result.stdout, RULES[5])
+
+
+def test_check_of_an_unknown_backend_exits_2_listing_the_installed_ones() -> None:
+    result = _check("nosuch")
+    assert result.returncode == 2
+    assert "unknown backend 'nosuch'" in result.stderr
+    for name in ("coroutine", "process", "thread"):
+        assert name in result.stderr
+
+
+def test_the_pytest_plugin_runs_the_suite_from_the_installed_package() -> None:
+    result = _run(
+        "-m",
+        "pytest",
+        "--pyargs",
+        "executors.testing.conformance",
+        "--executors-backend",
+        "coroutine",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "7 passed, 2 skipped" in result.stdout
+
+
+def test_without_a_backend_the_suite_is_skipped_with_a_reason() -> None:
+    result = _run(
+        "-m", "pytest", "--pyargs", "executors.testing.conformance", "-p", "no:cacheprovider", "-rs"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pass --executors-backend NAME" in result.stdout
+
+
+def test_rules_are_numbered_in_order_with_matching_test_methods() -> None:
+    from executors.testing.conformance import BackendConformance
+
+    assert [r.id for r in RULES] == [f"EX-{i}" for i in range(1, len(RULES) + 1)]
+    for rule in RULES:
+        assert callable(getattr(BackendConformance, rule.test_name))
+
+
+def test_check_without_pytest_says_to_install_the_testing_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from executors._cli import main
+
+    monkeypatch.setitem(sys.modules, "pytest", None)  # `import pytest` raises ImportError
+    assert main(["check", "coroutine"]) == 2
+    assert "install executors[testing]" in capsys.readouterr().err
