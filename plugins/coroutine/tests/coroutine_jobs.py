@@ -49,3 +49,11 @@ async def block_the_loop(ctx: JobContext) -> object:
     """Blocks the host loop for ``ctx.payload`` seconds: the fault the watchdog reports."""
     time.sleep(ctx.payload)  # noqa: ASYNC251 -- blocking the loop is the point
     return ctx.job_id
+
+
+async def signal_then_wait(ctx: JobContext) -> object:
+    """Sets the first event of the payload once running, then waits for the second."""
+    started, release = ctx.payload
+    started.set()
+    await release.wait()
+    return "released"

@@ -121,19 +121,19 @@ async def test_a_sync_entrypoint_is_refused_with_a_clear_error() -> None:
 
 async def test_kill_cancels_the_running_job_without_waiting() -> None:
     backend = CoroutineBackend()
-    release = anyio.Event()
-    cfg = config(entrypoint=coroutine_jobs.wait_for_release)
+    started, release = anyio.Event(), anyio.Event()
+    cfg = config(entrypoint=coroutine_jobs.signal_then_wait)
     async with backend.open(cfg, CoroutineOptions()) as factory:
         executor = factory.create_executor("ex-1")
         await executor.start()
         outcomes = []
 
         async def run() -> None:
-            outcomes.append(await executor.run_job(Job("job-1", release)))
+            outcomes.append(await executor.run_job(Job("job-1", (started, release))))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
-            await anyio.sleep(0.01)
+            await started.wait()  # the job is running: kill it, never releasing it
             await executor.kill()
         assert outcomes[0].reason is FailureReason.KILLED
         assert not executor.health().alive

@@ -219,7 +219,9 @@ class BackendConformance:
                     )
                     for i in range(len(seconds))
                 ]
-                await anyio.sleep(0.1)
+                # cancel while something runs: wait for it, not for a fixed time
+                with anyio.fail_after(PATIENCE):
+                    await pool.wait_until(lambda s: s.busy >= 1)
                 handles[2].cancel()
                 with anyio.fail_after(PATIENCE):
                     await pool.drain()
@@ -253,7 +255,9 @@ class BackendConformance:
             async with open_pool(cfg, observers=[recorder]) as pool:
                 handles = [await pool.submit(Script.hang()) for _ in range(2)]
                 handles.append(await pool.submit(Script.succeed(1)))
-                await anyio.sleep(0.1)
+                # drain while both hanging jobs run
+                with anyio.fail_after(PATIENCE):
+                    await pool.wait_until(lambda s: s.busy >= 2)
                 start = anyio.current_time()
                 with anyio.fail_after(PATIENCE):
                     async with anyio.create_task_group() as tg:
@@ -292,7 +296,8 @@ class BackendConformance:
                     await pool.submit(script)
                     for script in (Script.succeed(1), Script.fail(), Script.hang())
                 ]
-                await anyio.sleep(0.05)
+                with anyio.fail_after(PATIENCE):
+                    await pool.wait_until(lambda s: s.busy >= 1)
                 handles[2].cancel()
                 with anyio.fail_after(PATIENCE):
                     await pool.drain()
