@@ -42,10 +42,7 @@ _CAPABILITIES = Capabilities(
 logger = logging.getLogger("executors.coroutine")
 
 
-def _positive_or_none(inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not value > 0:
-        msg = f"{attr.name} = {value!r} is invalid: must be > 0 (or none to disable)"
-        raise ValueError(msg)
+_DEFAULT_LAG_WARN: float | None = 0.5
 
 
 @attrs.frozen(kw_only=True)
@@ -54,9 +51,11 @@ class CoroutineOptions:
 
     #: warn when the host event loop was blocked this long (seconds); ``None`` disables
     #: the watchdog. The warning names the jobs that ran while the loop was blocked.
-    loop_lag_warn: float | None = attrs.field(default=0.5, validator=_positive_or_none)
+    loop_lag_warn: float | None = attrs.field(
+        default=_DEFAULT_LAG_WARN, validator=attrs.validators.optional(attrs.validators.gt(0.0))
+    )
     #: how often the watchdog checks the loop (seconds)
-    loop_lag_interval: float = attrs.field(default=0.1, validator=_positive_or_none)
+    loop_lag_interval: float = attrs.field(default=0.1, validator=attrs.validators.gt(0.0))
 
 
 @attrs.define(eq=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import anyio
 import attrs
@@ -34,18 +34,6 @@ _CAPABILITIES = Capabilities(
 )
 
 
-def _start_method(inst: object, attr: attrs.Attribute[Any], value: str) -> None:
-    if value not in ("auto", "forkserver", "spawn"):
-        msg = f"{attr.name} = {value!r} is invalid: must be 'auto', 'forkserver' or 'spawn'"
-        raise ValueError(msg)
-
-
-def _positive_or_none(inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not value > 0:
-        msg = f"{attr.name} = {value!r} is invalid: must be > 0"
-        raise ValueError(msg)
-
-
 @attrs.frozen(kw_only=True)
 class ProcessOptions:
     """Options of the process backend (``[tool.executors.process]``)."""
@@ -54,11 +42,15 @@ class ProcessOptions:
     #: and setup's modules), "spawn" (a fresh interpreter per worker), or "auto":
     #: forkserver where available, spawn elsewhere. Chosen per pool; the global
     #: multiprocessing start method is never changed.
-    start_method: StartMethod = attrs.field(default="auto", validator=_start_method)
+    start_method: StartMethod = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "forkserver", "spawn"))
+    )
     #: log a warning when a worker takes longer than this (seconds) to answer a ping
-    high_ping_threshold: float = attrs.field(default=0.5, validator=_positive_or_none)
+    high_ping_threshold: float = attrs.field(default=0.5, validator=attrs.validators.gt(0.0))
     #: after a job, recycle a worker whose memory is over this (MiB); none: never
-    recycle_memory_mb: float | None = attrs.field(default=None, validator=_positive_or_none)
+    recycle_memory_mb: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0))
+    )
 
 
 def resolve_start_method(method: StartMethod) -> str:

@@ -48,18 +48,12 @@ _CAPABILITIES = Capabilities(
 )
 
 
-def _loop_name(inst: object, attr: attrs.Attribute[Any], value: str) -> None:
-    if value not in ("asyncio", "trio"):
-        msg = f"{attr.name} = {value!r} is invalid: must be 'asyncio' or 'trio'"
-        raise ValueError(msg)
-
-
 @attrs.frozen(kw_only=True)
 class ThreadOptions:
     """Options of the thread backend (``[tool.executors.thread]``)."""
 
     #: the event loop each executor thread runs its async jobs on: "asyncio" or "trio"
-    loop: Loop = attrs.field(default="asyncio", validator=_loop_name)
+    loop: Loop = attrs.field(default="asyncio", validator=attrs.validators.in_(("asyncio", "trio")))
 
 
 #: Schedules a callable on an event loop from any thread, without waiting for it.
