@@ -148,7 +148,8 @@ class ProcessExecutor:
             problem = pickle.PicklingError(
                 f"the payload of job {job.id} cannot be pickled: {type(exc).__name__}: {exc}"
             )
-            return JobOutcome.failure(job.id, FailureReason.RAISED, _local_error(problem))
+            error = RemoteError.from_exception(problem)
+            return JobOutcome.failure(job.id, FailureReason.RAISED, error)
         self.state = ExecutorState.BUSY
         try:
             await self._deliver(job.id, frame)
@@ -434,10 +435,6 @@ class ProcessExecutor:
 
     def _where(self) -> str:
         return f"worker {self.id} (pid {self.pid})"
-
-
-def _local_error(exc: BaseException) -> RemoteError:
-    return RemoteError.from_exception(exc)
 
 
 def _kill_all(processes: list[psutil.Process | None]) -> None:
