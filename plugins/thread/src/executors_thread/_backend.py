@@ -124,6 +124,7 @@ class ThreadExecutor:
     # thread after it published its inbox. Whichever order the two threads run in, the
     # thread either gets the stop or sees this flag, and ends.
     _stopping: bool = attrs.field(init=False, default=False, repr=False)
+    _setup_scope: anyio.CancelScope | None = attrs.field(init=False, default=None, repr=False)
     _stopped: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
     _state_value: object = attrs.field(init=False, default=None, repr=False)
     _run: _Run | None = attrs.field(init=False, default=None, repr=False)
@@ -141,8 +142,8 @@ class ThreadExecutor:
         try:
             await self._started.wait()
         except BaseException:
-            # Cancelled (initialize_timeout): the setup cannot be interrupted; the thread
-            # stops once it returns.
+            # Cancelled (initialize_timeout, drain): an async setup is cancelled, a sync
+            # one cannot be interrupted; the thread stops once it returns.
             self._stop_thread()
             raise
         if self._start_error is not None:
@@ -244,6 +245,9 @@ class ThreadExecutor:
 
     def _stop_thread(self) -> None:
         self._stopping = True
+        scope, post = self._setup_scope, self._thread_post
+        if scope is not None and post is not None:
+            _post_quietly(post, scope.cancel)
         self._post_to_thread(None)
 
     def _ping_latency(self) -> float | None:
@@ -282,7 +286,11 @@ class ThreadExecutor:
         with send, receive:
             self._inbox, self._thread_post = send, _poster()
             try:
-                self._state_value = await _call(self._setup) if self._setup else None
+                # A cancelled start() cancels an async setup here (a sync one cannot be
+                # interrupted: the thread stops once it returns).
+                with anyio.CancelScope() as self._setup_scope:
+                    if not self._stopping:
+                        self._state_value = await _call(self._setup) if self._setup else None
             except BaseException as exc:
                 self._start_error = exc
                 return
