@@ -447,6 +447,16 @@ class Pool:
                         job.id, FailureReason.CRASHED, RemoteError.from_exception(exc)
                     )
                     await executor.kill()
+                if outcome.job_id != job.id:
+                    # Another job's outcome (a stale reply): this job's is unknown.
+                    msg = (
+                        f"backend {self.backend.name!r}: executor {executor.id} answered "
+                        f"job {job.id} with the outcome of job {outcome.job_id}"
+                    )
+                    logger.error("pool %s: %s", self.name, msg)
+                    error = RemoteError.from_exception(RuntimeError(msg))
+                    outcome = JobOutcome.failure(job.id, FailureReason.CRASHED, error)
+                    await executor.kill()
         except BaseException:
             # Cancelled from outside our scope: run() launched the job in its caller's
             # task and the caller was cancelled. The job still gets its one outcome.
