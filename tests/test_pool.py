@@ -234,6 +234,38 @@ def test_invariant_1_a_crash_ends_only_its_job_and_the_executor_is_replaced() ->
     run_virtual(main)
 
 
+def test_an_outcome_for_another_job_fails_the_job_and_retires_the_executor(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from executors.testing._simulated import SimulatedExecutor
+
+    backend = SimulatedBackend()
+    recorder = Recorder()
+    real_run_job = SimulatedExecutor.run_job
+
+    async def stale(self: SimulatedExecutor, job: Any) -> JobOutcome:
+        outcome = await real_run_job(self, job)
+        if job.payload == "stale":
+            return JobOutcome.success("another-job", "not yours")
+        return outcome
+
+    monkeypatch.setattr(SimulatedExecutor, "run_job", stale)
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(), registry=registry_with(backend), observers=[recorder]
+        ) as pool:
+            outcome = await (await pool.submit("stale")).outcome()
+            assert outcome.reason is FailureReason.CRASHED
+            assert outcome.error is not None
+            assert "with the outcome of job another-job" in outcome.error.message
+            assert await pool.run("next") == "next"
+        assert any(reason == "broken" for _, reason in recorder.closed)
+
+    run_virtual(main)
+    assert "answered job" in caplog.text
+
+
 def test_job_timeout_ends_the_job_timed_out() -> None:
     backend = SimulatedBackend()
 
