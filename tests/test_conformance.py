@@ -29,7 +29,8 @@ def _row(stdout: str, rule: Rule) -> str:
     return rows[0]
 
 
-@pytest.mark.parametrize("backend", ["coroutine", "thread", "process"])
+# oneshot: the example third-party distribution under examples/backend-plugin
+@pytest.mark.parametrize("backend", ["coroutine", "thread", "process", "oneshot"])
 def test_check_passes_every_rule_on_each_in_repo_backend(backend: str) -> None:
     result = _check(backend)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -63,7 +64,7 @@ def test_the_pytest_plugin_runs_the_suite_from_the_installed_package() -> None:
         "-q",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 passed, 2 skipped" in result.stdout
+    assert "8 passed, 2 skipped" in result.stdout
 
 
 def test_without_a_backend_the_suite_is_skipped_with_a_reason() -> None:
@@ -90,3 +91,17 @@ def test_check_without_pytest_says_to_install_the_testing_extra(
     monkeypatch.setitem(sys.modules, "pytest", None)  # `import pytest` raises ImportError
     assert main(["check", "coroutine"]) == 2
     assert "install executors[testing]" in capsys.readouterr().err
+
+
+def test_check_json_is_one_document_with_a_row_per_rule() -> None:
+    import json
+
+    result = _run("-m", "executors", "check", "coroutine", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)  # pytest's own report went to stderr
+    assert report["ok"] is True
+    assert report["rules_version"] == RULES_VERSION
+    assert [row["id"] for row in report["rules"]] == [rule.id for rule in RULES]
+    statuses = {row["id"]: row["status"] for row in report["rules"]}
+    assert statuses["EX-6"] == "skipped"  # a coroutine cannot isolate a crash
+    assert statuses["EX-1"] == "passed"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+import attrs
 
 if TYPE_CHECKING:
     from executors._job import JobContext
@@ -22,6 +24,105 @@ _POLL = 0.005
 
 class InjectedFault(RuntimeError):
     """What the raising jobs and setups raise."""
+
+
+FaultKind = Literal["echo", "raise", "sleep", "hang", "crash", "block_loop", "allocate"]
+
+
+@attrs.frozen
+class Fault:
+    """What one job of :func:`fault` / :func:`afault` does, as its payload.
+
+    ``echo`` returns ``value``; ``raise`` raises :class:`InjectedFault` with ``value`` as
+    its message; ``sleep`` waits ``value`` seconds (cancellable) and returns them;
+    ``hang`` waits until cancelled (at most :data:`BOUND` seconds; the sync job then
+    returns ``None``, as a cooperative job stops early); ``crash`` ends the
+    process with exit status ``value``; ``block_loop`` blocks the thread (an async job:
+    its event loop) for ``value`` seconds; ``allocate`` touches ``value`` MiB and returns
+    the size in bytes.
+    """
+
+    kind: FaultKind
+    value: object = None
+
+    @property
+    def succeeds(self) -> bool:
+        """Whether the job, left alone, ends with a value."""
+        return self.kind in ("echo", "sleep", "block_loop", "allocate")
+
+    @property
+    def expected(self) -> object:
+        """The value the job returns when it succeeds (``None`` if it never does)."""
+        if self.kind == "echo":
+            return self.value
+        if self.kind in ("sleep", "block_loop"):
+            return float(self._number())
+        if self.kind == "allocate":
+            return int(self._number() * 1024 * 1024)
+        return None
+
+    def _number(self) -> float:
+        assert isinstance(self.value, (int, float)), (
+            f"{self.kind} needs a number, not {self.value!r}"
+        )
+        return float(self.value)
+
+
+def fault(ctx: JobContext) -> object:
+    """Do what the :class:`Fault` payload says (a payload of another type is echoed).
+    Waits poll ``cancel_requested``."""
+    spec = ctx.payload
+    if not isinstance(spec, Fault):
+        return spec
+    if spec.kind == "sleep":
+        _wait(ctx, spec._number())
+        return spec.expected
+    if spec.kind == "hang":
+        _wait(ctx, BOUND)
+        return None
+    return _fault_at_once(ctx, spec)
+
+
+async def afault(ctx: JobContext) -> object:
+    """:func:`fault`, async: waits are ``anyio.sleep`` (cancellable), and ``block_loop``
+    blocks the event loop."""
+    import anyio.lowlevel
+
+    spec = ctx.payload
+    if not isinstance(spec, Fault):
+        return spec
+    if spec.kind == "sleep":
+        await anyio.sleep(spec._number())
+        return spec.expected
+    if spec.kind == "hang":
+        await anyio.sleep(BOUND)
+        return None
+    await anyio.lowlevel.checkpoint()
+    return _fault_at_once(ctx, spec)
+
+
+def _fault_at_once(ctx: JobContext, spec: Fault) -> object:
+    if spec.kind == "echo":
+        return spec.value
+    if spec.kind == "raise":
+        raise InjectedFault(str(spec.value))
+    if spec.kind == "crash":
+        os._exit(int(spec._number()))
+    if spec.kind == "block_loop":
+        time.sleep(min(spec._number(), BOUND))
+        return spec.expected
+    if spec.kind == "allocate":
+        return len(_touch(spec._number()))
+    msg = f"unknown fault kind {spec.kind!r}"
+    raise ValueError(msg)
+
+
+def _touch(mib: float) -> bytearray:
+    """``mib`` MiB, every page written (so it is resident, not just reserved)."""
+    block = bytearray(int(mib * 1024 * 1024))
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    return block
 
 
 def echo(ctx: JobContext) -> object:
@@ -151,10 +252,7 @@ async def block_loop(ctx: JobContext) -> float:
 def allocate(ctx: JobContext) -> int:
     """Allocate ``payload`` MiB, touch every page, hold it for ``metadata["hold"]``
     seconds (default 0), and return the size in bytes."""
-    size = int(float(ctx.payload) * 1024 * 1024)
-    block = bytearray(size)
-    for i in range(0, size, 4096):
-        block[i] = 1
+    block = _touch(float(ctx.payload))  # held until the job returns
     _wait(ctx, float(ctx.metadata.get("hold", 0)))
     return len(block)
 
@@ -163,10 +261,7 @@ async def aallocate(ctx: JobContext) -> int:
     """:func:`allocate`, async (the hold is cancellable)."""
     import anyio
 
-    size = int(float(ctx.payload) * 1024 * 1024)
-    block = bytearray(size)
-    for i in range(0, size, 4096):
-        block[i] = 1
+    block = _touch(float(ctx.payload))  # held until the job returns
     await anyio.sleep(float(ctx.metadata.get("hold", 0)))
     return len(block)
 

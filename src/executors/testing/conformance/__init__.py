@@ -11,8 +11,17 @@ from __future__ import annotations
 from ._rules import RULES as RULES
 from ._rules import RULES_VERSION as RULES_VERSION
 from ._rules import Rule as Rule
+from ._rules import rule as rule
 from ._suite import PROFILES as PROFILES
 from ._suite import BackendConformance as BackendConformance
 from ._suite import base_config as base_config
 
-__all__ = ["PROFILES", "RULES", "RULES_VERSION", "BackendConformance", "Rule", "base_config"]
+__all__ = [
+    "PROFILES",
+    "RULES",
+    "RULES_VERSION",
+    "BackendConformance",
+    "Rule",
+    "base_config",
+    "rule",
+]

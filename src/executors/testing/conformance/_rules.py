@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 #: bumped whenever a rule is added, removed or changes meaning
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 
 
 @attrs.frozen
@@ -32,9 +32,10 @@ RULES: tuple[Rule, ...] = (
         "EX-1",
         "exactly_one_outcome",
         1,
-        "Under random programs of jobs, cancels, waits and idle changes, every accepted job "
-        "gets exactly one outcome, reported once; no slot runs two jobs, live executors "
-        "stay within max_executors.",
+        "A state machine drives a real pool with random jobs, faults, cancellations, "
+        "idle-target changes and drains; after every step every accepted job has at most "
+        "one outcome, its own, no executor runs two jobs, executors stay within "
+        "max_executors; every drain is bounded and closes every executor.",
     ),
     Rule(
         "EX-2",
@@ -94,6 +95,14 @@ RULES: tuple[Rule, ...] = (
         "An async def entrypoint returns its value; one that raises gives FAILED/RAISED "
         "with the remote exception's type and message.",
         requires=("async_entrypoints",),
+    ),
+    Rule(
+        "EX-10",
+        "cancelled_start_leaves_nothing",
+        10,
+        "A start() cancelled by initialize_timeout or by a drain while its setup hangs "
+        "leaves no process, thread or file descriptor behind, and the job waiting for it "
+        "fails with ACQUIRE_FAILED.",
     ),
 )
 
