@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -209,6 +209,7 @@ def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         default="quick",
         help="how many random programs to try (default: quick)",
     )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=_check_command)
 
 
@@ -614,44 +615,65 @@ def _check_command(args: argparse.Namespace) -> int:
         # no project's pytest settings or conftest.py around it.
         ini = Path(directory, "pytest.ini")
         ini.write_text("[pytest]\n")
-        status = pytest.main(
-            [
-                "-c",
-                str(ini),
-                "--rootdir",
-                directory,
-                "-p",
-                "no:cacheprovider",
-                "-q",
-                "--no-header",
-                "--tb=short",
-                # executors, anyio and pytest's plugins are imported before pytest starts
-                "-W",
-                "ignore::pytest.PytestAssertRewriteWarning",
-                "--pyargs",
-                "executors.testing.conformance",
-                "--executors-backend",
-                args.backend,
-                "--executors-profile",
-                args.profile,
-            ],
-            plugins=[collector],
+        # With --json, stdout carries the JSON document only: pytest reports on stderr.
+        output = sys.stderr if args.json else sys.stdout
+        with redirect_stdout(output):
+            status = pytest.main(
+                [
+                    "-c",
+                    str(ini),
+                    "--rootdir",
+                    directory,
+                    "-p",
+                    "no:cacheprovider",
+                    "-q",
+                    "--no-header",
+                    "--tb=short",
+                    # executors, anyio and pytest's plugins are imported before pytest starts
+                    "-W",
+                    "ignore::pytest.PytestAssertRewriteWarning",
+                    "--pyargs",
+                    "executors.testing.conformance",
+                    "--executors-backend",
+                    args.backend,
+                    "--executors-profile",
+                    args.profile,
+                ],
+                plugins=[collector],
+            )
+    results = [(checked, collector.results.get(checked.id, _RuleResult())) for checked in RULES]
+    failed = any(result.status not in ("passed", "skipped") for _, result in results)
+    if args.json:
+        _print_json(
+            {
+                "backend": args.backend,
+                "profile": args.profile,
+                "rules_version": RULES_VERSION,
+                "ok": not failed,
+                "rules": [
+                    {
+                        "id": checked.id,
+                        "name": checked.name,
+                        "status": result.status,
+                        "detail": result.detail,
+                    }
+                    for checked, result in results
+                ],
+            }
         )
-    table = _table(
-        f"Conformance of backend {args.backend!r} "
-        f"(rules version {RULES_VERSION}, profile {args.profile})",
-        "rule",
-        "name",
-        "result",
-        "detail",
-    )
-    failed = False
-    for checked in RULES:
-        result = collector.results.get(checked.id, _RuleResult())
-        failed = failed or result.status not in ("passed", "skipped")
-        style = {"passed": "green", "skipped": "yellow"}.get(result.status, "red")
-        table.add_row(checked.id, checked.name, Text(result.status, style=style), result.detail)
-    Console().print(table)
+    else:
+        table = _table(
+            f"Conformance of backend {args.backend!r} "
+            f"(rules version {RULES_VERSION}, profile {args.profile})",
+            "rule",
+            "name",
+            "result",
+            "detail",
+        )
+        for checked, result in results:
+            style = {"passed": "green", "skipped": "yellow"}.get(result.status, "red")
+            table.add_row(checked.id, checked.name, Text(result.status, style=style), result.detail)
+        Console().print(table)
     if failed or status not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         return EXIT_FAILED
     return EXIT_OK
