@@ -4,15 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
+# A third-party backend laid out as a plugin author would: installed and checked too.
+EXAMPLE_PLUGINS := examples/backend-plugin
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck pytest format bench clean
 
-$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) Makefile
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(EXAMPLE_PLUGINS:%=%/pyproject.toml) Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "executors needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(foreach p,$(PLUGINS) $(EXAMPLE_PLUGINS),-e $(p))
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,7 +28,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
-	$(foreach p,$(PLUGINS),$(BIN)/mypy $(p)/tests &&) true
+	$(foreach p,$(PLUGINS) $(EXAMPLE_PLUGINS),$(BIN)/mypy $(p)/tests &&) true
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
