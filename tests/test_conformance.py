@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,48 @@ def test_check_json_is_one_document_with_a_row_per_rule() -> None:
     statuses = {row["id"]: row["status"] for row in report["rules"]}
     assert statuses["EX-6"] == "skipped"  # a coroutine cannot isolate a crash
     assert statuses["EX-1"] == "passed"
+
+
+_BROKEN_PLUGIN = """
+import executors
+from executors_coroutine._backend import CoroutineBackend
+
+from tests.test_broken_backends import BrokenBackend, HangsOnSetupFailure
+
+
+@executors.hookimpl
+def executors_register_backends(register):
+    register(BrokenBackend("broken-setup", CoroutineBackend(), HangsOnSetupFailure))
+"""
+
+
+def test_check_of_a_broken_installed_backend_fails_naming_the_rule(tmp_path: Path) -> None:
+    """A distribution installed beside executors (a module and its dist-info with an
+    entry point) registers a backend whose start() hangs when its setup raises."""
+    import json
+    import os
+
+    (tmp_path / "broken_plugin.py").write_text(_BROKEN_PLUGIN)
+    info = tmp_path / "broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[executors]\nbroken-setup = broken_plugin\n")
+    root = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join([str(tmp_path), str(root), os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, "-m", "executors", "check", "broken-setup", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    rows = {row["id"]: row for row in report["rules"]}
+    assert report["ok"] is False
+    assert rows["EX-2"]["status"] == "failed"
+    assert "EX-2 acquisition_never_hangs: " in rows["EX-2"]["detail"]
+    assert "InjectedFault" in rows["EX-2"]["detail"]
+    others = {rule_id: row["status"] for rule_id, row in rows.items() if rule_id != "EX-2"}
+    assert set(others.values()) <= {"passed", "skipped"}, others
