@@ -4,6 +4,9 @@ Reports are rich tables on stdout; ``--json`` prints plain JSON instead, for scr
 The progress bar and log messages go to stderr. A mistake the user can fix (a
 configuration, entrypoint or backend error) prints ``error: <message>`` on stderr and
 exits with status 2, never with a traceback.
+
+``run`` handles SIGINT and SIGTERM itself (the library's ``open_pool`` never installs a
+signal handler): the first drains the pool, the second cancels what still runs.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager, redirect_stdout
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +35,14 @@ from rich.table import Table
 from rich.text import Text
 
 from ._config import build_backend_options, load_config
-from ._exceptions import ExecutorsError, PoolFull
+from ._exceptions import ExecutorsError, PoolClosed, PoolFull
 from ._plugins import default_registry
 from ._pool import open_pool
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+
+    from anyio.abc import TaskGroup
 
     from ._config import LoadedConfig
     from ._executor import Capabilities
@@ -49,6 +55,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 #: a usage, configuration, entrypoint or backend error
 EXIT_ERROR = 2
+#: ``run``: a second SIGINT cut the drain short (128 + SIGINT, as shells report it);
+#: a second SIGTERM exits with 128 + SIGTERM = 143
 EXIT_INTERRUPTED = 130
 
 # Labels of the Capabilities fields in `executors backends`, in display order. A field
@@ -65,6 +73,7 @@ _CAPABILITY_LABELS = {
 }
 # Failures that are no FailureReason: submit() refused the job (when_full = "reject").
 _REJECTED = "rejected"
+_EXHAUSTED = object()  # the end of the payloads
 _PROGRESS_REFRESH = 0.1  # seconds between redraws of the progress bar
 
 
@@ -162,7 +171,9 @@ def _add_run_command(
         "The current directory is put first on sys.path, as `python -m` does, so "
         "ENTRYPOINT and --setup may name modules of the project you run it from. "
         "Exits 0 when every job succeeded, 1 when some failed, 2 on a configuration, "
-        "entrypoint or backend error.",
+        "entrypoint or backend error. The first SIGINT (Ctrl-C) or SIGTERM stops "
+        "submitting jobs and drains the pool (drain_timeout); a second one cancels the "
+        "running jobs and exits with 128 + the signal's number (130, 143).",
     )
     parser.add_argument(
         "entrypoint", metavar="ENTRYPOINT", help="the job function, module:function"
@@ -401,12 +412,26 @@ class _Tally:
             self.examples.setdefault(reason, message)
 
 
+@attrs.define
+class _Stop:
+    """The signals ``executors run`` received: the first stops it gracefully, the second
+    cancels what still runs."""
+
+    #: the first signal: no job is submitted after it, and the pool drains
+    graceful: signal.Signals | None = None
+    #: the second signal: running jobs are cancelled at once
+    forced: signal.Signals | None = None
+
+
 @attrs.frozen
 class _Report:
     tally: _Tally
     #: seconds from opening the pool to its close, warm-up and drain included
     wall_time: float
     statistics: PoolStatistics
+    #: jobs never submitted, because a signal stopped the run first
+    not_run: int
+    stop: _Stop
 
 
 @attrs.frozen
@@ -425,13 +450,20 @@ class _RunPlan:
 
 
 async def _submit_all(
-    pool: Pool, payloads: Iterator[object], tally: _Tally, advance: Callable[[], None]
+    pool: Pool,
+    payloads: Iterator[object],
+    tally: _Tally,
+    advance: Callable[[], None],
+    stop: _Stop,
 ) -> None:
-    """Run jobs one after another until ``payloads`` is exhausted. Several of these share
-    one iterator, so that as many jobs are in flight as there are of them."""
-    for payload in payloads:
+    """Run jobs one after another until ``payloads`` is exhausted or a signal stops the
+    run. Several of these share one iterator, so that as many jobs are in flight as there
+    are of them."""
+    while stop.graceful is None and (payload := next(payloads, _EXHAUSTED)) is not _EXHAUSTED:
         try:
             handle = await pool.submit(payload)
+        except PoolClosed:
+            return  # a signal came while this job waited for room: it is not run
         except PoolFull as err:
             tally.fail(_REJECTED, str(err))
         else:
@@ -447,17 +479,69 @@ async def _refresh_forever(progress: Progress) -> None:
         await anyio.sleep(_PROGRESS_REFRESH)
 
 
+async def _stop_on_signals(
+    signals: AsyncIterator[signal.Signals], pool: Pool, stop: _Stop, tg: TaskGroup
+) -> None:
+    """The first SIGINT or SIGTERM drains the pool (``drain_timeout``); the second
+    cancels what still runs (a drain with timeout 0). Later ones are ignored."""
+    async for signum in signals:
+        if stop.graceful is None:
+            stop.graceful = signum
+            timeout = pool.config.drain_timeout
+            _notice(
+                f"{signum.name} received: submitting no more jobs and draining the pool "
+                f"(up to {timeout:g} s); send it again to cancel running jobs"
+            )
+            # Not awaited here, so that the second signal is read while this drains.
+            tg.start_soon(pool.drain)
+        elif stop.forced is None:
+            stop.forced = signum
+            _notice(f"{signum.name} received again: cancelling running jobs")
+            await pool.drain(timeout=0)
+
+
+def _notice(message: str) -> None:
+    # Plain text on stderr, like _error(): it must reach logs unwrapped.
+    print(f"executors: {message}", file=sys.stderr, flush=True)
+
+
 async def _run_jobs(plan: _RunPlan) -> _Report:
-    tally = _Tally()
+    tally, stop = _Tally(), _Stop()
     started = time.perf_counter()
-    async with open_pool(plan.config) as pool:
-        # Started once the pool is open, so that an error opening it shows no empty bar.
-        with _progress(plan.quiet) as progress:
-            await _run_with_progress(pool, plan, tally, progress)
-    return _Report(tally, time.perf_counter() - started, pool.statistics())
+    # Only the command line handles signals: a library's open_pool() leaves them alone.
+    # Installed before any job starts, and kept until the pool has closed, so that a
+    # second signal can still cut a drain short.
+    with ExitStack() as stack:
+        try:
+            signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        except (NotImplementedError, ValueError, RuntimeError):
+            # No handlers on this loop or thread (asyncio on Windows, main() called
+            # from another thread): Ctrl-C raises KeyboardInterrupt as before.
+            signals = None
+        error: Exception | None = None
+        async with anyio.create_task_group() as watcher:
+            try:
+                async with open_pool(plan.config) as pool:
+                    if signals is not None:
+                        watcher.start_soon(_stop_on_signals, signals, pool, stop, watcher)
+                    # Started once the pool is open, so that an error opening it shows
+                    # no empty bar.
+                    with _progress(plan.quiet) as progress:
+                        await _run_with_progress(pool, plan, tally, progress, stop)
+            except Exception as exc:
+                # Re-raised once the task group has exited, so that main() sees the
+                # ConfigError itself, not an ExceptionGroup wrapping it.
+                error = exc
+            watcher.cancel_scope.cancel()
+        if error is not None:
+            raise error
+    not_run = plan.jobs - tally.ok - tally.failed
+    return _Report(tally, time.perf_counter() - started, pool.statistics(), not_run, stop)
 
 
-async def _run_with_progress(pool: Pool, plan: _RunPlan, tally: _Tally, progress: Progress) -> None:
+async def _run_with_progress(
+    pool: Pool, plan: _RunPlan, tally: _Tally, progress: Progress, stop: _Stop
+) -> None:
     task = progress.add_task("jobs", total=plan.jobs, failed=0)
 
     def advance() -> None:
@@ -468,7 +552,7 @@ async def _run_with_progress(pool: Pool, plan: _RunPlan, tally: _Tally, progress
         async with anyio.create_task_group() as jobs:
             payloads = plan.payloads()
             for _ in range(plan.concurrency):
-                jobs.start_soon(_submit_all, pool, payloads, tally, advance)
+                jobs.start_soon(_submit_all, pool, payloads, tally, advance, stop)
         tg.cancel_scope.cancel()
 
 
@@ -505,7 +589,10 @@ def _show_summary(console: Console, report: _Report) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(justify="right", style="bold", no_wrap=True)
     grid.add_column()
-    grid.add_row("jobs", Text.assemble((f"{tally.ok} ok", "green"), ", ", _failed_text(tally)))
+    counts = Text.assemble((f"{tally.ok} ok", "green"), ", ", _failed_text(tally))
+    if report.not_run:
+        counts.append(f", {report.not_run} not run", style="yellow")
+    grid.add_row("jobs", counts)
     for reason, count in tally.failures.most_common():
         example = tally.examples.get(reason)
         grid.add_row("", Text(f"{count} {reason}" + (f" (first: {example})" if example else "")))
@@ -514,6 +601,9 @@ def _show_summary(console: Console, report: _Report) -> None:
     grid.add_row("latency", _latency_text(tally.latencies))
     started, failures = stats.executors_started, stats.spawn_failures
     grid.add_row("executors", f"{started} started, {failures} spawn failures")
+    if (stop := report.stop).graceful is not None:
+        how = "cancelled by a second signal" if stop.forced else "drained"
+        grid.add_row("stopped", f"by {stop.graceful.name}: {how}")
     console.print(grid)
 
 
@@ -540,6 +630,15 @@ def _run_command(args: argparse.Namespace) -> int:
     plan = _RunPlan(loaded, args.jobs, args.payload, concurrency, args.quiet)
     report = anyio.run(_run_jobs, plan, backend=args.host_loop)
     _show_summary(Console(), report)
+    return _run_status(report)
+
+
+def _run_status(report: _Report) -> int:
+    """0 when every submitted job succeeded, 1 when one failed; after a second signal,
+    128 + that signal's number (130 for SIGINT, 143 for SIGTERM). Jobs a first signal
+    kept from being submitted are not failures."""
+    if (forced := report.stop.forced) is not None:
+        return EXIT_INTERRUPTED if forced is signal.SIGINT else 128 + forced.value
     return EXIT_FAILED if report.tally.failed else EXIT_OK
 
 
@@ -684,7 +783,8 @@ def _check_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit
-    status: 0 success, 1 failed jobs (or no backend), 2 usage or configuration error."""
+    status: 0 success, 1 failed jobs (or no backend), 2 usage or configuration error,
+    130 (143) when a second SIGINT (SIGTERM) cut the drain of ``run`` short."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # argparse exits after --help (0) and usage errors (2)
