@@ -166,3 +166,12 @@ def _write_atomically(path: str, text: str) -> None:
     with open(partial, "w") as file:
         file.write(text)
     os.replace(partial, path)
+
+
+async def open_nested_pool(ctx: JobContext) -> object:
+    """Opens a pool of ``ctx.payload`` (a backend name) inside the worker, runs a job."""
+    from executors import PoolConfig, open_pool
+
+    config = PoolConfig(backend=str(ctx.payload), entrypoint="process_jobs:echo")
+    async with open_pool(config) as pool:
+        return await pool.run("inner")

@@ -8,11 +8,12 @@ their log records, and die with the host. The code that runs inside a worker is 
 
 from __future__ import annotations
 
-from ._backend import ProcessBackend, ProcessOptions
+from ._backend import NestedPoolError, ProcessBackend, ProcessOptions
 from ._executor import ProcessExecutor, WorkerError
 from ._hooks import executors_register_backends
 
 __all__ = [
+    "NestedPoolError",
     "ProcessBackend",
     "ProcessExecutor",
     "ProcessOptions",

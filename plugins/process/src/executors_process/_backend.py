@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Literal, cast
@@ -8,8 +9,9 @@ from typing import TYPE_CHECKING, Literal, cast
 import anyio
 import attrs
 
-from executors import Capabilities
+from executors import Capabilities, ConfigError
 
+from . import _worker
 from ._executor import ProcessExecutor, WorkerSpec
 
 if TYPE_CHECKING:
@@ -51,6 +53,23 @@ class ProcessOptions:
     recycle_memory_mb: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0))
     )
+
+
+class NestedPoolError(ConfigError):
+    """Raised when a process pool is opened inside a worker of a process pool."""
+
+
+def _refuse_nesting(config: PoolConfig) -> None:
+    executor_id = _worker.CURRENT_EXECUTOR
+    if executor_id is None:
+        return
+    msg = (
+        f"open_pool() called inside worker {executor_id} (pid {os.getpid()}) of a process "
+        f"pool, for entrypoint {config.entrypoint!r}: nested process pools are refused; "
+        "run the inner jobs in the outer pool, or use the thread or coroutine backend "
+        "inside a worker"
+    )
+    raise NestedPoolError(msg)
 
 
 def resolve_start_method(method: StartMethod) -> str:
@@ -98,6 +117,7 @@ class ProcessBackend:
     @asynccontextmanager
     async def open(self, config: PoolConfig, options: object) -> AsyncIterator[ExecutorFactory]:
         assert isinstance(options, ProcessOptions)
+        _refuse_nesting(config)
         wants_memory = any(
             limit is not None
             for limit in (config.memory_warn_mb, config.memory_limit_mb, options.recycle_memory_mb)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import pickle
 import signal
 import socket
+import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -14,6 +16,7 @@ import attrs
 import psutil
 
 from executors import (
+    EntrypointError,
     ExecutorsError,
     ExecutorState,
     FailureReason,
@@ -122,7 +125,11 @@ class ProcessExecutor:
 
     async def start(self) -> None:
         try:
-            self._launch_process()
+            try:
+                self._launch_process()
+            except OSError as exc:
+                msg = f"cannot start {self._where()}: {_launch_problem(exc)}"
+                raise WorkerError(msg) from exc
             await self._send_frame(encode(("init", *self._init_args())), self._sock)
             reply = await self._reply()
             if reply is None:
@@ -130,7 +137,8 @@ class ProcessExecutor:
                 msg = f"{self._where()} exited during start: {describe_exit(self.exitcode)}"
                 raise WorkerError(msg)
             if reply[0] != "ready":
-                raise exception_from(self._init_error_of(reply), self._where())
+                error = exception_from(self._init_error_of(reply), self._where())
+                raise _placed(error, self._where())
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.kill()
@@ -218,8 +226,15 @@ class ProcessExecutor:
         return (config.entrypoint, config.setup, logging.getLogger().getEffectiveLevel())
 
     def _launch_process(self) -> None:
+        # Either socketpair, or the start itself, may fail (EMFILE, EAGAIN): nothing
+        # created here outlives a failure.
         parent, child = socket.socketpair()
-        control, control_child = socket.socketpair()
+        try:
+            control, control_child = socket.socketpair()
+        except BaseException:
+            parent.close()
+            child.close()
+            raise
         try:
             process = self._spec.context.Process(
                 target=_worker.main,
@@ -434,7 +449,41 @@ class ProcessExecutor:
             self.state = ExecutorState.CLOSING
 
     def _where(self) -> str:
+        if self.pid is None:
+            return f"worker {self.id} (no process yet)"
         return f"worker {self.id} (pid {self.pid})"
+
+
+def _placed(exc: BaseException, where: str) -> BaseException:
+    """An entrypoint or setup that did not resolve in a worker (but did in the host,
+    where ``open_pool`` checked it: its module imports differently there) says which
+    worker in its message, not only in its remote traceback."""
+    if type(exc) is not EntrypointError:
+        return exc
+    placed = EntrypointError(f"{where}: {exc}")
+    for note in getattr(exc, "__notes__", ()):
+        placed.add_note(note)
+    return placed
+
+
+def _launch_problem(exc: OSError) -> str:
+    """What an OSError while creating a worker's sockets or process means, with the
+    limit that was hit when there is one."""
+    text = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
+    if sys.platform == "win32":
+        return text
+    import resource
+
+    if exc.errno == errno.EMFILE:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return f"{text}: the host reached its open-files limit (RLIMIT_NOFILE = {soft})"
+    if exc.errno == errno.ENFILE:
+        return f"{text}: the system-wide open-files table is full"
+    if exc.errno == errno.EAGAIN:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+        limit = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+        return f"{text}: no new process (RLIMIT_NPROC = {limit}, or memory is short)"
+    return text
 
 
 def _kill_all(processes: list[psutil.Process | None]) -> None:

@@ -35,9 +35,15 @@ if TYPE_CHECKING:
 
 _PR_SET_PDEATHSIG = 1
 
+#: In a worker process: the id of the executor it is. The backend refuses to open a
+#: process pool where this is set (see ``ProcessBackend.open``).
+CURRENT_EXECUTOR: str | None = None
+
 
 def main(sock: socket.socket, control: socket.socket, executor_id: str) -> None:
     """The worker's entry point (the ``multiprocessing.Process`` target)."""
+    global CURRENT_EXECUTOR
+    CURRENT_EXECUTOR = executor_id
     _die_with_parent()
     # Ctrl-C in a terminal reaches the whole process group; the host decides what
     # happens to running jobs (drain, then cancel), so the worker ignores it.

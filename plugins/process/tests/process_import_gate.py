@@ -1,0 +1,27 @@
+"""An entrypoint module whose import fails inside workers while a flag file exists.
+
+The host imports it normally (``open_pool`` checks the entrypoint there); a worker that
+imports it while :data:`FLAG` exists gets an ``ImportError``. Deleting the flag file lets
+the next worker import it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import TYPE_CHECKING
+
+from executors_process import _worker
+
+if TYPE_CHECKING:
+    from executors import JobContext
+
+FLAG = os.path.join(tempfile.gettempdir(), f"executors-process-tests-import-gate-{os.getuid()}")
+
+if _worker.CURRENT_EXECUTOR is not None and os.path.exists(FLAG):
+    msg = f"process_import_gate refuses to load while {FLAG} exists"
+    raise ImportError(msg)
+
+
+def echo(ctx: JobContext) -> object:
+    return ctx.payload

@@ -1,0 +1,220 @@
+"""Hostile environments: real resource limits, an entrypoint that does not import in the
+workers, a pool opened inside a worker. Each ends in an error that names the cause and
+where it struck, and the same open pool serves jobs again once the cause is gone."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import resource
+import sys
+import textwrap
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import process_import_gate
+import pytest
+from process_helpers import PATIENCE, config
+
+from executors import AcquireError, EntrypointError, FailureReason, JobStatus, open_pool
+from executors_process import NestedPoolError, WorkerError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.anyio
+
+
+def _open_fds() -> set[int]:
+    """This process's descriptors (not the one that listing them used)."""
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.fstat(int(name))
+        except OSError:
+            continue
+        fds.add(int(name))
+    return fds
+
+
+def _lowest_free_fd() -> int:
+    fd = os.open("/dev/null", os.O_RDONLY)
+    os.close(fd)
+    return fd
+
+
+@pytest.fixture
+def import_gate_closed() -> Iterator[str]:
+    """While this holds, workers cannot import ``process_import_gate``."""
+    with open(process_import_gate.FLAG, "w"):
+        pass
+    try:
+        yield process_import_gate.FLAG
+    finally:
+        if os.path.exists(process_import_gate.FLAG):
+            os.unlink(process_import_gate.FLAG)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+@pytest.mark.parametrize("spare_fds", [0, 2])
+async def test_a_low_open_files_limit_fails_spawns_clearly_and_the_pool_recovers(
+    spare_fds: int,
+) -> None:
+    # spare_fds = 2: the first socketpair succeeds and the second fails; its two sockets
+    # must be closed too.
+    cfg = config(entrypoint="process_jobs:echo", idle_executors=0, acquire_attempts=2)
+    async with open_pool(cfg) as pool:
+        before = _open_fds()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        # Every free descriptor number is >= the new limit: the next socket fails (EMFILE).
+        # Only the soft limit of this process, and only until the finally.
+        limit = _lowest_free_fd() + spare_fds
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        try:
+            with anyio.fail_after(PATIENCE), pytest.raises(AcquireError) as info:
+                await pool.run("refused")
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        # Checked before the next await: no spawn can run in between.
+        assert _open_fds() == before, "a failed spawn left a descriptor open"
+        stats = pool.statistics()
+        assert stats.spawn_failures >= 2
+        with anyio.fail_after(PATIENCE):
+            assert await pool.run("served") == "served"
+        assert pool.statistics().consecutive_spawn_failures == 0
+    message = str(info.value)
+    assert "Too many open files" in message
+    assert f"RLIMIT_NOFILE = {limit}" in message
+    cause = info.value.__cause__
+    assert isinstance(cause, WorkerError)
+    assert "cannot start worker" in str(cause)
+    assert isinstance(cause.__cause__, OSError)
+    assert cause.__cause__.errno == errno.EMFILE
+
+
+# Run in a child interpreter: RLIMIT_NPROC counts every process of the user, so the
+# limit is lowered only there, never in the test process.
+_NPROC_SCRIPT = textwrap.dedent(
+    """
+    import os, resource, sys
+
+    import anyio
+
+    from executors import AcquireError, PoolConfig, open_pool
+
+    def fork_refused():
+        pid = None
+        try:
+            pid = os.fork()
+        except BlockingIOError:
+            return True
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return False
+
+    async def main():
+        config = PoolConfig(
+            backend="process", entrypoint="process_jobs:echo", idle_executors=0,
+            max_executors=1, acquire_attempts=2, spawn_backoff=0.01,
+            spawn_backoff_max=0.05, drain_timeout=5.0,
+            backend_options={"start_method": "spawn"},
+        )
+        async with open_pool(config) as pool:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+            resource.setrlimit(resource.RLIMIT_NPROC, (0, hard))
+            try:
+                if not fork_refused():
+                    print("SKIP: RLIMIT_NPROC = 0 does not stop this user's forks "
+                          "(a privileged user: CAP_SYS_RESOURCE or CAP_SYS_ADMIN)")
+                    return
+                try:
+                    await pool.run("refused")
+                except AcquireError as exc:
+                    print("ERROR:", exc)
+                    print("CAUSE:", repr(exc.__cause__))
+                else:
+                    sys.exit("a spawn succeeded under RLIMIT_NPROC = 0")
+            finally:
+                resource.setrlimit(resource.RLIMIT_NPROC, (soft, hard))
+            print("RESULT:", await pool.run("served"))
+
+    anyio.run(main)
+    """
+)
+
+
+def _unprivileged_user() -> dict[str, Any]:
+    """How to run the child as a user that RLIMIT_NPROC applies to: as it is, unless this
+    is root (whom the kernel exempts), then as ``nobody``."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root, which RLIMIT_NPROC does not bind, and no 'nobody' user")
+    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": [], "cwd": "/"}
+
+
+async def test_a_low_process_limit_fails_spawns_clearly_and_the_pool_recovers() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONDONTWRITEBYTECODE": "1"}
+    as_user = _unprivileged_user()
+    try:
+        with anyio.fail_after(PATIENCE * 2):
+            done = await anyio.run_process(
+                [sys.executable, "-c", _NPROC_SCRIPT], env=env, check=False, **as_user
+            )
+    except PermissionError as exc:
+        if not as_user:
+            raise
+        pytest.skip(
+            "running as root, which RLIMIT_NPROC does not bind, and user 'nobody' cannot "
+            f"run this interpreter ({exc})"
+        )
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    if out.startswith("SKIP:"):
+        pytest.skip(out.removeprefix("SKIP:").strip())
+    assert "Resource temporarily unavailable" in out, out
+    assert "RLIMIT_NPROC = 0" in out, out
+    assert "RESULT: served" in out, out
+
+
+async def test_an_entrypoint_that_does_not_import_in_workers_fails_clearly_then_recovers(
+    import_gate_closed: str,
+) -> None:
+    cfg = config(entrypoint="process_import_gate:echo", idle_executors=0, acquire_attempts=2)
+    async with open_pool(cfg) as pool:
+        with anyio.fail_after(PATIENCE), pytest.raises(AcquireError) as info:
+            await pool.run("refused")
+        os.unlink(import_gate_closed)
+        with anyio.fail_after(PATIENCE):
+            assert await pool.run("served") == "served"
+    message = str(info.value)
+    assert "EntrypointError: worker " in message
+    assert "entrypoint 'process_import_gate:echo'" in message
+    assert "cannot import module 'process_import_gate'" in message
+    assert "refuses to load" in message
+    assert info.value.outcome.reason is FailureReason.ACQUIRE_FAILED
+    assert isinstance(info.value.__cause__, EntrypointError)
+    notes = "\n".join(getattr(info.value.__cause__, "__notes__", []))
+    assert "raised in worker " in notes
+    assert "remote traceback" in notes
+
+
+async def test_a_process_pool_opened_inside_a_worker_is_refused_and_the_pool_serves_on() -> None:
+    async with open_pool(config(entrypoint="process_jobs:open_nested_pool")) as pool:
+        with anyio.fail_after(PATIENCE):
+            refused = await (await pool.submit("process")).outcome()
+            allowed = await (await pool.submit("thread")).outcome()
+    assert refused.status is JobStatus.FAILED
+    assert refused.reason is FailureReason.RAISED
+    assert refused.error is not None
+    assert refused.error.type_name == "executors_process._backend.NestedPoolError"
+    assert isinstance(refused.error.exception, NestedPoolError)
+    assert "open_pool() called inside worker " in refused.error.message
+    assert "nested process pools are refused" in refused.error.message
+    # A thread pool inside a worker stays in that process: it is allowed.
+    assert allowed.ok, allowed
+    assert allowed.value == "inner"
