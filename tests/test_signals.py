@@ -259,11 +259,9 @@ def test_sigkill_leaves_no_worker_behind(
     proc.kill()
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    deadline = time.monotonic() + 20.0
     try:
-        while left := [process.pid for process in family if _alive(process)]:
-            assert time.monotonic() < deadline, f"processes {left} outlived the program"
-            time.sleep(0.1)
+        _, alive = psutil.wait_procs(family, timeout=20.0)
+        assert not alive, f"processes {[p.pid for p in alive]} outlived the program"
     finally:
         for process in family:
             if _alive(process):  # is_running() guards against a reused pid

@@ -179,7 +179,7 @@ class PoolMachine(RuleBasedStateMachine):
         for job in self._jobs:
             if not job.handle.done():
                 self._fail("every_job_ends", f"{job.handle.id} ({job.fault}) has no outcome")
-        self._check_outcomes()
+        self._outcomes_match_jobs(self._snapshot())
         recorder = self._recorder
         if recorder.running:
             self._fail("every_job_ends", f"runs never ended: {recorder.running}")
@@ -317,9 +317,17 @@ class PoolMachine(RuleBasedStateMachine):
         return self.portal.call(read)
 
     @invariant()
-    def one_outcome_per_job(self) -> None:
-        """Invariant 1: no job is reported twice; a finished job was reported once."""
+    def invariants_hold(self) -> None:
+        """Every invariant, on one snapshot of the pool taken after the step."""
         now = self._snapshot()
+        self._one_outcome_per_job(now)
+        self._one_job_per_executor(now)
+        self._launches_within_attempts(now)
+        self._executors_within_max(now)
+        self._outcomes_match_jobs(now)
+
+    def _one_outcome_per_job(self, now: _Snapshot) -> None:
+        """Invariant 1: no job is reported twice; a finished job was reported once."""
         for job_id, count in now.finished.items():
             if count > 1:
                 self._fail("one_outcome_per_job", f"{job_id} was reported {count} times")
@@ -327,24 +335,19 @@ class PoolMachine(RuleBasedStateMachine):
             if now.finished.get(job_id) != 1:
                 self._fail("one_outcome_per_job", f"{job_id} ended but was not reported")
 
-    @invariant()
-    def one_job_per_executor(self) -> None:
+    def _one_job_per_executor(self, now: _Snapshot) -> None:
         """Invariant 2: no executor runs two jobs at once."""
-        overlaps = self._snapshot().overlaps
-        if overlaps:
-            self._fail("one_job_per_executor", f"overlapping runs: {overlaps}")
+        if now.overlaps:
+            self._fail("one_job_per_executor", f"overlapping runs: {now.overlaps}")
 
-    @invariant()
-    def launches_within_attempts(self) -> None:
+    def _launches_within_attempts(self, now: _Snapshot) -> None:
         """Invariant 5: a job is launched at most launch_attempts times."""
-        for job_id, count in self._snapshot().started.items():
+        for job_id, count in now.started.items():
             if count > self.config.launch_attempts:
                 self._fail("launches_within_attempts", f"{job_id} launched {count} times")
 
-    @invariant()
-    def executors_within_max(self) -> None:
+    def _executors_within_max(self, now: _Snapshot) -> None:
         """Invariant 6: executors never exceed max_executors (closing ones included)."""
-        now = self._snapshot()
         most = self.config.max_executors
         if now.peak_live > most or (now.live or 0) > most:
             self._fail(
@@ -352,15 +355,10 @@ class PoolMachine(RuleBasedStateMachine):
                 f"{max(now.peak_live, now.live or 0)} executors > max_executors={most}",
             )
 
-    @invariant()
-    def outcomes_match_jobs(self) -> None:
+    def _outcomes_match_jobs(self, now: _Snapshot) -> None:
         """A job's outcome is its own: the value it returned, or a reason it can have."""
-        self._check_outcomes()
-
-    def _check_outcomes(self) -> None:
-        outcomes = self._snapshot().outcomes
         for job in self._jobs:
-            outcome = outcomes.get(job.handle.id)
+            outcome = now.outcomes.get(job.handle.id)
             if outcome is not None:
                 problem = _mismatch(job, outcome, self._draining)
                 if problem:

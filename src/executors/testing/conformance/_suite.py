@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..._plugins import Registry
     from ..._pool import Pool
 
+T = TypeVar("T")
 Profile = Literal["quick", "ci", "thorough"]
 PROFILES: tuple[Profile, ...] = ("quick", "ci", "thorough")
 #: per profile: how many pools rule EX-1's state machine drives, and steps on each
@@ -70,8 +71,8 @@ def _checking(checked: Rule) -> Iterator[None]:
         raise AssertionError(message) from err
 
 
-def _run(function: Callable[[], Awaitable[object]], host: str = "asyncio") -> None:
-    anyio.run(function, backend=host)
+def _run(function: Callable[[], Awaitable[T]], host: str = "asyncio") -> T:
+    return anyio.run(function, backend=host)
 
 
 class BackendConformance:
@@ -423,17 +424,12 @@ class BackendConformance:
                     await pool.drain()
             return outcome
 
-        outcomes: list[JobOutcome] = []
         with _checking(checked), no_leaks():
-            _run(lambda: _append(outcomes, main()), host="trio")
+            outcome = _run(main, host="trio")
         with _checking(checked):
-            assert outcomes[0].reason is FailureReason.ACQUIRE_FAILED, (
-                f"expected ACQUIRE_FAILED, got {outcomes[0]}"
+            assert outcome.reason is FailureReason.ACQUIRE_FAILED, (
+                f"expected ACQUIRE_FAILED, got {outcome}"
             )
-
-
-async def _append(into: list[JobOutcome], outcome: Awaitable[JobOutcome]) -> None:
-    into.append(await outcome)
 
 
 def _lines(path: str) -> int:
