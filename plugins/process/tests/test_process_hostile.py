@@ -18,24 +18,13 @@ import pytest
 from process_helpers import PATIENCE, config
 
 from executors import AcquireError, EntrypointError, FailureReason, JobStatus, open_pool
+from executors.testing._leaks import _open_fds
 from executors_process import NestedPoolError, WorkerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 pytestmark = pytest.mark.anyio
-
-
-def _open_fds() -> set[int]:
-    """This process's descriptors (not the one that listing them used)."""
-    fds = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            os.fstat(int(name))
-        except OSError:
-            continue
-        fds.add(int(name))
-    return fds
 
 
 def _lowest_free_fd() -> int:
