@@ -295,6 +295,7 @@ class ThreadExecutor:
                 self._start_error = exc
                 return
             finally:
+                self._setup_scope = None  # nothing left to cancel: _stop_thread skips it
                 self._to_host(self._started.set)
             if self._stopping:  # stopped before the inbox could be found: see _stopping
                 return
