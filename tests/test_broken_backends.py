@@ -14,7 +14,7 @@ import multiprocessing
 import subprocess
 import sys
 import warnings
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import attrs
@@ -282,3 +282,29 @@ def test_the_same_wrapper_unbroken_passes(case: Case) -> None:
 def test_six_rules_are_proven_to_catch_something() -> None:
     assert len({case.rule_id for case in CASES}) >= 6
     assert len({case.wrapper for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_failure_hypothesis_cannot_replay_is_reported_as_the_rule(
+    monkeypatch: pytest.MonkeyPatch, recorded: bool
+) -> None:
+    """A real pool runs in real time, so Hypothesis' replay of a failing run may stop at
+    another step and Hypothesis reports the replay as flaky. EX-1 reports the failure it
+    saw first instead; a flaky report with no failure behind it is passed on as is."""
+    import hypothesis.stateful
+    from hypothesis.errors import FlakyStrategyDefinition
+
+    def replay_differs(machine: type[Any], **_: object) -> None:
+        if recorded:
+            machine.first_failure = "EX-1 exactly_one_outcome: invariant one_outcome_per_job: x"
+        raise FlakyStrategyDefinition("Inconsistent data generation!")
+
+    monkeypatch.setattr(hypothesis.stateful, "run_state_machine_as_test", replay_differs)
+    suite = BackendConformance()
+    suite.prepare("coroutine", "quick")
+    expected = AssertionError if recorded else FlakyStrategyDefinition
+    with pytest.raises(expected) as raised:
+        suite.test_ex_1_exactly_one_outcome()
+    if recorded:
+        assert "invariant one_outcome_per_job: x" in str(raised.value)
+        assert "could not replay this run exactly" in str(raised.value)

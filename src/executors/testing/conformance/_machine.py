@@ -89,6 +89,9 @@ class PoolMachine(RuleBasedStateMachine):
     patience: ClassVar[float] = 30.0
     #: what failure messages start with
     label: ClassVar[str] = "EX-1 exactly_one_outcome"
+    #: the message of the first invariant this class saw broken, kept for a failure that
+    #: Hypothesis cannot replay exactly (a real backend runs in real time)
+    first_failure: ClassVar[str | None] = None
 
     @classmethod
     def for_backend(
@@ -105,6 +108,7 @@ class PoolMachine(RuleBasedStateMachine):
             "capabilities": capabilities,
             "registry": registry,
             "label": label,
+            "first_failure": None,
         }
         return type(cls.__name__, (cls,), attributes)
 
@@ -129,6 +133,8 @@ class PoolMachine(RuleBasedStateMachine):
         self._failed = True
         steps = "\n".join(f"  {step}" for step in self._steps[-_STEPS_SHOWN:])
         msg = f"{self.label}: invariant {invariant_name}: {message}\nsteps of this run:\n{steps}"
+        if type(self).first_failure is None:
+            type(self).first_failure = msg
         raise AssertionError(msg)
 
     def _log(self, step: str) -> None:
