@@ -390,6 +390,48 @@ def test_invariant_3_a_peer_spawn_in_flight_burns_no_attempt() -> None:
     assert driver.running == {"a": second}
 
 
+def _busy_pool_with_a_waiting_job(spawn_failures: int) -> tuple[Driver, str]:
+    """A pool of two executors: "first" runs on one, the other fails to start, and
+    "second" waits while ``spawn_failures`` replacement spawns fail in a row."""
+    limits = Limits(
+        idle_executors=1, max_executors=2, max_concurrent_initializations=1, acquire_attempts=2
+    )
+    driver = Driver(PoolState(limits))
+    driver.apply(driver.state.start())
+    driver.spawn_ok(next(iter(driver.spawning)))
+    for job in ("first", "second"):
+        driver.accepted.add(job)
+        driver.apply(driver.state.submit(job))
+    busy = driver.running["first"]
+    for _ in range(spawn_failures):
+        driver.spawn_fail(next(iter(driver.spawning)))
+        for executor_id in sorted(driver.closing):
+            driver.close_done(executor_id)
+    return driver, busy
+
+
+def test_invariant_3_a_busy_executor_keeps_the_waiting_job_from_failing() -> None:
+    # The waiting job would fail after 2 failed cycles; 5 fail while "first" runs.
+    driver, busy = _busy_pool_with_a_waiting_job(spawn_failures=5)
+    assert "second" not in driver.outcomes
+    driver.job_end("first", JobStatus.SUCCEEDED, reusable=True)
+    assert driver.running == {"second": busy}
+
+
+def test_invariant_3_once_the_busy_executor_is_gone_cycles_count_again() -> None:
+    driver, _ = _busy_pool_with_a_waiting_job(spawn_failures=5)
+    # "first" fails and its executor is not reusable (its worker died): nothing is busy
+    driver.job_end("first", JobStatus.FAILED, reusable=False)
+    for executor_id in sorted(driver.closing):
+        driver.close_done(executor_id)
+    failures = 0
+    while "second" not in driver.outcomes:
+        driver.spawn_fail(next(iter(driver.spawning)))
+        failures += 1
+        assert failures <= driver.state.limits.acquire_attempts
+    assert driver.reasons["second"] is FailureReason.ACQUIRE_FAILED
+
+
 @pytest.mark.parametrize("failures", [1, 3, 5])
 def test_invariant_8_unhealthy_is_reported_once_at_the_limit(failures: int) -> None:
     limits = Limits(

@@ -460,7 +460,9 @@ class PoolState:
 
     def _settle_cycles(self, executor_id: str, error: BaseException | None) -> Iterator[Action]:
         """A spawn failed: it seals its cycles; a cycle whose last member it was has
-        failed once for each of its jobs."""
+        failed once for each of its jobs, unless an executor is busy: that one comes back
+        to serve the waiting jobs, which then wait for it as they would in a full pool."""
+        serving = self._slots[Slot.BUSY] > 0
         for cycle in self._cycles_of.pop(executor_id, ()):
             cycle.spawns.discard(executor_id)
             cycle.sealed = True
@@ -471,7 +473,8 @@ class PoolState:
             failing = set()
             for job_id in list(cycle.jobs):
                 job = self.jobs[job_id]
-                job.failed_cycles += 1
+                if not serving:
+                    job.failed_cycles += 1
                 if job.failed_cycles >= self.limits.acquire_attempts:
                     self._leave_cycle(job)
                     failing.add(job_id)
