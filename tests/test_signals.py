@@ -165,22 +165,29 @@ def test_sigterm_drains_running_jobs_and_exits_0(
     assert "Traceback" not in err
 
 
-def test_ctrl_c_reaching_the_whole_process_group_drains(
-    markers: Path, running: list[subprocess.Popen[bytes]]
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_to_the_whole_process_group_drains(
+    signum: signal.Signals, markers: Path, running: list[subprocess.Popen[bytes]]
 ) -> None:
-    # A terminal sends Ctrl-C's SIGINT to every process of its foreground group: the
-    # workers and the forkserver ignore it, and the host drains.
+    # A terminal sends Ctrl-C's SIGINT to every process of its foreground group, and
+    # `kill -TERM -PGID` (or a service manager) sends SIGTERM to all of them: the
+    # workers and the forkserver they fork from ignore both, and the host drains.
     seconds = 2.0
     proc = _start(markers, seconds=seconds, new_session=True)
     running.append(proc)
-    _started_jobs(markers, 2, proc)
-    os.killpg(proc.pid, signal.SIGINT)
+    started = _started_jobs(markers, 2, proc)
+    workers = [psutil.Process(pid) for pid in started.values()]
+    os.killpg(proc.pid, signum)
     out, err = _finish(proc, within=seconds + CLOSE_TIMEOUT + MARGIN)
     assert proc.returncode == 0, out + err
     ok, failed, not_run = _counts(out)
     assert (failed, ok + not_run) == (0, 4), out
     assert ok >= 2, out
-    assert "stopped  by SIGINT: drained" in out
+    assert f"stopped  by {signum.name}: drained" in out
+    # the workers ran their jobs to the end and were shut down, not killed by the signal
+    assert "crashed" not in out, out
+    for worker in workers:
+        assert not worker.is_running()
 
 
 def test_sigterm_cancels_jobs_still_running_at_drain_timeout(

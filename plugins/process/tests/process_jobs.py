@@ -12,6 +12,8 @@ import dataclasses
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -108,6 +110,21 @@ def stop_own_process(ctx: JobContext) -> int:
     if ctx.payload:
         os.kill(os.getpid(), signal.SIGSTOP)
     return os.getpid()
+
+
+def child_signal_actions(ctx: JobContext) -> list[str]:
+    """How a program the job runs finds SIGINT and SIGTERM: 'ignored' if the worker's
+    way of ignoring them were inherited, else 'default'."""
+    probe = (
+        "import signal\n"
+        "for signum in (signal.SIGINT, signal.SIGTERM):\n"
+        "    action = signal.getsignal(signum)\n"
+        "    print('ignored' if action == signal.SIG_IGN else 'default')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return out.split()
 
 
 def raise_custom(ctx: JobContext) -> None:

@@ -93,7 +93,12 @@ def _context(config: PoolConfig, options: ProcessOptions) -> WorkerContext:
     if method == "forkserver":
         # Workers fork from a server that has imported these once; it is shared by
         # every pool of this interpreter, so the first pool's preload list wins.
-        preload = ["executors_process._worker", *_modules_of(config.entrypoint, config.setup)]
+        # _forkserver keeps the server alive through a SIGTERM sent to the whole group.
+        preload = [
+            "executors_process._forkserver",
+            "executors_process._worker",
+            *_modules_of(config.entrypoint, config.setup),
+        ]
         cast("ForkServerContext", context).set_forkserver_preload(preload)
     return context
 

@@ -1,5 +1,6 @@
 """What runs inside a worker process. Imports little: the standard library, the frame
 protocol, and the core (for ``JobContext`` and resolving entrypoints), which the forkserver
+preloads.
 
 Two sockets. The job socket is strictly request and reply: the main thread receives
 the setup and the jobs, runs them, and sends one reply to each; no hand-off between
@@ -32,6 +33,7 @@ from ._protocol import FrameBuffer, Message, encode, error_info
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Iterator
+    from types import FrameType
 
 _PR_SET_PDEATHSIG = 1
 
@@ -45,9 +47,7 @@ def main(sock: socket.socket, control: socket.socket, executor_id: str) -> None:
     global CURRENT_EXECUTOR
     CURRENT_EXECUTOR = executor_id
     _die_with_parent()
-    # Ctrl-C in a terminal reaches the whole process group; the host decides what
-    # happens to running jobs (drain, then cancel), so the worker ignores it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    shield_from_group_signals()
     sock.setblocking(True)
     control.setblocking(True)
     side = _Outbox(control)
@@ -62,6 +62,20 @@ def main(sock: socket.socket, control: socket.socket, executor_id: str) -> None:
             break
         worker.handle(message)
     worker.close()
+
+
+def shield_from_group_signals() -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole process group, and ``kill -TERM
+    -PGID`` (or a service manager) sends SIGTERM to it: the host decides what happens
+    to running jobs (drain, then cancel), so the worker ignores both. It does so with a
+    handler that does nothing rather than ``SIG_IGN``, which the programs a job runs
+    would inherit: they start with the default actions."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _ignore)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A signal handler that does nothing."""
 
 
 def _die_with_parent() -> None:
