@@ -4,13 +4,14 @@ where it struck, and the same open pool serves jobs again once the cause is gone
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-import pwd
 import resource
 import sys
 import textwrap
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING
 
 import anyio
 import process_import_gate
@@ -23,6 +24,7 @@ from executors_process import NestedPoolError, WorkerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -82,8 +84,10 @@ async def test_a_low_open_files_limit_fails_spawns_clearly_and_the_pool_recovers
     assert cause.__cause__.errno == errno.EMFILE
 
 
-# Run in a child interpreter: RLIMIT_NPROC counts every process of the user, so the
-# limit is lowered only there, never in the test process.
+# Run in a child interpreter: a process limit counts more than this test's processes
+# (RLIMIT_NPROC every process of the user, a cgroup's pids.max every task in it), so it
+# is lowered only there, never in the test process. argv[1] says which limit:
+# "rlimit", or "cgroup:DIR" for a pids cgroup of its own that the child joins.
 _NPROC_SCRIPT = textwrap.dedent(
     """
     import os, resource, sys
@@ -91,6 +95,23 @@ _NPROC_SCRIPT = textwrap.dedent(
     import anyio
 
     from executors import AcquireError, PoolConfig, open_pool
+
+    MODE = sys.argv[1]
+    CGROUP = MODE.partition(":")[2]
+
+    def write(name, text):
+        with open(os.path.join(CGROUP, name), "w") as file:
+            file.write(text)
+
+    def lower_the_limit():
+        \"\"\"No new process from now on; returns how to lift that.\"\"\"
+        if CGROUP:
+            with open(os.path.join(CGROUP, "pids.current")) as file:
+                write("pids.max", file.read().strip())
+            return lambda: write("pids.max", "max")
+        soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+        resource.setrlimit(resource.RLIMIT_NPROC, (0, hard))
+        return lambda: resource.setrlimit(resource.RLIMIT_NPROC, (soft, hard))
 
     def fork_refused():
         pid = None
@@ -111,8 +132,7 @@ _NPROC_SCRIPT = textwrap.dedent(
             backend_options={"start_method": "spawn"},
         )
         async with open_pool(config) as pool:
-            soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
-            resource.setrlimit(resource.RLIMIT_NPROC, (0, hard))
+            lift = lower_the_limit()
             try:
                 if not fork_refused():
                     print("SKIP: RLIMIT_NPROC = 0 does not stop this user's forks "
@@ -124,49 +144,85 @@ _NPROC_SCRIPT = textwrap.dedent(
                     print("ERROR:", exc)
                     print("CAUSE:", repr(exc.__cause__))
                 else:
-                    sys.exit("a spawn succeeded under RLIMIT_NPROC = 0")
+                    sys.exit("a spawn succeeded at the process limit")
             finally:
-                resource.setrlimit(resource.RLIMIT_NPROC, (soft, hard))
+                lift()
             print("RESULT:", await pool.run("served"))
 
+    if CGROUP:
+        write("cgroup.procs", str(os.getpid()))
     anyio.run(main)
     """
 )
 
 
-def _unprivileged_user() -> dict[str, Any]:
-    """How to run the child as a user that RLIMIT_NPROC applies to: as it is, unless this
-    is root (whom the kernel exempts), then as ``nobody``."""
+def _own_pids_cgroup() -> str | None:
+    """This process's cgroup directory with a pids controller (v1, else v2), if any."""
+    with contextlib.suppress(OSError), open("/proc/self/cgroup") as file:
+        for line in file.read().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "pids" in controllers.split(","):
+                return f"/sys/fs/cgroup/pids{path}"
+            if controllers == "" and os.path.exists(f"/sys/fs/cgroup{path}/pids.max"):
+                return f"/sys/fs/cgroup{path}"
+    return None
+
+
+@pytest.fixture
+def process_limit(tmp_path: Path) -> Iterator[str]:
+    """How the child limits its processes: ``rlimit`` for an unprivileged user; for root,
+    whom RLIMIT_NPROC does not bind, a pids cgroup made for the test (removed after)."""
     if os.geteuid() != 0:
-        return {}
+        yield "rlimit"
+        return
+    parent = _own_pids_cgroup()
+    if parent is None:
+        pytest.skip("running as root, which RLIMIT_NPROC does not bind, and no pids cgroup")
+    directory = os.path.join(parent, f"executors-test-{os.getpid()}-{tmp_path.name}")
     try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("running as root, which RLIMIT_NPROC does not bind, and no 'nobody' user")
-    return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": [], "cwd": "/"}
+        os.mkdir(directory)
+    except OSError as exc:
+        pytest.skip(f"running as root, which RLIMIT_NPROC does not bind, and {exc}")
+    try:
+        if not os.path.exists(os.path.join(directory, "pids.max")):
+            pytest.skip(f"{directory} has no pids.max")
+        yield f"cgroup:{directory}"
+    finally:
+        _remove_cgroup(directory)
 
 
-async def test_a_low_process_limit_fails_spawns_clearly_and_the_pool_recovers() -> None:
+def _remove_cgroup(directory: str) -> None:
+    """Remove the test's cgroup once the child and its workers, all reaped, have left it
+    (the kernel lets the last exiting tasks go a moment after their parent reaped them)."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        try:
+            os.rmdir(directory)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        else:
+            return
+
+
+async def test_a_low_process_limit_fails_spawns_clearly_and_the_pool_recovers(
+    process_limit: str,
+) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONDONTWRITEBYTECODE": "1"}
-    as_user = _unprivileged_user()
-    try:
-        with anyio.fail_after(PATIENCE * 2):
-            done = await anyio.run_process(
-                [sys.executable, "-c", _NPROC_SCRIPT], env=env, check=False, **as_user
-            )
-    except PermissionError as exc:
-        if not as_user:
-            raise
-        pytest.skip(
-            "running as root, which RLIMIT_NPROC does not bind, and user 'nobody' cannot "
-            f"run this interpreter ({exc})"
+    with anyio.fail_after(PATIENCE * 2):
+        done = await anyio.run_process(
+            [sys.executable, "-c", _NPROC_SCRIPT, process_limit], env=env, check=False
         )
     out = done.stdout.decode()
     assert done.returncode == 0, out + done.stderr.decode()
     if out.startswith("SKIP:"):
         pytest.skip(out.removeprefix("SKIP:").strip())
     assert "Resource temporarily unavailable" in out, out
-    assert "RLIMIT_NPROC = 0" in out, out
+    if process_limit == "rlimit":
+        assert "RLIMIT_NPROC = 0" in out, out
+    else:
+        assert "cgroup pids.max = " in out, out
     assert "RESULT: served" in out, out
 
 
