@@ -4,13 +4,11 @@ where it struck, and the same open pool serves jobs again once the cause is gone
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import resource
 import sys
 import textwrap
-import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -20,6 +18,7 @@ from process_helpers import PATIENCE, config
 
 from executors import AcquireError, EntrypointError, FailureReason, JobStatus, open_pool
 from executors.testing._leaks import _open_fds
+from executors.testing._limits import LimitUnavailable, task_limit_mode
 from executors_process import NestedPoolError, WorkerError
 
 if TYPE_CHECKING:
@@ -86,43 +85,17 @@ async def test_a_low_open_files_limit_fails_spawns_clearly_and_the_pool_recovers
 
 # Run in a child interpreter: a process limit counts more than this test's processes
 # (RLIMIT_NPROC every process of the user, a cgroup's pids.max every task in it), so it
-# is lowered only there, never in the test process. argv[1] says which limit:
-# "rlimit", or "cgroup:DIR" for a pids cgroup of its own that the child joins.
+# is lowered only there, never in the test process. argv[1] is the limit's mode.
 _NPROC_SCRIPT = textwrap.dedent(
     """
-    import os, resource, sys
+    import sys
 
     import anyio
 
     from executors import AcquireError, PoolConfig, open_pool
+    from executors.testing._limits import fork_refused, join, lowered
 
     MODE = sys.argv[1]
-    CGROUP = MODE.partition(":")[2]
-
-    def write(name, text):
-        with open(os.path.join(CGROUP, name), "w") as file:
-            file.write(text)
-
-    def lower_the_limit():
-        \"\"\"No new process from now on; returns how to lift that.\"\"\"
-        if CGROUP:
-            with open(os.path.join(CGROUP, "pids.current")) as file:
-                write("pids.max", file.read().strip())
-            return lambda: write("pids.max", "max")
-        soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
-        resource.setrlimit(resource.RLIMIT_NPROC, (0, hard))
-        return lambda: resource.setrlimit(resource.RLIMIT_NPROC, (soft, hard))
-
-    def fork_refused():
-        pid = None
-        try:
-            pid = os.fork()
-        except BlockingIOError:
-            return True
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
-        return False
 
     async def main():
         config = PoolConfig(
@@ -132,8 +105,7 @@ _NPROC_SCRIPT = textwrap.dedent(
             backend_options={"start_method": "spawn"},
         )
         async with open_pool(config) as pool:
-            lift = lower_the_limit()
-            try:
+            with lowered(MODE):
                 if not fork_refused():
                     print("SKIP: RLIMIT_NPROC = 0 does not stop this user's forks "
                           "(a privileged user: CAP_SYS_RESOURCE or CAP_SYS_ADMIN)")
@@ -145,65 +117,22 @@ _NPROC_SCRIPT = textwrap.dedent(
                     print("CAUSE:", repr(exc.__cause__))
                 else:
                     sys.exit("a spawn succeeded at the process limit")
-            finally:
-                lift()
             print("RESULT:", await pool.run("served"))
 
-    if CGROUP:
-        write("cgroup.procs", str(os.getpid()))
+    join(MODE)
     anyio.run(main)
     """
 )
 
 
-def _own_pids_cgroup() -> str | None:
-    """This process's cgroup directory with a pids controller (v1, else v2), if any."""
-    with contextlib.suppress(OSError), open("/proc/self/cgroup") as file:
-        for line in file.read().splitlines():
-            _, controllers, path = line.split(":", 2)
-            if "pids" in controllers.split(","):
-                return f"/sys/fs/cgroup/pids{path}"
-            if controllers == "" and os.path.exists(f"/sys/fs/cgroup{path}/pids.max"):
-                return f"/sys/fs/cgroup{path}"
-    return None
-
-
 @pytest.fixture
 def process_limit(tmp_path: Path) -> Iterator[str]:
-    """How the child limits its processes: ``rlimit`` for an unprivileged user; for root,
-    whom RLIMIT_NPROC does not bind, a pids cgroup made for the test (removed after)."""
-    if os.geteuid() != 0:
-        yield "rlimit"
-        return
-    parent = _own_pids_cgroup()
-    if parent is None:
-        pytest.skip("running as root, which RLIMIT_NPROC does not bind, and no pids cgroup")
-    directory = os.path.join(parent, f"executors-test-{os.getpid()}-{tmp_path.name}")
+    """How the child limits its processes (see ``executors.testing._limits``)."""
     try:
-        os.mkdir(directory)
-    except OSError as exc:
-        pytest.skip(f"running as root, which RLIMIT_NPROC does not bind, and {exc}")
-    try:
-        if not os.path.exists(os.path.join(directory, "pids.max")):
-            pytest.skip(f"{directory} has no pids.max")
-        yield f"cgroup:{directory}"
-    finally:
-        _remove_cgroup(directory)
-
-
-def _remove_cgroup(directory: str) -> None:
-    """Remove the test's cgroup once the child and its workers, all reaped, have left it
-    (the kernel lets the last exiting tasks go a moment after their parent reaped them)."""
-    deadline = time.monotonic() + PATIENCE
-    while True:
-        try:
-            os.rmdir(directory)
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-        else:
-            return
+        with task_limit_mode(tmp_path.name) as mode:
+            yield mode
+    except LimitUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 async def test_a_low_process_limit_fails_spawns_clearly_and_the_pool_recovers(

@@ -25,6 +25,7 @@ from executors import (
     LaunchError,
     RemoteError,
 )
+from executors._limits import task_limits
 
 from . import _worker
 from ._protocol import ErrorInfo, FrameBuffer, Message, encode, error_info
@@ -480,41 +481,8 @@ def _launch_problem(exc: OSError) -> str:
     if exc.errno == errno.ENFILE:
         return f"{text}: the system-wide open-files table is full"
     if exc.errno == errno.EAGAIN:
-        soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
-        limit = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
-        cgroup = _cgroup_pids_limit()
-        limits = f"RLIMIT_NPROC = {limit}" + (f", {cgroup}" if cgroup else "")
-        return f"{text}: no new process ({limits}, or memory is short)"
+        return f"{text}: no new process ({task_limits()}, or memory is short)"
     return text
-
-
-def _cgroup_pids_limit() -> str | None:
-    """'cgroup pids.max = 12 (12 in use)' when this process's control group caps its
-    tasks (processes and threads), else None. Reads cgroup v2, then v1's pids
-    controller; any error means None: this only adds to a message."""
-    try:
-        with open("/proc/self/cgroup") as file:
-            lines = file.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            directory = f"/sys/fs/cgroup{path}"
-        elif "pids" in controllers.split(","):
-            directory = f"/sys/fs/cgroup/pids{path}"
-        else:
-            continue
-        try:
-            with open(f"{directory}/pids.max") as file:
-                maximum = file.read().strip()
-            with open(f"{directory}/pids.current") as file:
-                current = file.read().strip()
-        except OSError:
-            continue
-        if maximum != "max":
-            return f"cgroup pids.max = {maximum} ({current} in use)"
-    return None
 
 
 def _kill_all(processes: list[psutil.Process | None]) -> None:

@@ -11,7 +11,13 @@ pool replaces it, while the thread runs on, a daemon that never blocks interpret
 
 from __future__ import annotations
 
-from ._backend import ThreadBackend, ThreadExecutor, ThreadOptions
+from ._backend import ThreadBackend, ThreadExecutor, ThreadOptions, ThreadStartError
 from ._hooks import executors_register_backends
 
-__all__ = ["ThreadBackend", "ThreadExecutor", "ThreadOptions", "executors_register_backends"]
+__all__ = [
+    "ThreadBackend",
+    "ThreadExecutor",
+    "ThreadOptions",
+    "ThreadStartError",
+    "executors_register_backends",
+]

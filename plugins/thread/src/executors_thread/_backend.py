@@ -15,6 +15,7 @@ import sniffio
 
 from executors import (
     Capabilities,
+    ExecutorsError,
     ExecutorState,
     FailureReason,
     Health,
@@ -24,6 +25,7 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
+from executors._limits import task_limits
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -33,6 +35,12 @@ if TYPE_CHECKING:
     from executors import ExecutorFactory, Job, PoolConfig
 
 logger = logging.getLogger("executors.thread")
+
+
+class ThreadStartError(ExecutorsError, RuntimeError):
+    """Raised by ``start()`` when the executor's thread could not be started: the host
+    reached a limit on its tasks (threads count as tasks), or memory is short."""
+
 
 Loop = Literal["asyncio", "trio"]
 
@@ -135,10 +143,20 @@ class ThreadExecutor:
 
     async def start(self) -> None:
         self._host_post = _poster()
-        self._thread = threading.Thread(
+        thread = threading.Thread(
             target=self._main, name=f"executors-thread-{self.id}", daemon=True
         )
-        self._thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            # Nothing was started, so nothing is left to close.
+            self.state = ExecutorState.CLOSED
+            msg = (
+                f"cannot start the thread of executor {self.id}: {exc} "
+                f"({task_limits()}, or memory is short)"
+            )
+            raise ThreadStartError(msg) from exc
+        self._thread = thread
         try:
             await self._started.wait()
         except BaseException:
