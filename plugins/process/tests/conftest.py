@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import multiprocessing.forkserver
+import os
+import tempfile
 from typing import TYPE_CHECKING
 
 import pytest
@@ -9,6 +11,14 @@ from executors.testing import no_leaks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+
+# Before any worker or the forkserver starts: the flag file of process_import_gate, one
+# per test session.
+os.environ.setdefault(
+    "PROCESS_TESTS_IMPORT_GATE",
+    os.path.join(tempfile.gettempdir(), f"executors-process-tests-import-gate-{os.getpid()}"),
+)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

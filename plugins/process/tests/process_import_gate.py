@@ -16,7 +16,13 @@ from executors_process import _worker
 if TYPE_CHECKING:
     from executors import JobContext
 
-FLAG = os.path.join(tempfile.gettempdir(), f"executors-process-tests-import-gate-{os.getuid()}")
+#: The test session names the flag in the environment, which its workers inherit (the
+#: forkserver's too, started after), so that two sessions never share one; without it,
+#: one flag per user.
+ENV = "PROCESS_TESTS_IMPORT_GATE"
+FLAG = os.environ.get(ENV) or os.path.join(
+    tempfile.gettempdir(), f"executors-process-tests-import-gate-{os.getuid()}"
+)
 
 if _worker.CURRENT_EXECUTOR is not None and os.path.exists(FLAG):
     msg = f"process_import_gate refuses to load while {FLAG} exists"
