@@ -1,11 +1,31 @@
-"""The limits on this process's tasks, for error messages: a backend whose worker
-process or thread cannot be started says which limit was probably reached."""
+"""The limits of the host, for error messages: a backend whose worker process or
+thread cannot be started says which limit was probably reached."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
+
+
+def os_problem(exc: OSError) -> str:
+    """An OSError met while starting a worker, with the limit it means when there is
+    one: ``[Errno 24] Too many open files: the host reached its open-files limit
+    (RLIMIT_NOFILE = 6)``."""
+    text = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
+    if sys.platform == "win32":
+        return text
+    import resource
+
+    if exc.errno == errno.EMFILE:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return f"{text}: the host reached its open-files limit (RLIMIT_NOFILE = {soft})"
+    if exc.errno == errno.ENFILE:
+        return f"{text}: the system-wide open-files table is full"
+    if exc.errno == errno.EAGAIN:
+        return f"{text}: no new process or thread ({task_limits()}, or memory is short)"
+    return text
 
 
 def task_limits() -> str:

@@ -6,6 +6,7 @@ threads included, so a limit is only ever lowered in a child interpreter of the 
 The test side: ``with task_limit_mode(tag) as mode`` gives the mode to pass to the child
 (and removes the cgroup after). The child side: ``join(mode)`` first, then ``with
 lowered(mode):`` around what must fail, and ``fork_refused()`` to check the limit bites.
+Mode ``"nofile"`` lowers the open-files limit instead (per process: no cgroup needed).
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ def join(mode: str) -> None:
 
 @contextlib.contextmanager
 def lowered(mode: str) -> Iterator[None]:
-    """In the child: no new task (process or thread) inside the block."""
+    """In the child: no new task (process or thread) inside the block; with mode
+    ``"nofile"``, no new file descriptor instead."""
+    if mode == "nofile":
+        with _no_new_descriptor():
+            yield
+        return
     directory = _cgroup(mode)
     if directory:
         with open(os.path.join(directory, "pids.current")) as file:
@@ -99,6 +105,21 @@ def lowered(mode: str) -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_NPROC, (soft, hard))
+
+
+@contextlib.contextmanager
+def _no_new_descriptor() -> Iterator[None]:
+    import resource
+
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # every free descriptor number is >= the limit: the next open fails (EMFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def fork_refused() -> bool:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import pickle
 import signal
 import socket
-import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -25,7 +23,7 @@ from executors import (
     LaunchError,
     RemoteError,
 )
-from executors._limits import task_limits
+from executors._limits import os_problem
 
 from . import _worker
 from ._protocol import ErrorInfo, FrameBuffer, Message, encode, error_info
@@ -129,7 +127,7 @@ class ProcessExecutor:
             try:
                 self._launch_process()
             except OSError as exc:
-                msg = f"cannot start {self._where()}: {_launch_problem(exc)}"
+                msg = f"cannot start {self._where()}: {os_problem(exc)}"
                 raise WorkerError(msg) from exc
             await self._send_frame(encode(("init", *self._init_args())), self._sock)
             reply = await self._reply()
@@ -465,24 +463,6 @@ def _placed(exc: BaseException, where: str) -> BaseException:
     for note in getattr(exc, "__notes__", ()):
         placed.add_note(note)
     return placed
-
-
-def _launch_problem(exc: OSError) -> str:
-    """What an OSError while creating a worker's sockets or process means, with the
-    limit that was hit when there is one."""
-    text = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
-    if sys.platform == "win32":
-        return text
-    import resource
-
-    if exc.errno == errno.EMFILE:
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return f"{text}: the host reached its open-files limit (RLIMIT_NOFILE = {soft})"
-    if exc.errno == errno.ENFILE:
-        return f"{text}: the system-wide open-files table is full"
-    if exc.errno == errno.EAGAIN:
-        return f"{text}: no new process ({task_limits()}, or memory is short)"
-    return text
 
 
 def _kill_all(processes: list[psutil.Process | None]) -> None:

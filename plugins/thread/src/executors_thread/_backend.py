@@ -25,7 +25,7 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
-from executors._limits import task_limits
+from executors._limits import os_problem, task_limits
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -294,8 +294,25 @@ class ThreadExecutor:
     # -- thread side ---------------------------------------------------------------------------
 
     def _main(self) -> None:
+        serving = False
+
+        async def serve() -> None:
+            nonlocal serving
+            serving = True
+            await self._serve()
+
         try:
-            anyio.run(self._serve, backend=self._loop)
+            anyio.run(serve, backend=self._loop)
+        except Exception as exc:
+            if serving:
+                raise
+            # The thread's event loop could not be made: the start fails, saying why.
+            msg = f"cannot start the {self._loop} event loop of executor {self.id}: "
+            msg += os_problem(exc) if isinstance(exc, OSError) else repr(exc)
+            error = ThreadStartError(msg)
+            error.__cause__ = exc
+            self._start_error = error
+            self._to_host(self._started.set)
         finally:
             self._to_host(self._stopped.set)
 
