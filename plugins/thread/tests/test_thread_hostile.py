@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 
 # Run in a child interpreter, where the limit is lowered; argv[1] is the limit's mode,
-# argv[2] the executors' loop. (A child also keeps asyncio's complaint about a loop that
-# could not be made, printed when it is collected, out of the test process.)
+# argv[2] the executors' loop, argv[3] the entrypoint. (A child also keeps asyncio's
+# complaint about a loop that could not be made, printed when it is collected, out of
+# the test process.)
 _SCRIPT = textwrap.dedent(
     """
     import sys
@@ -34,11 +35,11 @@ _SCRIPT = textwrap.dedent(
     from executors import AcquireError, PoolConfig, open_pool
     from executors.testing._limits import fork_refused, join, lowered
 
-    MODE, LOOP = sys.argv[1], sys.argv[2]
+    MODE, LOOP, ENTRYPOINT = sys.argv[1], sys.argv[2], sys.argv[3]
 
     async def main():
         config = PoolConfig(
-            backend="thread", entrypoint="executors.testing.jobs:echo", idle_executors=0,
+            backend="thread", entrypoint=ENTRYPOINT, idle_executors=0,
             max_executors=1, acquire_attempts=2, spawn_backoff=0.01,
             spawn_backoff_max=0.05, drain_timeout=5.0,
             backend_options={"loop": LOOP},
@@ -75,11 +76,11 @@ def task_limit(tmp_path: Path) -> Iterator[str]:
         pytest.skip(str(exc))
 
 
-def _run_at(mode: str, loop: str) -> str:
+def _run_at(mode: str, loop: str, entrypoint: str = "executors.testing.jobs:echo") -> str:
     """What the child printed, running the pool at the limit ``mode``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, mode, loop],
+        [sys.executable, "-c", _SCRIPT, mode, loop, entrypoint],
         env=env,
         capture_output=True,
         timeout=PATIENCE * 2,
@@ -111,8 +112,9 @@ def test_a_low_task_limit_fails_starts_clearly_and_the_pool_recovers(
 def test_a_low_open_files_limit_fails_starts_clearly_and_the_pool_recovers(
     thread_loop: str,
 ) -> None:
-    # The thread starts, but its event loop needs descriptors (a selector, a wakeup
-    # socket pair): the start fails at once with the limit, not at initialize_timeout.
-    out = _run_at("nofile", thread_loop)
+    # The thread starts, but the event loop of an async entrypoint needs descriptors (a
+    # selector, a wakeup socket pair): the start fails at once, naming the limit. (A
+    # sync entrypoint's thread runs no loop, and starts.)
+    out = _run_at("nofile", thread_loop, "executors.testing.jobs:aecho")
     assert f"cannot start the {thread_loop} event loop of executor pool1-" in out, out
     assert "the host reached its open-files limit (RLIMIT_NOFILE = " in out, out

@@ -3,8 +3,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -84,6 +85,17 @@ def _poster() -> Post:
     return post
 
 
+def _host_clock() -> Callable[[], float]:
+    """The running loop's clock (``anyio.current_time``'s), readable from its callbacks."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.current_time
+    import asyncio
+
+    return asyncio.get_running_loop().time
+
+
 def _post_quietly(post: Post, callback: Callable[[], object]) -> None:
     # The loop may be gone (the pool closed while an abandoned job ran on): nobody
     # waits for the callback any more (asyncio: RuntimeError, trio: RunFinishedError).
@@ -120,6 +132,12 @@ class ThreadExecutor:
     #: True once a job ignored cancellation past close_timeout: the thread runs on
     abandoned: bool = False
     _thread: threading.Thread | None = attrs.field(init=False, default=None, repr=False)
+    # With a sync entrypoint and a sync setup (or none), the thread runs no event loop:
+    # it takes callables from this queue (None: stop), a quicker hand-off than waking a
+    # loop. Otherwise None, and the thread runs its loop.
+    _queue: queue.SimpleQueue[Callable[[], object] | None] | None = attrs.field(
+        init=False, default=None, repr=False
+    )
     # Schedules work on the host's loop / on the thread's loop (set once it runs).
     _host_post: Post | None = attrs.field(init=False, default=None, repr=False)
     _thread_post: Post | None = attrs.field(init=False, default=None, repr=False)
@@ -137,15 +155,19 @@ class ThreadExecutor:
     _state_value: object = attrs.field(init=False, default=None, repr=False)
     _run: _Run | None = attrs.field(init=False, default=None, repr=False)
     _ping_sent: float | None = attrs.field(init=False, default=None, repr=False)
+    _clock: Callable[[], float] | None = attrs.field(init=False, default=None, repr=False)
     _last_rtt: float | None = attrs.field(init=False, default=None, repr=False)
 
     # -- JobExecutor -----------------------------------------------------------------------
 
     async def start(self) -> None:
         self._host_post = _poster()
-        thread = threading.Thread(
-            target=self._main, name=f"executors-thread-{self.id}", daemon=True
-        )
+        main = self._main
+        if not self._is_async and (self._setup is None or not _is_async(self._setup)):
+            jobs = self._queue = queue.SimpleQueue()
+            self._thread_post = jobs.put
+            main = self._main_without_loop
+        thread = threading.Thread(target=main, name=f"executors-thread-{self.id}", daemon=True)
         try:
             thread.start()
         except RuntimeError as exc:
@@ -263,6 +285,9 @@ class ThreadExecutor:
 
     def _stop_thread(self) -> None:
         self._stopping = True
+        if self._queue is not None:
+            self._queue.put(None)
+            return
         scope, post = self._setup_scope, self._thread_post
         if scope is not None and post is not None:
             _post_quietly(post, scope.cancel)
@@ -277,7 +302,9 @@ class ThreadExecutor:
         post = self._thread_post
         if post is None:
             return None
-        now = anyio.current_time()
+        if self._clock is None:
+            self._clock = _host_clock()
+        now = self._clock()
         if self._ping_sent is None:
             self._ping_sent = now
             host = self._host_post
@@ -287,11 +314,35 @@ class ThreadExecutor:
         return max(now - self._ping_sent, self._last_rtt or 0.0)
 
     def _pong(self) -> None:
-        if self._ping_sent is not None:
-            self._last_rtt = anyio.current_time() - self._ping_sent
+        # A callback on the host's loop, outside any task: anyio cannot tell the loop
+        # there, so the clock is the one _ping_latency read in the host's task.
+        if self._ping_sent is not None and self._clock is not None:
+            self._last_rtt = self._clock() - self._ping_sent
             self._ping_sent = None
 
     # -- thread side ---------------------------------------------------------------------------
+
+    def _main_without_loop(self) -> None:
+        """The thread of a sync entrypoint with a sync setup: runs what the queue brings
+        (jobs, pings) until it brings None."""
+        jobs = self._queue
+        assert jobs is not None
+        try:
+            try:
+                if not self._stopping:
+                    value = self._setup() if self._setup else None
+                    if inspect.isawaitable(value):  # a def that returns an awaitable
+                        value = anyio.run(_awaited, value, backend=self._loop)
+                    self._state_value = value
+            except BaseException as exc:
+                self._start_error = exc
+                return
+            finally:
+                self._to_host(self._started.set)
+            while (callback := jobs.get()) is not None:
+                callback()
+        finally:
+            self._to_host(self._stopped.set)
 
     def _main(self) -> None:
         serving = False
@@ -401,6 +452,10 @@ def _is_async(function: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None)  # noqa: B004 -- the method itself is inspected
     )
+
+
+async def _awaited(awaitable: Awaitable[object]) -> object:
+    return await awaitable
 
 
 async def _call(function: Callable[[], object]) -> object:
