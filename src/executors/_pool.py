@@ -19,6 +19,7 @@ import attrs
 import pluggy
 
 from . import _hookspecs
+from ._clock import loop_clock
 from ._config import LoadedConfig, PoolConfig, build_backend_options, load_config
 from ._entrypoints import check_runnable, resolve_callable
 from ._exceptions import AcquireError, ConfigError, JobFailed, LaunchError, PoolClosed, PoolFull
@@ -195,6 +196,8 @@ class Pool:
     # Set at the next change of state; None while nobody waits for one.
     _changed: anyio.Event | None = attrs.field(init=False, default=None, repr=False)
     _settled: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
+    # anyio.current_time(), looked up once: the pool is made on the loop it runs on
+    _now: Callable[[], float] = attrs.field(init=False, factory=loop_clock, repr=False)
     _job_serial: itertools.count[int] = attrs.field(
         init=False, factory=lambda: itertools.count(1), repr=False
     )
@@ -264,7 +267,7 @@ class Pool:
             msg = f"job id {job_id!r} is already in use by an unfinished job"
             raise ValueError(msg)
         job = Job(id=job_id, payload=payload, timeout=timeout, metadata=dict(metadata or {}))
-        handle = JobHandle(job, self, anyio.current_time())
+        handle = JobHandle(job, self, self._now())
         self._handles[job_id] = handle
         launch = self._perform(self._state.submit(job_id), inline=job_id if inline else None)
         return handle, launch
@@ -414,7 +417,7 @@ class Pool:
     async def _launch(self, action: LaunchJob, scope: anyio.CancelScope) -> None:
         handle = self._handles[action.job_id]
         job, executor = handle.job, self._executors[action.executor_id]
-        started = anyio.current_time()
+        started = self._now()
         if self._observers.wants("executors_job_started"):
             self._observers.call(
                 "executors_job_started",
@@ -496,7 +499,7 @@ class Pool:
             attempts=action.attempt,
             submitted_at=handle.submitted_at,
             started_at=started,
-            finished_at=anyio.current_time(),
+            finished_at=self._now(),
         )
         reusable = executor.state is ExecutorState.READY
         broken = CloseReason.BROKEN
@@ -542,7 +545,7 @@ class Pool:
             JobOutcome.failure(action.job_id, action.reason, error),
             attempts=action.attempts,
             submitted_at=handle.submitted_at,
-            finished_at=anyio.current_time(),
+            finished_at=self._now(),
         )
         self._deliver(outcome)
 
@@ -607,7 +610,7 @@ class Pool:
 
     def _warn_memory(self, executor_id: str, memory_mb: float) -> None:
         # At most one warning per executor a minute: a leaking job would flood the log.
-        now = anyio.current_time()
+        now = self._now()
         if now - self._memory_warned_at.get(executor_id, -60.0) >= 60.0:
             self._memory_warned_at[executor_id] = now
             logger.warning(

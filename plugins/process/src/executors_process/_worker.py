@@ -78,16 +78,30 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     """A signal handler that does nothing."""
 
 
+def _libc() -> Any:
+    """The C library, to call prctl on Linux; None elsewhere or if it cannot be loaded.
+    Loaded when this module is imported: in the forkserver, once for every worker."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
 def _die_with_parent() -> None:
     """On Linux, ask the kernel to SIGKILL this worker when its parent dies, so a
     SIGKILLed host (whose forkserver then exits) leaves no orphan."""
-    if not sys.platform.startswith("linux"):
+    if _LIBC is None:
         return
-    import ctypes
-
     parent = os.getppid()
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(0)
 

@@ -26,6 +26,7 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
+from executors._clock import loop_clock
 from executors._limits import os_problem, task_limits
 
 if TYPE_CHECKING:
@@ -83,17 +84,6 @@ def _poster() -> Post:
         loop.call_soon_threadsafe(callback)
 
     return post
-
-
-def _host_clock() -> Callable[[], float]:
-    """The running loop's clock (``anyio.current_time``'s), readable from its callbacks."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.current_time
-    import asyncio
-
-    return asyncio.get_running_loop().time
 
 
 def _post_quietly(post: Post, callback: Callable[[], object]) -> None:
@@ -303,7 +293,7 @@ class ThreadExecutor:
         if post is None:
             return None
         if self._clock is None:
-            self._clock = _host_clock()
+            self._clock = loop_clock()
         now = self._clock()
         if self._ping_sent is None:
             self._ping_sent = now
