@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import logging
 import pickle
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 import psutil
+import sniffio
 
 from executors import (
     EntrypointError,
@@ -109,6 +112,17 @@ class ProcessExecutor:
     pid: int | None = attrs.field(init=False, default=None)
     _sock: socket.socket | None = attrs.field(init=False, default=None, repr=False)
     _replies: FrameBuffer = attrs.field(init=False, factory=FrameBuffer, repr=False)
+    # On asyncio, the job socket stays registered with the loop for the worker's life
+    # (registering it for each reply cost two system calls a job): a reader callback
+    # collects the replies here (None: the socket closed) and wakes the waiting task.
+    _asyncio_loop: asyncio.AbstractEventLoop | None = attrs.field(
+        init=False, default=None, repr=False
+    )
+    _inbox: collections.deque[Message | None] = attrs.field(
+        init=False, factory=collections.deque, repr=False
+    )
+    _waiter: asyncio.Future[None] | None = attrs.field(init=False, default=None, repr=False)
+    _registered: bool = attrs.field(init=False, default=False, repr=False)
     # Pongs and log records travel apart from jobs, so that a worker's answer to a ping
     # never waits behind a job.
     _control: socket.socket | None = attrs.field(init=False, default=None, repr=False)
@@ -252,6 +266,10 @@ class ProcessExecutor:
         parent.setblocking(False)
         control.setblocking(False)
         self._process, self._sock, self._control = process, parent, control
+        if sniffio.current_async_library() == "asyncio":
+            self._asyncio_loop = asyncio.get_running_loop()
+            self._asyncio_loop.add_reader(parent.fileno(), self._on_readable)
+            self._registered = True
         self.pid = process.pid
         self._spec.task_group.start_soon(self._supervise)
 
@@ -292,6 +310,7 @@ class ProcessExecutor:
     def _finish(self) -> None:
         self.state = ExecutorState.CLOSED
         self._background.cancel()
+        self._stop_reading()
         for sock in (self._sock, self._control):
             if sock is not None:
                 sock.close()
@@ -307,6 +326,61 @@ class ProcessExecutor:
         Log records the worker sent before its reply are relayed first, so a job's logs
         always reach the host's logging before its outcome.
         """
+        if self._asyncio_loop is not None:
+            reply = await self._next_in_inbox()
+        else:
+            reply = await self._receive_reply()
+        if reply is not None and (reply[0] != "result" or reply[4]):
+            self._relay_control()
+        return reply
+
+    async def _next_in_inbox(self) -> Message | None:
+        loop = self._asyncio_loop
+        assert loop is not None
+        while not self._inbox:
+            self._waiter = loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        reply = self._inbox.popleft()
+        if reply is None:
+            self._inbox.append(None)  # and so for every later request
+        else:
+            assert not self._inbox or self._inbox[0] is None, f"{self._where()} sent two replies"
+        return reply
+
+    def _on_readable(self) -> None:
+        """asyncio's reader callback for the job socket (outside any task)."""
+        sock = self._sock
+        while sock is not None:
+            try:
+                data = sock.recv(1 << 16)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self._stop_reading()
+                return
+            self._inbox.extend(self._replies.feed(data))
+        if self._inbox and self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _stop_reading(self) -> None:
+        """The socket closed, or the executor is finished: unregister it, and tell a
+        task waiting for a reply that none will come."""
+        loop = self._asyncio_loop
+        if loop is None or not self._registered:
+            return
+        self._registered = False
+        if self._sock is not None and not loop.is_closed():
+            loop.remove_reader(self._sock.fileno())
+        self._inbox.append(None)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _receive_reply(self) -> Message | None:
         sock = self._sock
         assert sock is not None
         while True:
@@ -322,10 +396,7 @@ class ProcessExecutor:
             replies = self._replies.feed(data)
             if replies:
                 assert len(replies) == 1, f"{self._where()} sent {len(replies)} replies"
-                (reply,) = replies
-                if reply[0] != "result" or reply[4]:
-                    self._relay_control()
-                return reply
+                return replies[0]
 
     async def _read_control(self) -> None:
         control = self._control
