@@ -196,6 +196,52 @@ def test_invariant_4_a_waiter_cancelled_while_its_executor_is_handed_over_leaks_
     run_virtual(main)
 
 
+class CancelOnFinish:
+    """An observer that cancels ``scope`` when the job ``job_id`` finishes: before the
+    pool hands the freed executor to the next job."""
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        self.scope = scope
+        self.job_id: str | None = None
+
+    @hookimpl
+    def executors_job_finished(self, outcome: JobOutcome) -> None:
+        if outcome.job_id == self.job_id:
+            self.scope.cancel()
+
+
+def test_a_run_cancelled_as_its_launch_is_handed_over_never_reaches_the_executor() -> None:
+    # One executor: "first" runs while run("second") waits for it. The second's caller
+    # is cancelled just as the executor frees up and the pool hands the second's launch
+    # to the caller's task: the second job ends cancelled without ever being sent, and
+    # the executor is kept for the third.
+    backend = SimulatedBackend()
+    recorder = Recorder()
+
+    async def main() -> None:
+        caller = anyio.CancelScope()
+        canceller = CancelOnFinish(caller)
+        config = make_config(idle_executors=1, max_executors=1)
+        observers = [recorder, canceller]
+        async with open_pool(config, registry=registry_with(backend), observers=observers) as pool:
+            await wait_warm(pool, 1)
+            first = await pool.submit(Script.succeed(seconds=1.0))
+            canceller.job_id = first.id
+            with caller:
+                await pool.run(Script.succeed(seconds=1.0))
+            assert caller.cancelled_caught
+            await pool.run(Script.succeed())
+            assert recorder.closed == []
+        first_outcome, second, third_outcome = recorder.finished
+        assert first_outcome.ok
+        assert third_outcome.ok
+        assert third_outcome.executor_id == first_outcome.executor_id
+        assert second.status is JobStatus.CANCELLED
+        assert backend.runs[second.job_id] == 0, "the cancelled job reached the executor"
+
+    run_virtual(main)
+
+
 # -- outcomes ---------------------------------------------------------------------------
 
 

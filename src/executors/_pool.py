@@ -123,6 +123,10 @@ class JobHandle:
     # Made by the first waiter: a job run by run() in its caller's task has none.
     _done: anyio.Event | None = attrs.field(init=False, default=None, repr=False)
     _outcome: JobOutcome | None = attrs.field(init=False, default=None)
+    # A job of run(): its caller's task performs its launches (no task per job); the
+    # pool hands each launch over here and wakes the caller.
+    _runner: bool = attrs.field(init=False, default=False, repr=False)
+    _handover: LaunchJob | None = attrs.field(init=False, default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -220,19 +224,29 @@ class Pool:
         """Run one job and return its value. Raises :class:`JobFailed` (carrying the
         outcome) when it did not succeed, :class:`AcquireError` when no executor could be
         started. Cancelling the caller cancels the job."""
-        handle, launch = await self._accept(payload, timeout, metadata, None, inline=True)
-        if launch is not None:
-            # An executor was free: run the job in this task, with no task to start and
-            # no hand-off back. The caller's cancellation reaches it directly.
-            await self._launch(launch, self._run_scopes[launch.job_id])
-            if handle._outcome is not None:
-                return _result_of(handle._outcome)
+        handle = await self._accept(payload, timeout, metadata, None, runner=True)
         try:
-            outcome = await handle.outcome()
+            # Launches are handed to this task (at once when an executor is free, later
+            # when one frees up, again after a refused launch): it runs the job itself,
+            # with no task to start and no hand-off back, and the caller's cancellation
+            # reaches the job directly.
+            while handle._outcome is None:
+                launch, handle._handover = handle._handover, None
+                if launch is not None:
+                    await self._launch(launch, self._run_scopes[launch.job_id])
+                elif handle._outcome is None:
+                    handle._done = anyio.Event()
+                    await handle._done.wait()
         finally:
+            handle._runner = False
             if not handle.done():
                 handle.cancel()
-        return _result_of(outcome)
+            launch, handle._handover = handle._handover, None
+            if launch is not None:
+                # Handed over as this caller was cancelled: launched in a task, its run
+                # (cancelled above) ends at once, and the executor is kept.
+                self._tg.start_soon(self._launch, launch, self._run_scopes[launch.job_id])
+        return _result_of(handle._outcome)
 
     async def submit(
         self,
@@ -247,8 +261,7 @@ class Pool:
         Raises :class:`PoolClosed` once the pool drains. When ``max_pending`` jobs already
         wait, waits for room (``when_full = "wait"``) or raises :class:`PoolFull`.
         """
-        handle, _ = await self._accept(payload, timeout, metadata, job_id, inline=False)
-        return handle
+        return await self._accept(payload, timeout, metadata, job_id, runner=False)
 
     async def _accept(
         self,
@@ -257,10 +270,10 @@ class Pool:
         metadata: Mapping[str, str] | None,
         job_id: str | None,
         *,
-        inline: bool,
-    ) -> tuple[JobHandle, LaunchJob | None]:
-        """Accept a job; with ``inline``, a launch of it decided at once is returned
-        for the caller to perform instead of being started as a task."""
+        runner: bool,
+    ) -> JobHandle:
+        """Accept a job; with ``runner``, its launches are handed to the caller's task
+        (see :meth:`run`) instead of being started as tasks."""
         await self._wait_for_room()
         job_id = job_id or f"{self.name}-job-{next(self._job_serial)}"
         if job_id in self._handles:
@@ -269,8 +282,9 @@ class Pool:
         job = Job(id=job_id, payload=payload, timeout=timeout, metadata=dict(metadata or {}))
         handle = JobHandle(job, self, self._now())
         self._handles[job_id] = handle
-        launch = self._perform(self._state.submit(job_id), inline=job_id if inline else None)
-        return handle, launch
+        handle._runner = runner
+        self._perform(self._state.submit(job_id))
+        return handle
 
     def statistics(self) -> PoolStatistics:
         """A frozen snapshot of the pool's state and counters."""
@@ -328,10 +342,8 @@ class Pool:
 
     # -- driver --------------------------------------------------------------------------
 
-    def _perform(self, actions: list[Action], inline: str | None = None) -> LaunchJob | None:
-        """Perform ``actions``; the launch of job ``inline``, if among them, is returned
-        instead of started."""
-        kept: LaunchJob | None = None
+    def _perform(self, actions: list[Action]) -> None:
+        """Perform ``actions``."""
         for action in actions:
             match action:
                 case SpawnExecutor():
@@ -339,8 +351,11 @@ class Pool:
                     self._tg.start_soon(self._spawn, action, scope)
                 case LaunchJob():
                     scope = self._run_scopes[action.job_id] = anyio.CancelScope()
-                    if action.job_id == inline:
-                        kept = action
+                    handle = self._handles[action.job_id]
+                    if handle._runner:
+                        handle._handover = action
+                        if handle._done is not None:
+                            handle._done.set()
                     else:
                         self._tg.start_soon(self._launch, action, scope)
                 case CloseExecutor():
@@ -355,7 +370,6 @@ class Pool:
                 case ReportUnhealthy():
                     self._report_unhealthy(action)
         self._notify()
-        return kept
 
     async def _next_change(self) -> None:
         if self._changed is None:
@@ -432,34 +446,15 @@ class Pool:
                 timeout = job.timeout if job.timeout is not None else self.config.job_timeout
                 if timeout is not None:
                     scope.deadline = started + timeout
-                try:
-                    outcome = await executor.run_job(job)
-                except LaunchError as exc:
-                    del self._run_scopes[job.id]
-                    logger.warning(
-                        "pool %s: %s refused %s: %s", self.name, executor.id, job.id, exc
-                    )
-                    self._perform(self._state.launch_failed(job.id, executor.id, exc))
-                    return
-                except Exception as exc:
-                    # The backend broke its contract (run_job must return outcomes); the
-                    # job may have run, so it is not retried, and the executor is not
-                    # trusted again.
-                    logger.exception("pool %s: %s.run_job raised", self.name, executor.id)
-                    outcome = JobOutcome.failure(
-                        job.id, FailureReason.CRASHED, RemoteError.from_exception(exc)
-                    )
-                    await executor.kill()
-                if outcome.job_id != job.id:
-                    # Another job's outcome (a stale reply): this job's is unknown.
-                    msg = (
-                        f"backend {self.backend.name!r}: executor {executor.id} answered "
-                        f"job {job.id} with the outcome of job {outcome.job_id}"
-                    )
-                    logger.error("pool %s: %s", self.name, msg)
-                    error = RemoteError.from_exception(RuntimeError(msg))
-                    outcome = JobOutcome.failure(job.id, FailureReason.CRASHED, error)
-                    await executor.kill()
+                if scope.cancel_called:
+                    # Cancelled before it could start (its caller was cancelled while
+                    # the launch was handed over, or a drain came first): the job never
+                    # reaches the executor, which is kept.
+                    pass
+                else:
+                    outcome = await self._run_on(executor, job)
+                    if outcome is None:  # refused: launched again, or failed
+                        return
         except BaseException:
             # Cancelled from outside our scope: run() launched the job in its caller's
             # task and the caller was cancelled. The job still gets its one outcome.
@@ -467,6 +462,36 @@ class Pool:
             self._complete(action, handle, executor, None, started)
             raise
         self._complete(action, handle, executor, outcome, started)
+
+    async def _run_on(self, executor: JobExecutor, job: Job) -> JobOutcome | None:
+        """``job``'s outcome on ``executor``; None if the executor refused it (the pool
+        then decides where it goes)."""
+        try:
+            outcome = await executor.run_job(job)
+        except LaunchError as exc:
+            del self._run_scopes[job.id]
+            logger.warning("pool %s: %s refused %s: %s", self.name, executor.id, job.id, exc)
+            self._perform(self._state.launch_failed(job.id, executor.id, exc))
+            return None
+        except Exception as exc:
+            # The backend broke its contract (run_job must return outcomes); the job may
+            # have run, so it is not retried, and the executor is not trusted again.
+            logger.exception("pool %s: %s.run_job raised", self.name, executor.id)
+            outcome = JobOutcome.failure(
+                job.id, FailureReason.CRASHED, RemoteError.from_exception(exc)
+            )
+            await executor.kill()
+        if outcome.job_id != job.id:
+            # Another job's outcome (a stale reply): this job's is unknown.
+            msg = (
+                f"backend {self.backend.name!r}: executor {executor.id} answered "
+                f"job {job.id} with the outcome of job {outcome.job_id}"
+            )
+            logger.error("pool %s: %s", self.name, msg)
+            error = RemoteError.from_exception(RuntimeError(msg))
+            outcome = JobOutcome.failure(job.id, FailureReason.CRASHED, error)
+            await executor.kill()
+        return outcome
 
     def _complete(
         self,
