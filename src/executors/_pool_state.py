@@ -38,6 +38,10 @@ class Slot(enum.Enum):
     BUSY = "busy"
     CLOSING = "closing"
 
+    # Members are singletons: identity hashing is enough, and runs in C (Enum's own
+    # __hash__ is Python code, called several times a job by the slot counters).
+    __hash__ = object.__hash__
+
 
 class CloseReason(enum.Enum):
     """Why the pool closes an executor (passed to the ``executor_closed`` hook)."""

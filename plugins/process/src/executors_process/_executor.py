@@ -364,6 +364,10 @@ class ProcessExecutor:
                 self._stop_reading()
                 return
             self._inbox.extend(self._replies.feed(data))
+            if len(data) < 1 << 16:
+                # Drained, most likely: the loop calls back if more has come (a recv
+                # that would fail with EAGAIN is a system call saved per reply).
+                break
         if self._inbox and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
