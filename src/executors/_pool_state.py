@@ -264,7 +264,9 @@ class PoolState:
         assert job_id not in self.jobs, f"job {job_id} submitted twice"
         job = self.jobs[job_id] = JobRecord(job_id)
         self.waiting.append(job_id)
-        self._join_cycle(job)
+        if not self.idle:
+            # It will wait (with an idle executor, _assign hands it over at once).
+            self._join_cycle(job)
         return self._rebalance()
 
     def spawn_succeeded(self, executor_id: str) -> list[Action]:
@@ -410,8 +412,12 @@ class PoolState:
 
     def _rebalance(self) -> list[Action]:
         """Hand idle executors to waiting jobs, close the surplus, spawn what is missing."""
-        actions: list[Action] = list(self._assign())
-        actions.extend(self._close_surplus())
+        # Each step is skipped when there is nothing for it to do: this runs twice a job.
+        actions: list[Action] = []
+        if self.waiting and self.idle:
+            actions.extend(self._assign())
+        if len(self.idle) > (0 if self.draining else self.idle_target):
+            actions.extend(self._close_surplus())
         actions.extend(self._spawn_missing())
         return actions
 
@@ -436,9 +442,11 @@ class PoolState:
     def _spawn_missing(self) -> Iterator[Action]:
         if self.aborted:
             return
-        starting = self.count(Slot.STARTING)
+        starting = self._slots[Slot.STARTING]
         target = len(self.waiting) + (0 if self.draining else self.idle_target)
         wanted = target - len(self.idle) - starting
+        if wanted <= 0:
+            return
         room = min(
             self.limits.max_executors - len(self.executors),
             self.limits.max_concurrent_initializations - starting,
