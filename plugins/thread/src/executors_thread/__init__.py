@@ -1,8 +1,9 @@
 """Thread backend for executors: one thread per executor.
 
-Each executor is a daemon thread running an event loop of its own (asyncio, or trio
-where configured) for its whole life: sync entrypoints run directly in the thread, async
-ones on its loop, and the setup's state is kept per thread. A thread cannot be killed:
+Each executor is a daemon thread for its whole life. With a sync entrypoint and setup it
+takes jobs from a queue and runs them directly; with an async entrypoint or setup it runs
+an event loop of its own (asyncio, or trio where configured) and the async calls run on
+it. The setup's state is kept per thread. A thread cannot be killed:
 a cancelled or timed-out job is asked to stop (a cancel scope for async jobs, a flag
 that ``ctx.cancel_requested`` reads for sync ones), and a job that does not stop within
 ``close_timeout`` is abandoned: its executor is closed with reason ``abandoned`` and the

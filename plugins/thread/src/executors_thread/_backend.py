@@ -108,7 +108,8 @@ class _Run:
 
 @attrs.define(eq=False)
 class ThreadExecutor:
-    """One thread with an event loop of its own, for its whole life."""
+    """One thread for its whole life: a loop over a queue of calls (sync entrypoint and
+    setup), or an event loop of its own (an async entrypoint or setup)."""
 
     id: str
     _entrypoint: Callable[..., Any] = attrs.field(repr=False)
