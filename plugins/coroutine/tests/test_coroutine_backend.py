@@ -188,3 +188,14 @@ async def test_invalid_coroutine_options_name_the_option() -> None:
     with pytest.raises(ConfigError, match="loop_lag_warn"):
         async with open_pool(config(backend_options={"loop_lag_warn": -1})):
             pass
+
+
+def test_a_loop_lag_warning_names_ten_jobs_and_counts_the_rest() -> None:
+    # With thousands of jobs running when the loop was blocked, the warning stays one
+    # readable line.
+    from executors_coroutine._backend import _named
+
+    text = _named({f"pool1-job-{i}": f"pool1-{i}" for i in range(5000)})
+    assert text.startswith("pool1-job-0 on pool1-0, pool1-job-1 on pool1-1, ")
+    assert text.endswith(", pool1-job-9 on pool1-9, and 4990 more")
+    assert _named({}) == "none"

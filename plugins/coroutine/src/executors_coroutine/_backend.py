@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,7 @@ class _LoopWatch:
             await anyio.sleep(interval)
             lag = anyio.current_time() - before - interval
             if lag >= warn_after:
-                suspects = ", ".join(f"{j} on {e}" for j, e in self.recent.items()) or "none"
+                suspects = _named(self.recent)
                 logger.warning(
                     "the event loop was blocked for %.3f s (loop_lag_warn = %s s); "
                     "jobs that ran meanwhile: %s",
@@ -89,6 +90,22 @@ class _LoopWatch:
                     warn_after,
                     suspects,
                 )
+
+
+#: jobs named in a loop-lag warning; more are counted, not listed
+_SUSPECTS_SHOWN = 10
+
+
+def _named(jobs: dict[str, str]) -> str:
+    """'pool1-job-3 on pool1-1, ...' for the first jobs, and how many more there were: a
+    warning stays one readable line however many jobs ran."""
+    shown = [
+        f"{job} on {executor}" for job, executor in itertools.islice(jobs.items(), _SUSPECTS_SHOWN)
+    ]
+    more = len(jobs) - len(shown)
+    if more > 0:
+        shown.append(f"and {more} more")
+    return ", ".join(shown) or "none"
 
 
 @attrs.define(eq=False)
