@@ -35,11 +35,10 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-# Timings are noisy: read the ratios each script prints, not the absolute figures.
+# Every backend against its anchors in one run (a few minutes); writes docs/benchmarks.md,
+# its plots and docs/benchmarks/results.json. Timings are noisy: read the ratios.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_coroutine.py
-	$(BIN)/python benchmarks/bench_process.py
-	$(BIN)/python benchmarks/bench_thread.py
+	$(BIN)/python benchmarks/bench.py
 
 # 100,000 jobs per backend through one reused pool, 5% of them faults (a few minutes per
 # backend): fails on a lost, duplicated or leaked outcome, anything left behind, or host

@@ -1,4 +1,4 @@
-"""Job functions for ``bench_process.py``. They live in a module of their own so that
+"""Job functions for the benchmarks. They live in a module of their own so that
 worker processes import them by name (and the forkserver preloads them)."""
 
 from __future__ import annotations
@@ -17,3 +17,8 @@ def noop(ctx: JobContext) -> object:
 def identity(value: object) -> object:
     """``ProcessPoolExecutor``'s no-op job: return the argument."""
     return value
+
+
+async def anoop(ctx: JobContext) -> object:
+    """The coroutine backend's no-op job: return the payload."""
+    return ctx.payload

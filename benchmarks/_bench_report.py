@@ -1,0 +1,213 @@
+"""The harness's report: ``docs/benchmarks.md`` (written whole from the results, with the
+method below), PNG plots, and a summary on stdout."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+INTRO = """\
+# Benchmarks
+
+Every backend against what a user would pick instead, measured in one run by
+`benchmarks/bench.py` (`make bench`; `--quick` for a smoke test of a few seconds). This
+page is written by that run, with the JSON of every figure beside it
+([`benchmarks/results.json`](benchmarks/results.json)).
+
+**Method.** Every side runs a no-op job (it returns its payload) with 2 workers (processes,
+threads or executors). Sides that are compared run in the same process and alternate in
+blocks, so that a machine that gets busier or quieter during the run treats them alike.
+Process sides fork from one forkserver, started before anything is timed. The figure to
+compare is the ratio to an anchor measured in the same run: absolute times move with the
+machine, and a 2-core virtual machine is noisy (two runs of the same code can differ by
+a third in absolute terms). Round trips are timed one call after another; throughput
+runs 64 calls in flight. Tests never assert any of these figures.
+
+- **ProcessPoolExecutor, ThreadPoolExecutor, loky, pebble**: awaited on the asyncio host
+  through `asyncio.wrap_future`, as an async program would use them.
+- **anyio.to_process / anyio.to_thread**: with a capacity limiter of 2.
+- **trio-parallel** needs a trio host: it runs against our process pool on trio, in a
+  table of its own.
+- **socketpair floor**: one pickled message to another process over a socket pair and
+  back, with no framework at all: the floor for any process backend.
+- **bare tasks**: `await asyncio.create_task(f(i))`, and a task started in a trio nursery.
+"""
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _table(group: dict[str, dict[str, float]], ours: str) -> list[str]:
+    base = group[ours]
+    lines = [
+        "| side | round trip p50 (µs) | p50 ratio | round trip p99 (µs) "
+        "| throughput (jobs/s) | throughput ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in group.items():
+        p50_ratio = "" if name == ours else _fmt(base["p50_us"] / row["p50_us"], 2)
+        tp_ratio = "" if name == ours else _fmt(base["throughput"] / row["throughput"], 2)
+        label = f"**{name}**" if name == ours else name
+        lines.append(
+            f"| {label} | {_fmt(row['p50_us'])} | {p50_ratio} | {_fmt(row['p99_us'])} "
+            f"| {_fmt(row['throughput'], 0)} | {tp_ratio} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Ratios are {ours} / the side on that line: below 1 is faster for round trips, "
+        "above 1 is faster for throughput."
+    )
+    return lines
+
+
+def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
+    results, machine = document["results"], document["machine"]
+    out = [INTRO, "## This run", ""]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    out += [
+        f"- Command: `{document['command']}` ({document['seconds']} s)",
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['os']}",
+        f"- Python {machine['python']}; {versions}",
+    ]
+    if document["missing"]:
+        out.append(f"- Not installed, so not measured: {', '.join(document['missing'])}")
+    out += ["", "## Targets", "", "| target | ratio | limit | met |", "| --- | ---: | --- | --- |"]
+    for row in document["targets"]:
+        out.append(
+            f"| {row['target']} | {_fmt(row['ratio'], 2)} | {row['limit']} "
+            f"| {'yes' if row['met'] else '**no**'} |"
+        )
+    sections = [
+        ("Process pools (asyncio host)", "process", "process pool"),
+        ("Process pools on a trio host", "process_trio", "process pool"),
+        ("Thread pools (asyncio host)", "thread", "thread pool"),
+        ("Coroutines (asyncio host)", "coroutine", "coroutine pool"),
+        ("Coroutines on a trio host", "coroutine_trio", "coroutine pool"),
+    ]
+    for title, key, ours in sections:
+        out += ["", f"## {title}", "", *_table(results[key], ours)]
+    life = results["process_lifecycle"]
+    out += [
+        "",
+        "## Process pools: start, memory, recovery",
+        "",
+        "| side | cold to 4 warm workers (ms) | USS per idle worker (MiB) "
+        "| after a worker is SIGKILLed |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for name, warm in life["warm_ms"].items():
+        out.append(
+            f"| {name} | {_fmt(warm)} | {_fmt(life['uss_mib_per_worker'].get(name, math.nan))} "
+            f"| {_recovery(life['recovery'].get(name, {}))} |"
+        )
+    out += [
+        "",
+        "Cold to 4 warm workers: our pool from `open_pool()` to 4 idle executors; the",
+        "anchors from their constructor to their first result with 4 workers (they start",
+        "workers lazily, so this is one start). USS is the memory a worker holds alone.",
+    ]
+    memory = results["coroutine_memory"]
+    out += [
+        "",
+        "## Coroutine backend: memory per running job",
+        "",
+        f"{document['settings']['running']:,} jobs waiting on one event at once, measured with "
+        f"`tracemalloc`: a bare task holds {_fmt(memory['bare_task_bytes'], 0)} bytes, a job "
+        f"of our pool {_fmt(memory['pool_job_bytes'], 0)} bytes (its caller's task included): "
+        f"{_fmt(memory['extra_bytes'], 0)} bytes more.",
+    ]
+    if plots:
+        out += ["", "## Plots", ""]
+        for plot in plots:
+            out.append(f"![{plot.stem}]({os.path.relpath(plot, path.parent)})")
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _recovery(summary: dict[str, Any]) -> str:
+    if not summary:
+        return "n/a"
+    if "broken" in summary:
+        return f"pool broken ({summary['broken']}): a new pool is needed"
+    if "error" in summary:
+        return f"not measured: {summary['error']}"
+    if "hung" in summary:
+        return f"hung: {summary['hung']}"
+    text = f"a job succeeds after {_fmt(summary['job_ok_ms'])} ms"
+    if "idle_target_ms" in summary:
+        text += f"; back at its idle target after {_fmt(summary['idle_target_ms'])} ms"
+    if summary.get("jobs_failed"):
+        text += f" ({summary['jobs_failed']} calls failed meanwhile)"
+    return text
+
+
+def plots(document: dict[str, Any], directory: Path) -> list[Path]:
+    """Round trips, throughput and the targets, as PNG files; none without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    results = document["results"]
+    groups = [("process", "process"), ("thread", "thread"), ("coroutine", "coroutine")]
+    written = []
+    for measure, unit, name in (
+        ("p50_us", "round trip p50 (µs, log scale)", "round_trips.png"),
+        ("throughput", "no-op jobs/s, 64 in flight (log scale)", "throughput.png"),
+    ):
+        figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+        for ax, (key, title) in zip(axes, groups, strict=True):
+            names = list(results[key])
+            values = [results[key][n][measure] for n in names]
+            colors = ["tab:blue" if n.endswith(" pool") else "tab:gray" for n in names]
+            ax.barh(names, values, color=colors)
+            ax.set_xscale("log")
+            ax.set_title(title)
+            ax.set_xlabel(unit)
+            ax.invert_yaxis()
+        figure.tight_layout()
+        path = directory / name
+        figure.savefig(path, dpi=90)
+        plt.close(figure)
+        written.append(path)
+    figure, ax = plt.subplots(figsize=(9, 3.8))
+    rows = document["targets"]
+    # 1 means exactly at the limit; below 1 is within it.
+    scores = [
+        r["ratio"] / float(r["limit"].split()[1])
+        if r["limit"].startswith("<=")
+        else float(r["limit"].split()[1]) / r["ratio"]
+        for r in rows
+    ]
+    ax.barh(
+        [r["key"] for r in rows],
+        scores,
+        color=["tab:green" if r["met"] else "tab:red" for r in rows],
+    )
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xlabel("ratio / target (1 = at the target, lower is better)")
+    ax.invert_yaxis()
+    figure.tight_layout()
+    path = directory / "targets.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    written.append(path)
+    return written
+
+
+def summary(document: dict[str, Any]) -> str:
+    lines = [f"benchmarks: {document['seconds']} s"]
+    for row in document["targets"]:
+        mark = "met" if row["met"] else "NOT met"
+        lines.append(f"  {row['target']}: {row['ratio']:.2f} ({row['limit']}): {mark}")
+    return "\n".join(lines)
