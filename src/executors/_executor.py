@@ -75,6 +75,11 @@ class JobExecutor(Protocol):
     Every method may be cancelled by the pool (it enforces ``initialize_timeout``,
     ``job_timeout`` and ``close_timeout`` with cancel scopes). A cancelled ``start()``
     or ``run_job()`` must leave nothing behind: no process, thread or task.
+
+    Optional: ``async def wait_exited(self) -> None``, which returns once the executor
+    is gone for whatever reason (closed, killed, or died on its own). A backend whose
+    executors can die by themselves (a worker process) provides it: the pool then
+    replaces a dead idle executor at once, instead of at its next health check.
     """
 
     @property

@@ -42,7 +42,7 @@ from ._pool_state import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 
     from anyio.abc import TaskGroup
 
@@ -423,6 +423,9 @@ class Pool:
             self._observers.call(
                 "executors_executor_ready", pool_name=self.name, executor_id=executor_id
             )
+            wait_exited = getattr(self._executors[executor_id], "wait_exited", None)
+            if wait_exited is not None:
+                self._tg.start_soon(self._watch_exit, executor_id, wait_exited)
             self._perform(self._state.spawn_succeeded(executor_id))
             return
         logger.warning("pool %s: executor %s failed to start: %s", self.name, executor_id, error)
@@ -610,6 +613,17 @@ class Pool:
                 self._observers.call(
                     "executors_pool_statistics", pool_name=self.name, statistics=self.statistics()
                 )
+
+    async def _watch_exit(
+        self, executor_id: str, wait_exited: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Check an executor as soon as it is gone: if it died while the pool still
+        counts on it, it is replaced now, not at the next health check."""
+        await wait_exited()
+        executor = self._executors.get(executor_id)
+        record = self._state.executors.get(executor_id)
+        if executor is not None and record is not None and record.slot in (Slot.IDLE, Slot.BUSY):
+            self._check_health(executor, record.slot)
 
     def _check_health(self, executor: JobExecutor, slot: Slot) -> None:
         health = executor.health()

@@ -190,3 +190,16 @@ async def test_workers_never_outlive_a_sigkilled_host(anyio_backend: str, tmp_pa
         raise
     finally:
         await until(lambda: host.poll() is not None)
+
+
+async def test_an_idle_worker_that_dies_is_replaced_at_once_not_at_the_next_ping() -> None:
+    # The health check runs once an hour here: the replacement comes from the pool
+    # watching the worker's exit (wait_exited), within moments of the SIGKILL.
+    cfg = config(entrypoint="process_jobs:pid", ping_interval=3600.0)
+    async with open_pool(cfg) as pool:
+        pid = await pool.run(None)
+        started = pool.statistics().executors_started
+        os.kill(pid, signal.SIGKILL)
+        with anyio.fail_after(PATIENCE):
+            await pool.wait_until(lambda s: s.executors_started > started and s.idle == 1)
+        assert await pool.run(None) != pid

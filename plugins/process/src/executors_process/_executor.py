@@ -206,6 +206,11 @@ class ProcessExecutor:
                 await self._exited.wait()
         self._finish()
 
+    async def wait_exited(self) -> None:
+        """Returns once the worker process has exited, for whatever reason: the pool
+        replaces a worker that died while idle at once."""
+        await self._exited.wait()
+
     def health(self) -> Health:
         alive = self._process is not None and not self._exited.is_set()
         memory = self.memory_mb() if alive and self._spec.wants_memory else None
