@@ -162,16 +162,18 @@ def plots(document: dict[str, Any], directory: Path) -> list[Path]:
     groups = [("process", "process"), ("thread", "thread"), ("coroutine", "coroutine")]
     written = []
     for measure, unit, name in (
-        ("p50_us", "round trip p50 (µs, log scale)", "round_trips.png"),
-        ("throughput", "no-op jobs/s, 64 in flight (log scale)", "throughput.png"),
+        ("p50_us", "round trip p50 (µs)", "round_trips.png"),
+        ("throughput", "no-op jobs/s, 64 in flight", "throughput.png"),
     ):
         figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
         for ax, (key, title) in zip(axes, groups, strict=True):
             names = list(results[key])
             values = [results[key][n][measure] for n in names]
             colors = ["tab:blue" if n.endswith(" pool") else "tab:gray" for n in names]
-            ax.barh(names, values, color=colors)
-            ax.set_xscale("log")
+            shown = [0.0 if math.isnan(v) else v for v in values]
+            bars = ax.barh(names, shown, color=colors)
+            ax.bar_label(bars, labels=[_fmt(v, 0) for v in values], padding=2, fontsize=8)
+            ax.set_xlim(0, max(shown) * 1.25)
             ax.set_title(title)
             ax.set_xlabel(unit)
             ax.invert_yaxis()

@@ -1,11 +1,14 @@
-"""The running event loop's clock, as a function that can be called from anywhere on
-that loop, callbacks included, and at the cost of one call (``anyio.current_time()``
-looks the loop up each time, and cannot inside a callback that runs outside a task)."""
+"""What the hot paths need of the running event loop, looked up once: its clock (callable
+from anywhere on the loop, callbacks included: ``anyio.current_time()`` looks the loop up
+each time, and cannot inside a callback that runs outside a task), and anyio's cancel
+scope and event classes for it (``anyio.CancelScope()`` and ``anyio.Event()`` look the
+loop up at each creation, twice a job)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
 import sniffio
 
 if TYPE_CHECKING:
@@ -22,3 +25,14 @@ def loop_clock() -> Callable[[], float]:
     import asyncio
 
     return asyncio.get_running_loop().time
+
+
+def cancel_scope_class() -> Callable[[], anyio.CancelScope]:
+    """The class ``anyio.CancelScope()`` makes on this loop: calling it makes the same
+    scope without the lookup."""
+    return type(anyio.CancelScope())
+
+
+def event_class() -> Callable[[], anyio.Event]:
+    """The class ``anyio.Event()`` makes on this loop."""
+    return type(anyio.Event())

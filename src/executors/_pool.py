@@ -19,7 +19,7 @@ import attrs
 import pluggy
 
 from . import _hookspecs
-from ._clock import loop_clock
+from ._clock import cancel_scope_class, event_class, loop_clock
 from ._config import LoadedConfig, PoolConfig, build_backend_options, load_config
 from ._entrypoints import check_runnable, resolve_callable
 from ._exceptions import AcquireError, ConfigError, JobFailed, LaunchError, PoolClosed, PoolFull
@@ -200,8 +200,13 @@ class Pool:
     # Set at the next change of state; None while nobody waits for one.
     _changed: anyio.Event | None = attrs.field(init=False, default=None, repr=False)
     _settled: anyio.Event = attrs.field(init=False, factory=anyio.Event, repr=False)
-    # anyio.current_time(), looked up once: the pool is made on the loop it runs on
+    # anyio.current_time(), anyio.CancelScope and anyio.Event, looked up once: the pool
+    # is made on the loop it runs on
     _now: Callable[[], float] = attrs.field(init=False, factory=loop_clock, repr=False)
+    _new_scope: Callable[[], anyio.CancelScope] = attrs.field(
+        init=False, factory=cancel_scope_class, repr=False
+    )
+    _new_event: Callable[[], anyio.Event] = attrs.field(init=False, factory=event_class, repr=False)
     _job_serial: itertools.count[int] = attrs.field(
         init=False, factory=lambda: itertools.count(1), repr=False
     )
@@ -235,7 +240,7 @@ class Pool:
                 if launch is not None:
                     await self._launch(launch, self._run_scopes[launch.job_id])
                 elif handle._outcome is None:
-                    handle._done = anyio.Event()
+                    handle._done = self._new_event()
                     await handle._done.wait()
         finally:
             handle._runner = False
@@ -347,10 +352,10 @@ class Pool:
         for action in actions:
             match action:
                 case SpawnExecutor():
-                    scope = self._spawn_scopes[action.executor_id] = anyio.CancelScope()
+                    scope = self._spawn_scopes[action.executor_id] = self._new_scope()
                     self._tg.start_soon(self._spawn, action, scope)
                 case LaunchJob():
-                    scope = self._run_scopes[action.job_id] = anyio.CancelScope()
+                    scope = self._run_scopes[action.job_id] = self._new_scope()
                     handle = self._handles[action.job_id]
                     if handle._runner:
                         handle._handover = action

@@ -24,6 +24,7 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
+from executors._clock import cancel_scope_class
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -144,8 +145,13 @@ class CoroutineExecutor:
     _setup_state: object = attrs.field(init=False, default=None, repr=False)
     # The running job's scope. Invariant: not None exactly while a job runs (BUSY).
     _scope: anyio.CancelScope | None = attrs.field(init=False, default=None, repr=False)
+    # anyio.CancelScope for the host loop, looked up once (see executors._clock)
+    _new_scope: Callable[[], anyio.CancelScope] = attrs.field(
+        init=False, default=anyio.CancelScope, repr=False
+    )
 
     async def start(self) -> None:
+        self._new_scope = cancel_scope_class()
         self._setup_state = await self._setup.get()
         if self.state is ExecutorState.STARTING:
             self.state = ExecutorState.READY
@@ -155,7 +161,7 @@ class CoroutineExecutor:
             msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
             raise LaunchError(msg)
         self.state = ExecutorState.BUSY
-        scope = self._scope = anyio.CancelScope()
+        scope = self._scope = self._new_scope()
         ctx = JobContext(
             payload=job.payload,
             job_id=job.id,

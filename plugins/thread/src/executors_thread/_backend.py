@@ -26,7 +26,7 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
-from executors._clock import loop_clock
+from executors._clock import event_class, loop_clock
 from executors._limits import os_problem, task_limits
 
 if TYPE_CHECKING:
@@ -147,12 +147,17 @@ class ThreadExecutor:
     _run: _Run | None = attrs.field(init=False, default=None, repr=False)
     _ping_sent: float | None = attrs.field(init=False, default=None, repr=False)
     _clock: Callable[[], float] | None = attrs.field(init=False, default=None, repr=False)
+    # anyio.Event for the host loop, looked up once (see executors._clock)
+    _new_event: Callable[[], anyio.Event] = attrs.field(
+        init=False, default=anyio.Event, repr=False
+    )
     _last_rtt: float | None = attrs.field(init=False, default=None, repr=False)
 
     # -- JobExecutor -----------------------------------------------------------------------
 
     async def start(self) -> None:
         self._host_post = _poster()
+        self._new_event = event_class()
         main = self._main
         if not self._is_async and (self._setup is None or not _is_async(self._setup)):
             jobs = self._queue = queue.SimpleQueue()
@@ -186,7 +191,7 @@ class ThreadExecutor:
         if self.state is not ExecutorState.READY or self._thread_post is None:
             msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
             raise LaunchError(msg)
-        run = self._run = _Run(job)
+        run = self._run = _Run(job, self._new_event())
         self.state = ExecutorState.BUSY
         post = self._thread_post
         if self._is_async:
