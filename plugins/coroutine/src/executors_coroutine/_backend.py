@@ -24,10 +24,10 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
-from executors._clock import cancel_scope_class
+from executors._clock import cancel_scope_class, checkpoint_function
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 _CAPABILITIES = Capabilities(
     isolates_crashes=False,
@@ -149,9 +149,13 @@ class CoroutineExecutor:
     _new_scope: Callable[[], anyio.CancelScope] = attrs.field(
         init=False, default=anyio.CancelScope, repr=False
     )
+    _checkpoint: Callable[[], Awaitable[None]] = attrs.field(
+        init=False, default=anyio.lowlevel.checkpoint, repr=False
+    )
 
     async def start(self) -> None:
         self._new_scope = cancel_scope_class()
+        self._checkpoint = checkpoint_function()
         self._setup_state = await self._setup.get()
         if self.state is ExecutorState.STARTING:
             self.state = ExecutorState.READY
@@ -186,7 +190,7 @@ class CoroutineExecutor:
         try:
             value = await self._entrypoint(ctx)
             # A job that never awaited has not yielded yet: the contract asks for it.
-            await anyio.lowlevel.checkpoint()
+            await self._checkpoint()
         except Exception as exc:
             return JobOutcome.failure(job.id, FailureReason.RAISED, RemoteError.from_exception(exc))
         return JobOutcome.success(job.id, value)

@@ -148,9 +148,7 @@ class ThreadExecutor:
     _ping_sent: float | None = attrs.field(init=False, default=None, repr=False)
     _clock: Callable[[], float] | None = attrs.field(init=False, default=None, repr=False)
     # anyio.Event for the host loop, looked up once (see executors._clock)
-    _new_event: Callable[[], anyio.Event] = attrs.field(
-        init=False, default=anyio.Event, repr=False
-    )
+    _new_event: Callable[[], anyio.Event] = attrs.field(init=False, default=anyio.Event, repr=False)
     _last_rtt: float | None = attrs.field(init=False, default=None, repr=False)
 
     # -- JobExecutor -----------------------------------------------------------------------
