@@ -192,3 +192,38 @@ async def test_a_process_pool_opened_inside_a_worker_is_refused_and_the_pool_ser
     # A thread pool inside a worker stays in that process: it is allowed.
     assert allowed.ok, allowed
     assert allowed.value == "inner"
+
+
+_UNGUARDED_SCRIPT = """
+import anyio
+
+from executors import open_pool
+
+
+async def main():
+    async with open_pool(
+        backend="process", entrypoint="process_jobs:echo", idle_executors=1,
+        max_executors=1, acquire_attempts=1, initialize_timeout=10,
+    ) as pool:
+        print("RESULT", await pool.run(1))
+
+
+anyio.run(main)  # no `if __name__ == "__main__":`
+"""
+
+
+async def test_a_script_that_opens_its_pool_unguarded_fails_clearly_instead_of_looping(
+    tmp_path: Path,
+) -> None:
+    # Workers run the main module again as they start: without the guard, each would
+    # open a pool of its own. It is refused there with advice, and the program ends.
+    script = tmp_path / "unguarded.py"
+    script.write_text(_UNGUARDED_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with anyio.fail_after(PATIENCE * 3):
+        done = await anyio.run_process([sys.executable, str(script)], env=env, check=False)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert "NestedPoolError: open_pool() called while a new worker process imports" in err
+    assert "if __name__ == '__main__':" in err
+    assert "AcquireError: no executor could be started" in err

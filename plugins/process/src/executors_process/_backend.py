@@ -60,6 +60,15 @@ class NestedPoolError(ConfigError):
 
 
 def _refuse_nesting(config: PoolConfig) -> None:
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A new worker runs the main module again before it becomes a worker; a script
+        # that opens its pool at import would otherwise open one in every worker.
+        msg = (
+            f"open_pool() called while a new worker process imports the main module "
+            f"(pid {os.getpid()}), for entrypoint {config.entrypoint!r}: put the code "
+            "that opens the pool under `if __name__ == '__main__':`"
+        )
+        raise NestedPoolError(msg)
     executor_id = _worker.CURRENT_EXECUTOR
     if executor_id is None:
         return
