@@ -18,7 +18,7 @@ from process_helpers import PATIENCE, config
 
 from executors import AcquireError, EntrypointError, FailureReason, JobStatus, open_pool
 from executors.testing._leaks import _open_fds
-from executors.testing._limits import LimitUnavailable, task_limit_mode
+from executors.testing._limits import limit_or_skip
 from executors_process import NestedPoolError, WorkerError
 
 if TYPE_CHECKING:
@@ -128,11 +128,7 @@ _NPROC_SCRIPT = textwrap.dedent(
 @pytest.fixture
 def process_limit(tmp_path: Path) -> Iterator[str]:
     """How the child limits its processes (see ``executors.testing._limits``)."""
-    try:
-        with task_limit_mode(tmp_path.name) as mode:
-            yield mode
-    except LimitUnavailable as exc:
-        pytest.skip(str(exc))
+    yield from limit_or_skip(tmp_path.name)
 
 
 async def test_a_low_process_limit_fails_spawns_clearly_and_the_pool_recovers(

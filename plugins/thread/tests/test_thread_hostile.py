@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 from thread_helpers import PATIENCE
 
-from executors.testing._limits import LimitUnavailable, task_limit_mode
+from executors.testing._limits import limit_or_skip
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -69,11 +69,8 @@ _SCRIPT = textwrap.dedent(
 
 @pytest.fixture
 def task_limit(tmp_path: Path) -> Iterator[str]:
-    try:
-        with task_limit_mode(tmp_path.name) as mode:
-            yield mode
-    except LimitUnavailable as exc:
-        pytest.skip(str(exc))
+    """How the child limits its tasks (see ``executors.testing._limits``)."""
+    yield from limit_or_skip(tmp_path.name)
 
 
 def _run_at(mode: str, loop: str, entrypoint: str = "executors.testing.jobs:echo") -> str:

@@ -57,6 +57,18 @@ def task_limit_mode(tag: str) -> Iterator[str]:
         _remove(directory)
 
 
+def limit_or_skip(tag: str) -> Iterator[str]:
+    """For a pytest fixture (``yield from limit_or_skip(tmp_path.name)``): the mode of
+    :func:`task_limit_mode`, or the test skipped with the reason none applies."""
+    import pytest
+
+    try:
+        with task_limit_mode(tag) as mode:
+            yield mode
+    except LimitUnavailable as exc:
+        pytest.skip(str(exc))
+
+
 def _remove(directory: str) -> None:
     deadline = time.monotonic() + _LEAVE
     while True:
