@@ -35,6 +35,11 @@ runs 64 calls in flight. Tests never assert any of these figures.
 - **socketpair floor**: one pickled message to another process over a socket pair and
   back, with no framework at all: the floor for any process backend.
 - **bare tasks**: `await asyncio.create_task(f(i))`, and a task started in a trio nursery.
+
+Worker processes run the main module again as they start (`multiprocessing` does so for
+every process it starts), so `bench.py` imports nothing at its top and no side pays for
+the harness's own imports; a real program should do the same (see
+[Start methods](process.md#start-methods)).
 """
 
 

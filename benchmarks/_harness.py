@@ -1,0 +1,466 @@
+"""The harness behind ``bench.py``: what it measures and how (see ``bench.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import math
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+import tracemalloc
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import _sides
+import anyio
+import psutil
+from _report import in_flight, percentile, round_trips
+from _sides import Side
+
+from executors import open_pool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+    from multiprocessing.context import ForkServerContext
+
+ROOT = Path(__file__).resolve().parents[1]
+DESCRIPTION = "Every backend against what a user would pick instead, in one run."
+WORKERS = 2
+IN_FLIGHT = 64
+WARM = 4
+#: seconds a side keeps running jobs after a SIGKILLed worker, to show whether it broke
+SETTLE = 0.5
+#: seconds a call may take after a SIGKILLed worker before the side counts as hung
+HANG = 10.0
+#: what a pool that cannot recover from a dead worker raises from then on
+BROKEN = ("BrokenProcessPool", "TerminatedWorkerError")
+PACKAGES = ["executors", "anyio", "trio", "loky", "pebble", "trio-parallel", "psutil"]
+
+
+class Settings:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.round_trips = 100 if quick else 2000
+        self.jobs = 200 if quick else 3000
+        self.warmup = 20 if quick else 200
+        self.blocks = 2 if quick else 5
+        self.starts = 1 if quick else 5
+        self.kills = 1 if quick else 3
+        self.running = 200 if quick else 5000
+
+    def blocks_of(self, total: int) -> list[range]:
+        size = max(1, total // self.blocks)
+        return [range(start, start + size) for start in range(0, size * self.blocks, size)]
+
+
+# -- measuring sides that run together -------------------------------------------------------
+
+
+async def compare(sides: list[Side], settings: Settings) -> dict[str, dict[str, float]]:
+    """Round trips and throughput of ``sides``, alternating in blocks."""
+    for side in sides:
+        await round_trips(side.call, range(settings.warmup))
+    samples: dict[str, list[float]] = {side.name: [] for side in sides}
+    seconds = dict.fromkeys(samples, 0.0)
+    for payloads in settings.blocks_of(settings.round_trips):
+        for side in sides:
+            gc.collect()
+            samples[side.name] += await round_trips(side.call, payloads)
+    jobs = 0
+    for payloads in settings.blocks_of(settings.jobs):
+        jobs += len(payloads)
+        for side in sides:
+            if side.concurrent:
+                gc.collect()
+                seconds[side.name] += await in_flight(side.call, payloads, IN_FLIGHT)
+    return {
+        name: {
+            "p50_us": percentile(samples[name], 0.5) * 1e6,
+            "p99_us": percentile(samples[name], 0.99) * 1e6,
+            "throughput": jobs / seconds[name] if seconds[name] else math.nan,
+        }
+        for name in samples
+    }
+
+
+async def together(
+    openers: list[Callable[[], AbstractAsyncContextManager[Side]]], settings: Settings
+) -> dict[str, dict[str, float]]:
+    async with contextlib.AsyncExitStack() as stack:
+        sides = [await stack.enter_async_context(opener()) for opener in openers]
+        return await compare(sides, settings)
+
+
+# -- process pools, one at a time ----------------------------------------------------------
+
+
+async def warm_up(opener: Callable[[], AbstractAsyncContextManager[Side]]) -> float:
+    """Seconds from opening the side to its first result (our pool: to WARM idle
+    executors, which it reaches before any result)."""
+    start = time.perf_counter()
+    async with opener() as side:
+        if side.pool is None:
+            assert await side.call(1) == 1
+        elapsed = time.perf_counter() - start
+    return elapsed
+
+
+async def fill(side: Side, workers: int) -> None:
+    """Make sure every worker of a lazily starting pool exists."""
+
+    async def call(i: int) -> None:
+        await side.call(i)
+
+    for _ in range(3):
+        async with anyio.create_task_group() as tg:
+            for i in range(workers * 4):
+                tg.start_soon(call, i)
+
+
+def uss_mib(pids: set[int]) -> float:
+    sizes = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            sizes.append(psutil.Process(pid).memory_full_info().uss)
+    return statistics.mean(sizes) / (1 << 20) if sizes else math.nan
+
+
+async def memory_per_worker(opener: Callable[[], AbstractAsyncContextManager[Side]]) -> float:
+    before = _sides.descendants()
+    async with opener() as side:
+        await fill(side, WORKERS)
+        return uss_mib(_sides.descendants() - before)
+
+
+async def recovery(
+    opener: Callable[[], AbstractAsyncContextManager[Side]],
+) -> dict[str, Any]:
+    """SIGKILL an idle worker of a pool left alone: for our pool, seconds until it is
+    back at its idle target. Then SIGKILL another and call the pool at once: seconds
+    until a job succeeds, how many calls failed meanwhile, or how the side broke."""
+    before = _sides.descendants()
+    async with opener() as side:
+        await fill(side, WORKERS)
+        result: dict[str, Any] = {}
+        if side.pool is not None:
+            pool = side.pool
+            started = pool.statistics().executors_started
+            killed = _kill_one(before)
+            with anyio.fail_after(60):
+                await pool.wait_until(lambda s: s.executors_started > started and s.idle >= WORKERS)
+            result["idle_target_s"] = time.perf_counter() - killed
+        killed = _kill_one(before)
+        errors = 0
+        with anyio.fail_after(60):
+            while "job_ok_s" not in result or time.perf_counter() - killed < SETTLE:
+                # Calls go on for SETTLE seconds after the first success: a pool that
+                # notices the death only later, and breaks then, shows it.
+                try:
+                    with anyio.fail_after(HANG):
+                        await side.call(7)
+                    result.setdefault("job_ok_s", time.perf_counter() - killed)
+                except TimeoutError:
+                    return {"hung": f"a call did not return within {HANG} s"}
+                except Exception as exc:
+                    errors += 1
+                    if type(exc).__name__ in BROKEN or errors > 200:
+                        return {"broken": type(exc).__name__}
+        result["jobs_failed"] = errors
+        return result
+
+
+def _kill_one(before: set[int]) -> float:
+    """SIGKILL the newest worker started since ``before``; when it was killed."""
+    workers = sorted(
+        _sides.descendants() - before, key=lambda pid: psutil.Process(pid).create_time()
+    )
+    os.kill(workers[-1], signal.SIGKILL)
+    return time.perf_counter()
+
+
+async def one_at_a_time(context: ForkServerContext, settings: Settings) -> dict[str, Any]:
+    warm: dict[str, list[float]] = {}
+    starts: list[tuple[str, Callable[[], AbstractAsyncContextManager[Side]]]] = [
+        ("process pool", lambda: _sides.ours("process", WARM)),
+        ("ProcessPoolExecutor", lambda: _sides.ppe(context, WARM)),
+    ]
+    if _sides.installed("loky"):
+        starts.append(("loky", lambda: _sides.loky_executor(WARM)))
+    if _sides.installed("pebble"):
+        starts.append(("pebble", lambda: _sides.pebble_pool(context, WARM)))
+    for _ in range(settings.starts):
+        for name, opener in starts:
+            gc.collect()
+            warm.setdefault(name, []).append(await warm_up(opener))
+    pools = dict(starts)
+    memory: dict[str, float] = {}
+    recoveries: dict[str, list[dict[str, Any]]] = {}
+    two: dict[str, Callable[[], AbstractAsyncContextManager[Side]]] = {
+        "process pool": lambda: _sides.ours("process", WORKERS),
+        "ProcessPoolExecutor": lambda: _sides.ppe(context, WORKERS),
+    }
+    if "loky" in pools:
+        two["loky"] = lambda: _sides.loky_executor(WORKERS)
+    if "pebble" in pools:
+        two["pebble"] = lambda: _sides.pebble_pool(context, WORKERS)
+    for name, opener in two.items():
+        print(f"  {name}", file=sys.stderr)
+        memory[name] = await memory_per_worker(opener)
+        for _ in range(settings.kills):
+            recoveries.setdefault(name, []).append(await recovery(opener))
+    return {
+        "warm_ms": {name: statistics.median(v) * 1e3 for name, v in warm.items()},
+        "uss_mib_per_worker": memory,
+        "recovery": {name: summarize_recovery(r) for name, r in recoveries.items()},
+    }
+
+
+def summarize_recovery(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    broken = [run["broken"] for run in runs if "broken" in run]
+    if broken:
+        return {"broken": broken[0]}
+    errors = [run["error"] for run in runs if "error" in run]
+    if errors:
+        return {"error": errors[0]}
+    hung = [run["hung"] for run in runs if "hung" in run]
+    if hung:
+        return {"hung": hung[0]}
+    summary: dict[str, Any] = {"job_ok_ms": statistics.median(r["job_ok_s"] for r in runs) * 1e3}
+    if all("idle_target_s" in r for r in runs):
+        summary["idle_target_ms"] = statistics.median(r["idle_target_s"] for r in runs) * 1e3
+    summary["jobs_failed"] = sum(r["jobs_failed"] for r in runs)
+    return summary
+
+
+# -- the coroutine backend's memory per running job -----------------------------------------
+
+
+async def memory_per_running_job(settings: Settings) -> dict[str, float]:
+    """Bytes each running job holds (tracemalloc), a bare task and a job of our pool,
+    every job waiting on one event."""
+    n = settings.running
+    release = asyncio.Event()
+
+    async def waiting(_: object) -> None:
+        await release.wait()
+
+    async def measure(
+        start: Callable[[], list[asyncio.Task[Any]]], ready: Callable[[], Any]
+    ) -> float:
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        tasks = start()
+        await ready()
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        release.set()
+        await asyncio.gather(*tasks)
+        release.clear()
+        return sum(stat.size_diff for stat in after.compare_to(before, "filename")) / n
+
+    bare = await measure(
+        lambda: [asyncio.create_task(waiting(i)) for i in range(n)], lambda: asyncio.sleep(0.05)
+    )
+    config = _sides.pool_config("coroutine", n, entrypoint=waiting)
+    async with open_pool(config) as pool:
+        await pool.wait_until(lambda s: s.idle >= n)
+        job = await measure(
+            lambda: [asyncio.create_task(pool.run(i)) for i in range(n)],
+            lambda: pool.wait_until(lambda s: s.busy >= n),
+        )
+    return {"bare_task_bytes": bare, "pool_job_bytes": job, "extra_bytes": job - bare}
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+async def on_asyncio(context: ForkServerContext, settings: Settings) -> dict[str, Any]:
+    process_sides: list[Callable[[], AbstractAsyncContextManager[Side]]] = [
+        lambda: _sides.ours("process", WORKERS),
+        lambda: _sides.ppe(context, WORKERS),
+        lambda: _sides.to_process(WORKERS),
+        lambda: _sides.socketpair_floor(context),
+    ]
+    if _sides.installed("loky"):
+        process_sides.append(lambda: _sides.loky_executor(WORKERS))
+    if _sides.installed("pebble"):
+        process_sides.append(lambda: _sides.pebble_pool(context, WORKERS))
+    results: dict[str, Any] = {}
+    print("process pools ...", file=sys.stderr)
+    results["process"] = await together(process_sides, settings)
+    print("thread pools ...", file=sys.stderr)
+    results["thread"] = await together(
+        [
+            lambda: _sides.ours("thread", WORKERS),
+            lambda: _sides.tpe(WORKERS),
+            lambda: _sides.to_thread(WORKERS),
+        ],
+        settings,
+    )
+    print("coroutines ...", file=sys.stderr)
+    results["coroutine"] = await together(
+        [lambda: _sides.ours("coroutine", WORKERS), _sides.asyncio_task], settings
+    )
+    results["coroutine_memory"] = await memory_per_running_job(settings)
+    print("process pools one at a time ...", file=sys.stderr)
+    results["process_lifecycle"] = await one_at_a_time(context, settings)
+    return results
+
+
+async def on_trio(settings: Settings) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    sides: list[Callable[[], AbstractAsyncContextManager[Side]]] = [
+        lambda: _sides.ours("process", WORKERS)
+    ]
+    if _sides.installed("trio_parallel"):
+        sides.append(lambda: _sides.trio_parallel_side(WORKERS))
+    print("process pools on trio ...", file=sys.stderr)
+    results["process_trio"] = await together(sides, settings)
+    print("coroutines on trio ...", file=sys.stderr)
+    results["coroutine_trio"] = await together(
+        [lambda: _sides.ours("coroutine", WORKERS), _sides.trio_task], settings
+    )
+    return results
+
+
+#: (key, what, ours, anchor, "<=" or ">=", limit): ours and anchor are paths into the
+#: results, "/"-separated
+TARGETS = [
+    (
+        "process_p50_vs_ppe",
+        "process: round-trip p50 / ProcessPoolExecutor's",
+        "process/process pool/p50_us",
+        "process/ProcessPoolExecutor/p50_us",
+        "<=",
+        0.5,
+    ),
+    (
+        "process_p50_vs_floor",
+        "process: round-trip p50 / the socketpair floor's",
+        "process/process pool/p50_us",
+        "process/socketpair floor/p50_us",
+        "<=",
+        2.5,
+    ),
+    (
+        "process_throughput_vs_ppe",
+        "process: throughput / ProcessPoolExecutor's",
+        "process/process pool/throughput",
+        "process/ProcessPoolExecutor/throughput",
+        ">=",
+        1.5,
+    ),
+    (
+        "thread_p50_vs_to_thread",
+        "thread: round-trip p50 / anyio.to_thread.run_sync's",
+        "thread/thread pool/p50_us",
+        "thread/anyio.to_thread/p50_us",
+        "<=",
+        0.75,
+    ),
+    (
+        "coroutine_p50_vs_task",
+        "coroutine: round-trip p50 / asyncio.create_task's",
+        "coroutine/coroutine pool/p50_us",
+        "coroutine/asyncio.create_task/p50_us",
+        "<=",
+        3.0,
+    ),
+    (
+        "coroutine_memory",
+        "coroutine: extra memory per running job / a bare task's",
+        "coroutine_memory/extra_bytes",
+        "coroutine_memory/bare_task_bytes",
+        "<=",
+        1.0,
+    ),
+    (
+        "warm_4_vs_ppe",
+        "4 warm process executors / ProcessPoolExecutor(4)'s first result",
+        "process_lifecycle/warm_ms/process pool",
+        "process_lifecycle/warm_ms/ProcessPoolExecutor",
+        "<=",
+        2.0,
+    ),
+]
+
+
+def dig(results: dict[str, Any], path: str) -> float:
+    value: Any = results
+    for key in path.split("/"):
+        value = value[key]
+    return float(value)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for key, text, ours_path, anchor_path, kind, limit in TARGETS:
+        ratio = dig(results, ours_path) / dig(results, anchor_path)
+        met = ratio <= limit if kind == "<=" else ratio >= limit
+        limit_text = f"{kind} {limit}"
+        rows.append({"key": key, "target": text, "ratio": ratio, "limit": limit_text, "met": met})
+    return rows
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as file:
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), cpu
+        )
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    parser.add_argument("--quick", action="store_true", help="a smoke test of a few seconds")
+    parser.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/results.json")
+    parser.add_argument("--markdown", type=Path, default=ROOT / "docs/benchmarks.md")
+    parser.add_argument("--plots", type=Path, default=ROOT / "docs/benchmarks")
+    options = parser.parse_args()
+    settings = Settings(options.quick)
+    began = time.perf_counter()
+    context = _sides.forkserver()
+    results = anyio.run(on_asyncio, context, settings)
+    results.update(anyio.run(on_trio, settings, backend="trio"))
+    document = {
+        "command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "settings": {"workers": WORKERS, "in_flight": IN_FLIGHT, "warm": WARM, **vars(settings)},
+        "missing": [p for p in ("loky", "pebble", "trio_parallel") if not _sides.installed(p)],
+        "seconds": round(time.perf_counter() - began, 1),
+        "results": results,
+        "targets": targets(results),
+    }
+    options.json.parent.mkdir(parents=True, exist_ok=True)
+    options.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    import _bench_report
+
+    plots = _bench_report.plots(document, options.plots)
+    options.markdown.write_text(
+        _bench_report.markdown(document, plots, options.markdown), encoding="utf-8"
+    )
+    print(_bench_report.summary(document))
