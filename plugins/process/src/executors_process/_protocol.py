@@ -46,6 +46,12 @@ class FrameBuffer:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[Message]:
+        if not self._buffer and len(data) >= HEADER.size:
+            # The usual case, one whole frame and nothing held back: no copy into the
+            # buffer and out again.
+            (size,) = HEADER.unpack_from(data)
+            if len(data) == HEADER.size + size:
+                return [_decode(memoryview(data)[HEADER.size :])]
         self._buffer += data
         messages = []
         while len(self._buffer) >= HEADER.size:
@@ -58,14 +64,19 @@ class FrameBuffer:
                 break
             frame = self._buffer[HEADER.size : end]
             del self._buffer[:end]
-            try:
-                messages.append(pickle.loads(frame))
-            except Exception as exc:
-                # A whole frame that does not unpickle on this side (a payload or result
-                # whose class cannot be rebuilt here) costs that message only, never
-                # the reader: the stream stays in step.
-                messages.append(("undecodable", error_info(exc)))
+            messages.append(_decode(frame))
         return messages
+
+
+def _decode(frame: bytes | bytearray | memoryview) -> Message:
+    try:
+        message: Message = pickle.loads(frame)
+    except Exception as exc:
+        # A whole frame that does not unpickle on this side (a payload or result whose
+        # class cannot be rebuilt here) costs that message only, never the reader: the
+        # stream stays in step.
+        return ("undecodable", error_info(exc))
+    return message
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
