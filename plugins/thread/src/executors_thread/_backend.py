@@ -89,8 +89,11 @@ def _poster() -> Post:
 def _post_quietly(post: Post, callback: Callable[[], object]) -> None:
     # The loop may be gone (the pool closed while an abandoned job ran on): nobody
     # waits for the callback any more (asyncio: RuntimeError, trio: RunFinishedError).
-    with contextlib.suppress(Exception):
+    # A try statement, not contextlib.suppress: this runs twice a job.
+    try:  # noqa: SIM105 -- see above
         post(callback)
+    except Exception:
+        pass
 
 
 @attrs.define(eq=False)
