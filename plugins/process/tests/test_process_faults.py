@@ -4,11 +4,13 @@ cancellation, timeouts, and a host that is SIGKILLed."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import termios
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
@@ -26,10 +28,10 @@ from process_helpers import (
     wait_until_gone,
 )
 
-from executors import FailureReason, JobOutcome, JobStatus, open_pool
+from executors import ExecutorState, FailureReason, JobOutcome, JobStatus, open_pool
 
 if TYPE_CHECKING:
-    from executors import JobHandle
+    from executors import JobHandle, Pool
 
 pytestmark = pytest.mark.anyio
 
@@ -203,3 +205,36 @@ async def test_an_idle_worker_that_dies_is_replaced_at_once_not_at_the_next_ping
         with anyio.fail_after(PATIENCE):
             await pool.wait_until(lambda s: s.executors_started > started and s.idle == 1)
         assert await pool.run(None) != pid
+
+
+def _unread_bytes(pool: Pool) -> int:
+    """Bytes the pool has sent on its busy worker's job socket that the worker has not
+    read (the kernel's count for the host's end of the socket pair)."""
+    busy = [e for e in pool._executors.values() if e.state is ExecutorState.BUSY]
+    sock = busy[0]._sock if busy else None  # type: ignore[attr-defined]
+    if sock is None:  # the job is not sent yet
+        return 0
+    count = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int.from_bytes(count, sys.byteorder)
+
+
+async def test_a_worker_killed_before_it_reads_its_job_is_replaced_and_the_job_runs_elsewhere() -> (
+    None
+):
+    # The worker is stopped, so the job's frame waits unread in its socket when it is
+    # SIGKILLed. The kernel then resets the connection instead of ending it: the pool
+    # knows the job never started, and runs it on another worker (at-most-once holds).
+    cfg = config(entrypoint="process_jobs:pid", idle_executors=1, max_executors=2)
+    async with open_pool(cfg) as pool:
+        stopped = await pool.run(None)
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            handle = await pool.submit(None)
+            await until(lambda: pool.statistics().busy == 1 and _unread_bytes(pool) > 0)
+        finally:
+            os.kill(stopped, signal.SIGKILL)
+        with anyio.fail_after(PATIENCE):
+            outcome = await handle.outcome()
+    assert outcome.ok, outcome
+    assert outcome.value != stopped
+    assert outcome.attempts == 2

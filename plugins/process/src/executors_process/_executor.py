@@ -123,6 +123,10 @@ class ProcessExecutor:
     )
     _waiter: asyncio.Future[None] | None = attrs.field(init=False, default=None, repr=False)
     _registered: bool = attrs.field(init=False, default=False, repr=False)
+    # The worker's end of the job socket closed with data it had not read (the kernel
+    # then resets the connection instead of ending it): the worker died before it read
+    # the last request whole, so that request never started.
+    _unread: bool = attrs.field(init=False, default=False, repr=False)
     # Pongs and log records travel apart from jobs, so that a worker's answer to a ping
     # never waits behind a job.
     _control: socket.socket | None = attrs.field(init=False, default=None, repr=False)
@@ -184,6 +188,14 @@ class ProcessExecutor:
             with anyio.CancelScope(shield=True):
                 await self.kill()
             raise
+        if reply is None and self._unread:
+            # It died (a SIGKILL from outside, say) before it read the job: the job never
+            # started, and the pool may run it elsewhere.
+            msg = (
+                f"{self._where()} died before it read job {job.id} "
+                f"({describe_exit(self.exitcode)}): the job never started"
+            )
+            raise LaunchError(msg)
         return self._outcome(job, reply)
 
     async def aclose(self) -> None:
@@ -363,6 +375,9 @@ class ProcessExecutor:
                 data = sock.recv(1 << 16)
             except BlockingIOError:
                 break
+            except ConnectionResetError:
+                self._unread = True
+                data = b""
             except OSError:
                 data = b""
             if not data:
@@ -398,6 +413,9 @@ class ProcessExecutor:
             except BlockingIOError:
                 await anyio.wait_readable(sock)
                 continue
+            except ConnectionResetError:
+                self._unread = True
+                data = b""
             except OSError:
                 data = b""
             if not data:
@@ -495,7 +513,8 @@ class ProcessExecutor:
             await self._send_frame(frame, self._sock)
         except OSError as exc:
             # The frame never arrived whole: the worker cannot have accepted the job.
-            msg = f"{self._where()} is gone ({describe_exit(self.exitcode)}): job {job_id} not sent"
+            how = "its exit not seen yet" if self.exitcode is None else describe_exit(self.exitcode)
+            msg = f"{self._where()} is gone ({how}): job {job_id} not sent"
             raise LaunchError(msg) from exc
 
     def _outcome(self, job: Job, reply: Message | None) -> JobOutcome:
