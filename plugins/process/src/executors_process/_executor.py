@@ -371,15 +371,9 @@ class ProcessExecutor:
         """asyncio's reader callback for the job socket (outside any task)."""
         sock = self._sock
         while sock is not None:
-            try:
-                data = sock.recv(1 << 16)
-            except BlockingIOError:
+            data = self._recv(sock)
+            if data is None:
                 break
-            except ConnectionResetError:
-                self._unread = True
-                data = b""
-            except OSError:
-                data = b""
             if not data:
                 self._stop_reading()
                 return
@@ -390,6 +384,19 @@ class ProcessExecutor:
                 break
         if self._inbox and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _recv(self, sock: socket.socket) -> bytes | None:
+        """What the job socket holds: None if nothing yet, b"" once the worker's end is
+        closed (noting whether it closed with data unread, see ``_unread``)."""
+        try:
+            return sock.recv(1 << 16)
+        except BlockingIOError:
+            return None
+        except ConnectionResetError:
+            self._unread = True
+            return b""
+        except OSError:
+            return b""
 
     def _stop_reading(self) -> None:
         """The socket closed, or the executor is finished: unregister it, and tell a
@@ -408,16 +415,10 @@ class ProcessExecutor:
         sock = self._sock
         assert sock is not None
         while True:
-            try:
-                data = sock.recv(1 << 16)
-            except BlockingIOError:
+            data = self._recv(sock)
+            if data is None:
                 await anyio.wait_readable(sock)
                 continue
-            except ConnectionResetError:
-                self._unread = True
-                data = b""
-            except OSError:
-                data = b""
             if not data:
                 return None
             replies = self._replies.feed(data)
