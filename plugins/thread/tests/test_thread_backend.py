@@ -55,6 +55,23 @@ async def test_invariant_1_a_raising_job_fails_raised_with_its_exception_and_the
     assert stats.executors_started == 1  # the failing jobs did not cost their executor
 
 
+@pytest.mark.parametrize("entrypoint", ["thread_jobs:exit_or_echo", "thread_jobs:aexit_or_echo"])
+async def test_a_job_raising_system_exit_fails_raised_and_its_thread_serves_on(
+    entrypoint: str,
+) -> None:
+    # SystemExit raised by a job's code would end the executor's thread, and the job
+    # would wait for an outcome forever.
+    async with open_pool(config(entrypoint=entrypoint, max_executors=1)) as pool:
+        with anyio.fail_after(PATIENCE):
+            outcome = await (await pool.submit("exit")).outcome()
+            assert await pool.run("fine") == "fine"
+        stats = pool.statistics()
+    assert outcome.reason is FailureReason.RAISED
+    assert outcome.error is not None
+    assert outcome.error.type_name == "SystemExit"
+    assert stats.executors_started == 1
+
+
 async def test_setup_runs_once_per_thread_and_its_state_reaches_that_threads_jobs() -> None:
     thread_jobs.SETUP_THREADS.clear()
     cfg = config(

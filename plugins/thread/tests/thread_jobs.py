@@ -133,3 +133,18 @@ async def block_the_loop(ctx: JobContext) -> str:
     probe.enter()
     probe.release.wait()  # blocking the loop is the fault under test
     return "released"
+
+
+def exit_or_echo(ctx: JobContext) -> object:
+    """Raise ``SystemExit`` when the payload says "exit"; else return the payload."""
+    if ctx.payload == "exit":
+        raise SystemExit(3)
+    return ctx.payload
+
+
+async def aexit_or_echo(ctx: JobContext) -> object:
+    """The async ``exit_or_echo``."""
+    await anyio.lowlevel.checkpoint()
+    if ctx.payload == "exit":
+        raise SystemExit(3)
+    return ctx.payload

@@ -404,7 +404,7 @@ class ThreadExecutor:
         job = run.job
         try:
             outcome = JobOutcome.success(job.id, self._entrypoint(self._context(run)))
-        except Exception as exc:
+        except _JOB_ERRORS as exc:
             error = RemoteError.from_exception(exc)
             outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
         self._to_host(lambda: _settle(run, outcome))
@@ -422,7 +422,7 @@ class ThreadExecutor:
                 outcome = JobOutcome.failure(job.id, FailureReason.CANCELLED)
             else:
                 outcome = JobOutcome.success(job.id, value)
-        except Exception as exc:
+        except _JOB_ERRORS as exc:
             error = RemoteError.from_exception(exc)
             outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
         self._to_host(lambda: _settle(run, outcome))
@@ -431,6 +431,13 @@ class ThreadExecutor:
         host = self._host_post
         assert host is not None
         _post_quietly(host, callback)
+
+
+#: What a job may raise that is its own failure. SystemExit and KeyboardInterrupt raised
+#: by a job's code would otherwise end the executor's thread and leave the job without
+#: an outcome; a thread never receives them from signals. Cancellation (a BaseException
+#: too) is not among them: the job's cancel scope handles it.
+_JOB_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
 
 
 def _settle(run: _Run, outcome: JobOutcome) -> None:
