@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import logging
+import operator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +95,8 @@ class _LoopWatch:
                 )
 
 
+_CANCEL_CALLED = operator.attrgetter("cancel_called")
+
 #: jobs named in a loop-lag warning; more are counted, not listed
 _SUSPECTS_SHOWN = 10
 
@@ -172,12 +176,21 @@ class CoroutineExecutor:
             executor_id=self.id,
             state=self._setup_state,
             metadata=job.metadata,
-            cancel_check=lambda: scope.cancel_called,
+            # a partial, smaller than a closure: every running job holds one
+            cancel_check=functools.partial(_CANCEL_CALLED, scope),
         )
         self._watch.begin(job.id, self.id)
+        # One frame for the whole job (no helper coroutine): every running job holds it.
         try:
             with scope:
-                return await self._call(job, ctx)
+                try:
+                    value = await self._entrypoint(ctx)
+                    # A job that never awaited has not yielded yet: the contract asks for it.
+                    await self._checkpoint()
+                except Exception as exc:
+                    error = RemoteError.from_exception(exc)
+                    return JobOutcome.failure(job.id, FailureReason.RAISED, error)
+                return JobOutcome.success(job.id, value)
             # Only kill() cancels this scope; the pool's own cancellation passes through.
             return JobOutcome.failure(job.id, FailureReason.KILLED)
         finally:
@@ -185,15 +198,6 @@ class CoroutineExecutor:
             self._scope = None
             if self.state is ExecutorState.BUSY:
                 self.state = ExecutorState.READY
-
-    async def _call(self, job: Job, ctx: JobContext) -> JobOutcome:
-        try:
-            value = await self._entrypoint(ctx)
-            # A job that never awaited has not yielded yet: the contract asks for it.
-            await self._checkpoint()
-        except Exception as exc:
-            return JobOutcome.failure(job.id, FailureReason.RAISED, RemoteError.from_exception(exc))
-        return JobOutcome.success(job.id, value)
 
     async def aclose(self) -> None:
         await self.kill()
