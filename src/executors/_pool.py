@@ -454,15 +454,23 @@ class Pool:
                 timeout = job.timeout if job.timeout is not None else self.config.job_timeout
                 if timeout is not None:
                     scope.deadline = started + timeout
-                if scope.cancel_called:
-                    # Cancelled before it could start (its caller was cancelled while
-                    # the launch was handed over, or a drain came first): the job never
-                    # reaches the executor, which is kept.
-                    pass
-                else:
-                    outcome = await self._run_on(executor, job)
-                    if outcome is None:  # refused: launched again, or failed
+                # A run cancelled before it could start (its caller was cancelled while
+                # the launch was handed over, or a drain came first) never reaches the
+                # executor, which is kept. The run is awaited in this frame, not in a
+                # helper's: every running job holds its frames.
+                if not scope.cancel_called:
+                    trusted = True
+                    try:
+                        outcome = await executor.run_job(job)
+                    except LaunchError as exc:
+                        self._refused(job, executor, exc)
                         return
+                    except Exception as exc:
+                        outcome, trusted = self._contract_broken(job, executor, exc), False
+                    if outcome.job_id != job.id:
+                        outcome, trusted = self._stale(job, executor, outcome), False
+                    if not trusted:
+                        await executor.kill()
         except BaseException:
             # Cancelled from outside our scope: run() launched the job in its caller's
             # task and the caller was cancelled. The job still gets its one outcome.
@@ -471,35 +479,29 @@ class Pool:
             raise
         self._complete(action, handle, executor, outcome, started)
 
-    async def _run_on(self, executor: JobExecutor, job: Job) -> JobOutcome | None:
-        """``job``'s outcome on ``executor``; None if the executor refused it (the pool
-        then decides where it goes)."""
-        try:
-            outcome = await executor.run_job(job)
-        except LaunchError as exc:
-            del self._run_scopes[job.id]
-            logger.warning("pool %s: %s refused %s: %s", self.name, executor.id, job.id, exc)
-            self._perform(self._state.launch_failed(job.id, executor.id, exc))
-            return None
-        except Exception as exc:
-            # The backend broke its contract (run_job must return outcomes); the job may
-            # have run, so it is not retried, and the executor is not trusted again.
-            logger.exception("pool %s: %s.run_job raised", self.name, executor.id)
-            outcome = JobOutcome.failure(
-                job.id, FailureReason.CRASHED, RemoteError.from_exception(exc)
-            )
-            await executor.kill()
-        if outcome.job_id != job.id:
-            # Another job's outcome (a stale reply): this job's is unknown.
-            msg = (
-                f"backend {self.backend.name!r}: executor {executor.id} answered "
-                f"job {job.id} with the outcome of job {outcome.job_id}"
-            )
-            logger.error("pool %s: %s", self.name, msg)
-            error = RemoteError.from_exception(RuntimeError(msg))
-            outcome = JobOutcome.failure(job.id, FailureReason.CRASHED, error)
-            await executor.kill()
-        return outcome
+    def _refused(self, job: Job, executor: JobExecutor, error: LaunchError) -> None:
+        """The executor refused the job before accepting it: the pool decides where it
+        goes (another executor, or a failure after ``launch_attempts``)."""
+        del self._run_scopes[job.id]
+        logger.warning("pool %s: %s refused %s: %s", self.name, executor.id, job.id, error)
+        self._perform(self._state.launch_failed(job.id, executor.id, error))
+
+    def _contract_broken(self, job: Job, executor: JobExecutor, error: Exception) -> JobOutcome:
+        """``run_job`` raised instead of returning an outcome: the job may have run, so
+        it is not retried, and the executor is not trusted again (the caller kills it)."""
+        logger.exception("pool %s: %s.run_job raised", self.name, executor.id)
+        return JobOutcome.failure(job.id, FailureReason.CRASHED, RemoteError.from_exception(error))
+
+    def _stale(self, job: Job, executor: JobExecutor, outcome: JobOutcome) -> JobOutcome:
+        """Another job's outcome (a stale reply): this job's is unknown, and the executor
+        is not trusted again (the caller kills it)."""
+        msg = (
+            f"backend {self.backend.name!r}: executor {executor.id} answered "
+            f"job {job.id} with the outcome of job {outcome.job_id}"
+        )
+        logger.error("pool %s: %s", self.name, msg)
+        error = RemoteError.from_exception(RuntimeError(msg))
+        return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
 
     def _complete(
         self,
