@@ -55,9 +55,14 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
     assert set(life["warm_ms"]) == PROCESS_POOLS
     assert all(value > 0 for value in life["warm_ms"].values())
     assert all(value > 0 for value in life["uss_mib_per_worker"].values())
-    # Our pool recovers from a SIGKILLed worker; ProcessPoolExecutor breaks.
-    assert life["recovery"]["process pool"]["idle_target_ms"] > 0
-    assert life["recovery"]["ProcessPoolExecutor"] == {"broken": "BrokenProcessPool"}
+    # Our pool recovers from a SIGKILLed worker, and no call fails meanwhile: a job sent
+    # to the dead worker runs on another. (ProcessPoolExecutor breaks, which the page
+    # reports; it is not asserted here, being the anchor's behaviour.)
+    ours = life["recovery"]["process pool"]
+    assert ours["idle_target_ms"] > 0
+    assert ours["job_ok_ms"] > 0
+    assert ours["jobs_failed"] == 0
+    assert set(life["recovery"]) == PROCESS_POOLS
     memory = measured["coroutine_memory"]
     assert memory["bare_task_bytes"] > 0
     assert memory["pool_job_bytes"] > 0
