@@ -5,6 +5,7 @@ import inspect
 import logging
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
@@ -149,7 +150,8 @@ class ThreadExecutor:
     _state_value: object = attrs.field(init=False, default=None, repr=False)
     _run: _Run | None = attrs.field(init=False, default=None, repr=False)
     _ping_sent: float | None = attrs.field(init=False, default=None, repr=False)
-    _clock: Callable[[], float] | None = attrs.field(init=False, default=None, repr=False)
+    # the host loop's clock, looked up once (see executors._clock)
+    _clock: Callable[[], float] = attrs.field(init=False, default=time.monotonic, repr=False)
     # anyio.Event for the host loop, looked up once (see executors._clock)
     _new_event: Callable[[], anyio.Event] = attrs.field(init=False, default=anyio.Event, repr=False)
     _last_rtt: float | None = attrs.field(init=False, default=None, repr=False)
@@ -159,6 +161,7 @@ class ThreadExecutor:
     async def start(self) -> None:
         self._host_post = _poster()
         self._new_event = event_class()
+        self._clock = loop_clock()
         main = self._main
         if not self._is_async and (self._setup is None or not _is_async(self._setup)):
             jobs = self._queue = queue.SimpleQueue()
@@ -299,8 +302,6 @@ class ThreadExecutor:
         post = self._thread_post
         if post is None:
             return None
-        if self._clock is None:
-            self._clock = loop_clock()
         now = self._clock()
         if self._ping_sent is None:
             self._ping_sent = now
@@ -313,7 +314,7 @@ class ThreadExecutor:
     def _pong(self) -> None:
         # A callback on the host's loop, outside any task: anyio cannot tell the loop
         # there, so the clock is the one _ping_latency read in the host's task.
-        if self._ping_sent is not None and self._clock is not None:
+        if self._ping_sent is not None:
             self._last_rtt = self._clock() - self._ping_sent
             self._ping_sent = None
 
