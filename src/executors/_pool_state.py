@@ -215,7 +215,8 @@ class PoolState:
 
     # Invariant: every live executor has exactly one record here.
     executors: dict[str, ExecutorRecord] = attrs.field(init=False, factory=dict)
-    # Ready executors, oldest first. Invariant: the ids of IDLE records, no others.
+    # Ready executors, oldest first: jobs take the newest, surplus closes the oldest.
+    # Invariant: the ids of IDLE records, no others.
     idle: deque[str] = attrs.field(init=False, factory=deque)
     # Accepted, unfinished jobs. Invariant: a job is in `waiting` iff its record has no
     # executor_id, and it is the job_id of exactly one BUSY record otherwise.
@@ -425,7 +426,10 @@ class PoolState:
         while self.waiting and self.idle:
             job = self.jobs[self.waiting.popleft()]
             self._leave_cycle(job)
-            record = self.executors[self.idle.popleft()]
+            # The newest idle executor, the one that ran last: its process or thread is
+            # the warmest (caches, pages, scheduler), and the oldest idle ones are the
+            # first closed as surplus.
+            record = self.executors[self.idle.pop()]
             self._move(record, Slot.BUSY)
             record.job_id = job.id
             job.executor_id = record.id
