@@ -177,7 +177,10 @@ class ProcessExecutor:
             return JobOutcome.failure(job.id, FailureReason.RAISED, error)
         self.state = ExecutorState.BUSY
         try:
-            await self._deliver(job.id, frame)
+            # Usually the whole frame goes at once, with no coroutine to run for it.
+            sent = self._send_now(frame)
+            if sent < len(frame):
+                await self._deliver(job.id, memoryview(frame)[sent:])
             reply = await self._reply()
             if reply is None:
                 # The worker died: wait for its exit status, to say how it died.
@@ -343,28 +346,27 @@ class ProcessExecutor:
         Log records the worker sent before its reply are relayed first, so a job's logs
         always reach the host's logging before its outcome.
         """
-        if self._asyncio_loop is not None:
-            reply = await self._next_in_inbox()
-        else:
+        loop = self._asyncio_loop
+        if loop is None:
             reply = await self._receive_reply()
+        else:
+            # What the reader callback collected (see _on_readable); awaited here, not in
+            # a helper coroutine: this runs once a job.
+            while not self._inbox:
+                self._waiter = loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+            reply = self._inbox.popleft()
+            if reply is None:
+                self._inbox.append(None)  # and so for every later request
+            else:
+                assert not self._inbox or self._inbox[0] is None, (
+                    f"{self._where()} sent two replies"
+                )
         if reply is not None and (reply[0] != "result" or reply[4]):
             self._relay_control()
-        return reply
-
-    async def _next_in_inbox(self) -> Message | None:
-        loop = self._asyncio_loop
-        assert loop is not None
-        while not self._inbox:
-            self._waiter = loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        reply = self._inbox.popleft()
-        if reply is None:
-            self._inbox.append(None)  # and so for every later request
-        else:
-            assert not self._inbox or self._inbox[0] is None, f"{self._where()} sent two replies"
         return reply
 
     def _on_readable(self) -> None:
@@ -495,7 +497,7 @@ class ProcessExecutor:
                 self._spec.options.high_ping_threshold,
             )
 
-    async def _send_frame(self, frame: bytes, sock: socket.socket | None) -> None:
+    async def _send_frame(self, frame: bytes | memoryview, sock: socket.socket | None) -> None:
         if sock is None:
             msg = f"{self._where()} is closed"
             raise BrokenPipeError(msg)
@@ -509,7 +511,18 @@ class ProcessExecutor:
             except BlockingIOError:
                 await anyio.wait_writable(sock)
 
-    async def _deliver(self, job_id: str, frame: bytes) -> None:
+    def _send_now(self, frame: bytes) -> int:
+        """Sends what the job socket takes of ``frame`` without waiting; how many bytes
+        went. 0 on any error: ``_deliver`` then meets it again and says what it was."""
+        sock = self._sock
+        if sock is None:
+            return 0
+        try:
+            return sock.send(frame)
+        except OSError:
+            return 0
+
+    async def _deliver(self, job_id: str, frame: bytes | memoryview) -> None:
         try:
             await self._send_frame(frame, self._sock)
         except OSError as exc:
@@ -525,7 +538,8 @@ class ProcessExecutor:
             return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
         if not self._exited.is_set():
             self.state = ExecutorState.READY
-            self._recycle_if_over_memory()
+            if self._spec.options.recycle_memory_mb is not None:
+                self._recycle_if_over_memory()
         if reply[0] == "result":
             _, _, ok, value, _ = reply
             if ok:
@@ -537,8 +551,7 @@ class ProcessExecutor:
 
     def _recycle_if_over_memory(self) -> None:
         limit = self._spec.options.recycle_memory_mb
-        if limit is None:
-            return
+        assert limit is not None
         used = self.memory_mb()
         if used is not None and used > limit:
             logger.info(

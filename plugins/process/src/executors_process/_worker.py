@@ -55,12 +55,17 @@ def main(sock: socket.socket, control: socket.socket, executor_id: str) -> None:
         target=_answer_pings, args=(control, side), name="executors-pong", daemon=True
     )
     pinger.start()
-    worker = _Worker(_Outbox(sock), executor_id)
+    # Only this thread sends on the job socket (the replies): no lock.
+    worker = _Worker(sock.sendall, executor_id)
     _forward_logging(side, worker)
     for message in _receive(sock):
-        if message[0] == "shutdown":
+        kind = message[0]
+        if kind == "job":  # the usual message first: one comparison a job
+            worker.job(message[1], message[2])
+        elif kind == "shutdown":
             break
-        worker.handle(message)
+        else:
+            worker.handle(message)
     worker.close()
 
 
@@ -107,16 +112,14 @@ def _die_with_parent() -> None:
 
 
 class _Outbox:
-    """Sends frames from any thread."""
+    """Sends messages on the control socket from any thread (pongs, log records)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._lock = threading.Lock()
 
     def send(self, message: Message) -> None:
-        self.send_frame(encode(message))
-
-    def send_frame(self, frame: bytes) -> None:
+        frame = encode(message)
         with self._lock:
             self._sock.sendall(frame)
 
@@ -141,8 +144,8 @@ def _answer_pings(control: socket.socket, side: _Outbox) -> None:
 
 
 class _Worker:
-    def __init__(self, outbox: _Outbox, executor_id: str) -> None:
-        self.outbox = outbox
+    def __init__(self, send: Callable[[bytes], None], executor_id: str) -> None:
+        self._send = send
         self.executor_id = executor_id
         self.job_id: str | None = None
         # A log record went to the host since the last reply: the reply says so, and
@@ -153,13 +156,12 @@ class _Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def handle(self, message: Message) -> None:
+        """Any message but a job or the shutdown."""
         if message[0] == "init":
             self._init(*message[1:])
-        elif message[0] == "job":
-            self._job(message[1], message[2])
         elif message[0] == "undecodable":
             # Only the host knows whose frame it was (a job's payload, or the init).
-            self.outbox.send(("undecodable_in_worker", message[1]))
+            self._send(encode(("undecodable_in_worker", message[1])))
 
     def close(self) -> None:
         if self._loop is not None:
@@ -168,10 +170,14 @@ class _Worker:
     def _call(self, function: Callable[..., Any], *args: object) -> object:
         result = function(*args)
         if inspect.isawaitable(result):
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-            return self._loop.run_until_complete(_awaited(result))
+            return self._await(result)
         return result
+
+    def _await(self, awaitable: Any) -> object:
+        """Runs an async job (or setup) to its end on this worker's own event loop."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(_awaited(awaitable))
 
     def _init(self, entrypoint: str | Any, setup: str | Any | None, log_level: int) -> None:
         logging.getLogger().setLevel(log_level)
@@ -180,18 +186,22 @@ class _Worker:
             if setup is not None:
                 self._state = self._call(resolve_callable(setup, what="setup"))
         except BaseException as exc:
-            self.outbox.send(("init_failed", error_info(exc)))
+            self._send(encode(("init_failed", error_info(exc))))
             return
-        self.outbox.send(("ready",))
+        self._send(encode(("ready",)))
 
-    def _job(self, job_id: str, payload: object) -> None:
-        assert self._entrypoint is not None, "a job before init"
+    def job(self, job_id: str, payload: object) -> None:
+        entrypoint = self._entrypoint
+        assert entrypoint is not None, "a job before init"
         self.job_id = job_id
         ctx = JobContext(
             payload=payload, job_id=job_id, executor_id=self.executor_id, state=self._state
         )
         try:
-            value = self._call(self._entrypoint, ctx)
+            # _call's work inlined for a plain function's plain value: this runs a job.
+            value = entrypoint(ctx)
+            if inspect.isawaitable(value):
+                value = self._await(value)
         except Exception as exc:
             self._reply(job_id, False, error_info(exc))
         else:
@@ -208,7 +218,7 @@ class _Worker:
                 f"the result of job {job_id} cannot be pickled: {type(exc).__name__}: {exc}"
             )
             frame = encode(("result", job_id, False, error_info(problem), logged))
-        self.outbox.send_frame(frame)
+        self._send(frame)
 
 
 async def _awaited(awaitable: Any) -> object:
