@@ -67,8 +67,11 @@ class ThreadOptions:
     loop: Loop = attrs.field(default="asyncio", validator=attrs.validators.in_(("asyncio", "trio")))
 
 
-#: Schedules a callable on an event loop from any thread, without waiting for it.
-Post = Callable[[Callable[[], object]], None]
+#: Schedules ``callback(*args)`` on an event loop from any thread, without waiting for
+#: it: the loop's own method (asyncio's ``call_soon_threadsafe``, trio's
+#: ``run_sync_soon``). A thread without a loop is posted to through its queue's ``put``,
+#: which takes the callback alone.
+Post = Callable[..., object]
 
 
 def _poster() -> Post:
@@ -79,20 +82,15 @@ def _poster() -> Post:
         return trio.lowlevel.current_trio_token().run_sync_soon
     import asyncio
 
-    loop = asyncio.get_running_loop()
-
-    def post(callback: Callable[[], object]) -> None:
-        loop.call_soon_threadsafe(callback)
-
-    return post
+    return asyncio.get_running_loop().call_soon_threadsafe
 
 
-def _post_quietly(post: Post, callback: Callable[[], object]) -> None:
+def _post_quietly(post: Post, callback: Callable[..., object], *args: object) -> None:
     # The loop may be gone (the pool closed while an abandoned job ran on): nobody
     # waits for the callback any more (asyncio: RuntimeError, trio: RunFinishedError).
     # A try statement, not contextlib.suppress: this runs twice a job.
     try:  # noqa: SIM105 -- see above
-        post(callback)
+        post(callback, *args)
     except Exception:
         pass
 
@@ -408,7 +406,7 @@ class ThreadExecutor:
         except _JOB_ERRORS as exc:
             error = RemoteError.from_exception(exc)
             outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
-        self._to_host(lambda: _settle(run, outcome))
+        self._to_host(_settle, run, outcome)
 
     async def _execute(self, run: _Run) -> None:
         job = run.job
@@ -426,12 +424,12 @@ class ThreadExecutor:
         except _JOB_ERRORS as exc:
             error = RemoteError.from_exception(exc)
             outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
-        self._to_host(lambda: _settle(run, outcome))
+        self._to_host(_settle, run, outcome)
 
-    def _to_host(self, callback: Callable[[], object]) -> None:
+    def _to_host(self, callback: Callable[..., object], *args: object) -> None:
         host = self._host_post
         assert host is not None
-        _post_quietly(host, callback)
+        _post_quietly(host, callback, *args)
 
 
 #: What a job may raise that is its own failure. SystemExit and KeyboardInterrupt raised
