@@ -413,16 +413,26 @@ class PoolState:
 
     def _rebalance(self) -> list[Action]:
         """Hand idle executors to waiting jobs, close the surplus, spawn what is missing."""
-        # Each step is skipped when there is nothing for it to do: this runs twice a job.
+        # Each step is skipped when there is nothing for it to do, decided here with no
+        # generator made: this runs twice a job.
         actions: list[Action] = []
         if self.waiting and self.idle:
-            actions.extend(self._assign())
-        if len(self.idle) > (0 if self.draining else self.idle_target):
+            self._assign(actions)
+        keep = 0 if self.draining else self.idle_target
+        if len(self.idle) > keep:
             actions.extend(self._close_surplus())
-        actions.extend(self._spawn_missing())
+        # _spawn_missing's own tests (something is wanted, and there is room), first
+        starting = self._slots[Slot.STARTING]
+        limits = self.limits
+        if (
+            len(self.waiting) + keep > len(self.idle) + starting
+            and len(self.executors) < limits.max_executors
+            and starting < limits.max_concurrent_initializations
+        ):
+            actions.extend(self._spawn_missing())
         return actions
 
-    def _assign(self) -> Iterator[Action]:
+    def _assign(self, actions: list[Action]) -> None:
         while self.waiting and self.idle:
             job = self.jobs[self.waiting.popleft()]
             self._leave_cycle(job)
@@ -434,7 +444,7 @@ class PoolState:
             record.job_id = job.id
             job.executor_id = record.id
             job.launches += 1
-            yield LaunchJob(job.id, record.id, job.launches)
+            actions.append(LaunchJob(job.id, record.id, job.launches))
 
     def _close_surplus(self) -> Iterator[Action]:
         # _assign ran first, so idle executors and waiting jobs never coexist here.
@@ -545,7 +555,10 @@ class PoolState:
         return FinishJob(job_id, reason, error, job.launches)
 
     def _count_outcome(self, status: JobStatus) -> None:
-        setattr(self.counts, status.value, getattr(self.counts, status.value) + 1)
+        # _value_, the member's plain attribute: .value is a Python property (and an
+        # Enum's hash Python code), and this runs once a job
+        counter: str = status._value_
+        setattr(self.counts, counter, getattr(self.counts, counter) + 1)
 
     def _expect(self, executor_id: str, slot: Slot) -> ExecutorRecord:
         record = self.executors.get(executor_id)
