@@ -57,3 +57,15 @@ async def signal_then_wait(ctx: JobContext) -> object:
     started.set()
     await release.wait()
     return "released"
+
+
+async def swallow_cancellation(ctx: JobContext) -> object:
+    """Sets the first event of the payload once running, waits for the second, and
+    returns instead of raising when it is cancelled meanwhile."""
+    started, release = ctx.payload
+    started.set()
+    try:
+        await release.wait()
+    except BaseException:  # swallowing the cancellation is the point
+        return "swallowed"
+    return "released"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from executors import (
     FailureReason,
     Job,
     JobFailed,
+    JobOutcome,
     JobStatus,
     PoolConfig,
     open_pool,
@@ -137,6 +139,70 @@ async def test_kill_cancels_the_running_job_without_waiting() -> None:
             await executor.kill()
         assert outcomes[0].reason is FailureReason.KILLED
         assert not executor.health().alive
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize(
+    ("entrypoint", "expected"),
+    [
+        (coroutine_jobs.signal_then_wait, "KILLED"),
+        (coroutine_jobs.swallow_cancellation, "swallowed"),
+    ],
+    ids=["killed", "swallowed"],
+)
+async def test_a_killed_run_leaves_no_cancellation_in_its_task(
+    anyio_backend: str, entrypoint: object, expected: str
+) -> None:
+    # On asyncio a kill cancels the job's task itself: the run must take that back, or
+    # the caller's next await would be cancelled instead.
+    started, release = anyio.Event(), anyio.Event()
+    async with CoroutineBackend().open(
+        config(entrypoint=entrypoint), CoroutineOptions()
+    ) as factory:
+        executor = factory.create_executor("ex-1")
+        await executor.start()
+
+        async def run() -> tuple[JobOutcome, int]:
+            outcome = await executor.run_job(Job("job-1", (started, release)))
+            await asyncio.sleep(0)  # cancelled here if the kill's cancellation were left
+            task = asyncio.current_task()
+            assert task is not None
+            return outcome, task.cancelling()
+
+        task = asyncio.create_task(run())
+        await started.wait()
+        await executor.kill()
+        outcome, cancelling = await task
+    assert cancelling == 0
+    if expected == "KILLED":
+        assert outcome.reason is FailureReason.KILLED
+    else:
+        assert outcome.value == expected
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("kill_first", [True, False])
+async def test_a_kill_never_swallows_its_callers_own_cancellation(
+    anyio_backend: str, kill_first: bool
+) -> None:
+    # The caller is cancelled in the same loop iteration as the kill: asyncio raises one
+    # CancelledError for both, and it must reach the caller, not end as KILLED.
+    started, release = anyio.Event(), anyio.Event()
+    cfg = config(entrypoint=coroutine_jobs.signal_then_wait)
+    async with CoroutineBackend().open(cfg, CoroutineOptions()) as factory:
+        executor = factory.create_executor("ex-1")
+        await executor.start()
+        task = asyncio.create_task(executor.run_job(Job("job-1", (started, release))))
+        await started.wait()
+        if kill_first:
+            await executor.kill()
+            task.cancel()
+        else:
+            task.cancel()
+            await executor.kill()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert task.cancelling() == 1  # the caller's own request, not taken back
 
 
 task_programs = programs(

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import functools
+import asyncio
 import inspect
 import itertools
 import logging
-import operator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +94,11 @@ class _LoopWatch:
                 )
 
 
-_CANCEL_CALLED = operator.attrgetter("cancel_called")
+def _current_task() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    assert task is not None, "run_job() runs in a task"
+    return task
+
 
 #: jobs named in a loop-lag warning; more are counted, not listed
 _SUSPECTS_SHOWN = 10
@@ -139,48 +142,141 @@ class _SharedSetup:
 
 @attrs.define(eq=False)
 class CoroutineExecutor:
-    """One slot: runs one job at a time as a task of the host loop."""
+    """One slot: runs one job at a time, in the task that calls ``run_job`` (the pool's
+    caller's, for ``Pool.run``). How a kill reaches that task depends on the host loop:
+    see the subclasses."""
 
     id: str
     _entrypoint: Callable[[JobContext], Any] = attrs.field(repr=False)
     _setup: _SharedSetup = attrs.field(repr=False)
-    _watch: _LoopWatch = attrs.field(repr=False)
+    # None when the watchdog is off: nothing to record per job then
+    _watch: _LoopWatch | None = attrs.field(repr=False)
     state: ExecutorState = ExecutorState.STARTING
     _setup_state: object = attrs.field(init=False, default=None, repr=False)
+    # Every job's ctx.cancel_check: made once, so a running job holds none of its own.
+    _cancel_check: Callable[[], bool] = attrs.field(init=False, repr=False)
+    _checkpoint: Callable[[], Awaitable[None]] = attrs.field(
+        init=False, default=anyio.lowlevel.checkpoint, repr=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        self._cancel_check = self._killed
+
+    def _killed(self) -> bool:
+        # A running job is asked to stop only by kill() (the pool's own cancellation of an
+        # async job is raised in it): the slot is CLOSED from then on.
+        return self.state is ExecutorState.CLOSED
+
+    async def start(self) -> None:
+        self._checkpoint = checkpoint_function()
+        self._setup_state = await self._setup.get()
+        if self.state is ExecutorState.STARTING:
+            self.state = ExecutorState.READY
+
+    def _begin(self, job: Job) -> JobContext:
+        if self.state is not ExecutorState.READY:
+            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
+            raise LaunchError(msg)
+        self.state = ExecutorState.BUSY
+        if self._watch is not None:
+            self._watch.begin(job.id, self.id)
+        return JobContext(
+            payload=job.payload,
+            job_id=job.id,
+            executor_id=self.id,
+            state=self._setup_state,
+            metadata=job.metadata,
+            cancel_check=self._cancel_check,
+        )
+
+    def _end(self, job: Job) -> None:
+        if self._watch is not None:
+            self._watch.end(job.id)
+        if self.state is ExecutorState.BUSY:
+            self.state = ExecutorState.READY
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        await self.kill()
+
+    async def kill(self) -> None:
+        raise NotImplementedError
+
+    def health(self) -> Health:
+        return Health(alive=self.state is not ExecutorState.CLOSED)
+
+
+@attrs.define(eq=False)
+class _AsyncioExecutor(CoroutineExecutor):
+    """On asyncio, a kill cancels the job's task as asyncio does (``Task.cancel()``), and
+    the run takes that cancellation back (``Task.uncancel()``): a running job holds no
+    cancel scope. A kill is a kill: like the caller's own ``Task.cancel()``, it does not
+    wait for an anyio shield inside the job."""
+
+    # The task running the job. Invariant: not None exactly while a job runs (BUSY).
+    _task: asyncio.Task[Any] | None = attrs.field(init=False, default=None, repr=False)
+    # kill() cancelled _task once; the run owes it one uncancel().
+    _kill_sent: bool = attrs.field(init=False, default=False, repr=False)
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        ctx = self._begin(job)
+        task = self._task = _current_task()
+        # The task's cancellation requests when the job began: one left over once a kill's
+        # is taken back is someone else's (the caller's, an anyio scope's), never swallowed.
+        cancelling = task.cancelling()
+        try:
+            value = await self._entrypoint(ctx)
+            # A job that never awaited has not yielded yet: the contract asks for it.
+            await self._checkpoint()
+        except Exception as exc:
+            self._finish(job, task, cancelling)
+            return JobOutcome.failure(job.id, FailureReason.RAISED, RemoteError.from_exception(exc))
+        except BaseException as exc:
+            if self._finish(job, task, cancelling) and isinstance(exc, asyncio.CancelledError):
+                return JobOutcome.failure(job.id, FailureReason.KILLED)
+            raise
+        self._finish(job, task, cancelling)
+        return JobOutcome.success(job.id, value)
+
+    def _finish(self, job: Job, task: asyncio.Task[Any], cancelling: int) -> bool:
+        """Ends the run and takes back a kill's cancellation: True when the kill's was the
+        task's only new one (a run that ends cancelled then ends KILLED)."""
+        self._task = None
+        self._end(job)
+        if not self._kill_sent:
+            return False
+        self._kill_sent = False
+        return task.uncancel() <= cancelling
+
+    async def kill(self) -> None:
+        self.state = ExecutorState.CLOSED
+        # Sent once. It lands in the job: the task is suspended in it, or, when the job
+        # kills its own slot, awaits again in it or in the checkpoint after it.
+        if self._task is not None and not self._kill_sent:
+            self._kill_sent = True
+            self._task.cancel()
+
+
+@attrs.define(eq=False)
+class _TrioExecutor(CoroutineExecutor):
+    """On trio, a kill cancels the scope the job runs in."""
+
     # The running job's scope. Invariant: not None exactly while a job runs (BUSY).
     _scope: anyio.CancelScope | None = attrs.field(init=False, default=None, repr=False)
     # anyio.CancelScope for the host loop, looked up once (see executors._clock)
     _new_scope: Callable[[], anyio.CancelScope] = attrs.field(
         init=False, default=anyio.CancelScope, repr=False
     )
-    _checkpoint: Callable[[], Awaitable[None]] = attrs.field(
-        init=False, default=anyio.lowlevel.checkpoint, repr=False
-    )
 
     async def start(self) -> None:
         self._new_scope = cancel_scope_class()
-        self._checkpoint = checkpoint_function()
-        self._setup_state = await self._setup.get()
-        if self.state is ExecutorState.STARTING:
-            self.state = ExecutorState.READY
+        await super().start()
 
     async def run_job(self, job: Job) -> JobOutcome:
-        if self.state is not ExecutorState.READY:
-            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
-            raise LaunchError(msg)
-        self.state = ExecutorState.BUSY
+        ctx = self._begin(job)
         scope = self._scope = self._new_scope()
-        ctx = JobContext(
-            payload=job.payload,
-            job_id=job.id,
-            executor_id=self.id,
-            state=self._setup_state,
-            metadata=job.metadata,
-            # a partial, smaller than a closure: every running job holds one
-            cancel_check=functools.partial(_CANCEL_CALLED, scope),
-        )
-        self._watch.begin(job.id, self.id)
-        # One frame for the whole job (no helper coroutine): every running job holds it.
         try:
             with scope:
                 try:
@@ -194,31 +290,33 @@ class CoroutineExecutor:
             # Only kill() cancels this scope; the pool's own cancellation passes through.
             return JobOutcome.failure(job.id, FailureReason.KILLED)
         finally:
-            self._watch.end(job.id)
             self._scope = None
-            if self.state is ExecutorState.BUSY:
-                self.state = ExecutorState.READY
-
-    async def aclose(self) -> None:
-        await self.kill()
+            self._end(job)
 
     async def kill(self) -> None:
         self.state = ExecutorState.CLOSED
         if self._scope is not None:
             self._scope.cancel()
 
-    def health(self) -> Health:
-        return Health(alive=self.state is not ExecutorState.CLOSED)
-
 
 @attrs.define(eq=False)
 class _Factory:
     entrypoint: Callable[[JobContext], Any]
     setup: _SharedSetup
-    watch: _LoopWatch
+    watch: _LoopWatch | None
+    # the executor class for the host loop
+    executor: type[CoroutineExecutor]
 
     def create_executor(self, executor_id: str) -> CoroutineExecutor:
-        return CoroutineExecutor(executor_id, self.entrypoint, self.setup, self.watch)
+        return self.executor(executor_id, self.entrypoint, self.setup, self.watch)
+
+
+def _executor_class() -> type[CoroutineExecutor]:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _TrioExecutor  # the other loop anyio runs on
+    return _AsyncioExecutor
 
 
 @attrs.frozen
@@ -235,11 +333,12 @@ class CoroutineBackend:
         entrypoint = resolve_callable(config.entrypoint, what="entrypoint")
         setup = resolve_callable(config.setup, what="setup") if config.setup else None
         assert isinstance(options, CoroutineOptions)
-        watch = _LoopWatch()
+        executor = _executor_class()
         if options.loop_lag_warn is None:
-            yield _Factory(entrypoint, _SharedSetup(setup), watch)
+            yield _Factory(entrypoint, _SharedSetup(setup), None, executor)
             return
+        watch = _LoopWatch()
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch.watch, options.loop_lag_warn, options.loop_lag_interval)
-            yield _Factory(entrypoint, _SharedSetup(setup), watch)
+            yield _Factory(entrypoint, _SharedSetup(setup), watch, executor)
             tg.cancel_scope.cancel()
