@@ -229,7 +229,9 @@ class Pool:
         """Run one job and return its value. Raises :class:`JobFailed` (carrying the
         outcome) when it did not succeed, :class:`AcquireError` when no executor could be
         started. Cancelling the caller cancels the job."""
-        handle = await self._accept(payload, timeout, metadata, None, runner=True)
+        if self._must_wait_for_room():
+            await self._wait_for_room()
+        handle = self._accept(payload, timeout, metadata, None, runner=True)
         try:
             # Launches are handed to this task (at once when an executor is free, later
             # when one frees up, again after a refused launch): it runs the job itself,
@@ -266,9 +268,11 @@ class Pool:
         Raises :class:`PoolClosed` once the pool drains. When ``max_pending`` jobs already
         wait, waits for room (``when_full = "wait"``) or raises :class:`PoolFull`.
         """
-        return await self._accept(payload, timeout, metadata, job_id, runner=False)
+        if self._must_wait_for_room():
+            await self._wait_for_room()
+        return self._accept(payload, timeout, metadata, job_id, runner=False)
 
-    async def _accept(
+    def _accept(
         self,
         payload: object,
         timeout: float | None,
@@ -277,9 +281,10 @@ class Pool:
         *,
         runner: bool,
     ) -> JobHandle:
-        """Accept a job; with ``runner``, its launches are handed to the caller's task
-        (see :meth:`run`) instead of being started as tasks."""
-        await self._wait_for_room()
+        """Accept a job (there is room: see ``_wait_for_room``); with ``runner``, its
+        launches are handed to the caller's task (see :meth:`run`) instead of being
+        started as tasks. Synchronous, like the room check before it: no coroutine to
+        run for either in the usual case, and nothing can change between the two."""
         job_id = job_id or f"{self.name}-job-{next(self._job_serial)}"
         if job_id in self._handles:
             msg = f"job id {job_id!r} is already in use by an unfinished job"
@@ -388,6 +393,11 @@ class Pool:
             self._changed = None
         if self._state.draining and self._state.settled:
             self._settled.set()
+
+    def _must_wait_for_room(self) -> bool:
+        """Whether ``_wait_for_room`` has anything to do (to refuse, or to wait)."""
+        state, limit = self._state, self.config.max_pending
+        return state.draining or (limit is not None and len(state.waiting) >= limit)
 
     async def _wait_for_room(self) -> None:
         limit = self.config.max_pending
@@ -587,9 +597,10 @@ class Pool:
     def _deliver(self, outcome: JobOutcome) -> None:
         handle = self._handles.pop(outcome.job_id)
         handle._set(outcome)
-        self._observers.call(
-            "executors_job_finished", pool_name=self.name, job=handle.job, outcome=outcome
-        )
+        if self._observers.wants("executors_job_finished"):
+            self._observers.call(
+                "executors_job_finished", pool_name=self.name, job=handle.job, outcome=outcome
+            )
 
     def _report_unhealthy(self, action: ReportUnhealthy) -> None:
         logger.error(
