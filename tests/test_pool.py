@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -177,8 +178,19 @@ def test_invariant_8_spawn_failures_are_spaced_by_exponential_backoff() -> None:
 # -- invariant 4: nothing warmed is dropped ---------------------------------------------
 
 
-def test_invariant_4_a_waiter_cancelled_while_its_executor_is_handed_over_leaks_nothing() -> None:
-    backend = SimulatedBackend(spawns=[Script.succeed(seconds=1.0)])
+def simulated(*, cheap_kill: bool = False, **fields: Any) -> SimulatedBackend:
+    """A SimulatedBackend; with ``cheap_kill``, one whose capabilities say its kills are
+    cheap, so the pool holds no cancel scope for a run() without a timeout."""
+    backend = SimulatedBackend(**fields)
+    backend.capabilities = attrs.evolve(backend.capabilities, cheap_kill=cheap_kill)
+    return backend
+
+
+@pytest.mark.parametrize("cheap_kill", [False, True])
+def test_invariant_4_a_waiter_cancelled_while_its_executor_is_handed_over_leaks_nothing(
+    cheap_kill: bool,
+) -> None:
+    backend = simulated(spawns=[Script.succeed(seconds=1.0)], cheap_kill=cheap_kill)
     recorder = Recorder()
 
     async def main() -> None:
@@ -210,12 +222,15 @@ class CancelOnFinish:
             self.scope.cancel()
 
 
-def test_a_run_cancelled_as_its_launch_is_handed_over_never_reaches_the_executor() -> None:
+@pytest.mark.parametrize("cheap_kill", [False, True])
+def test_a_run_cancelled_as_its_launch_is_handed_over_never_reaches_the_executor(
+    cheap_kill: bool,
+) -> None:
     # One executor: "first" runs while run("second") waits for it. The second's caller
     # is cancelled just as the executor frees up and the pool hands the second's launch
     # to the caller's task: the second job ends cancelled without ever being sent, and
     # the executor is kept for the third.
-    backend = SimulatedBackend()
+    backend = simulated(cheap_kill=cheap_kill)
     recorder = Recorder()
 
     async def main() -> None:
@@ -448,6 +463,50 @@ def test_invariant_9_drain_is_bounded_and_reports_every_outcome() -> None:
             assert await quick.result() == "quick"
             for handle in stuck:
                 assert (await handle.outcome()).reason is FailureReason.POOL_CLOSED
+        assert len(recorder.finished) == 4
+        assert backend.live == set()
+
+    run_virtual(main)
+
+
+def test_invariant_9_a_drain_kills_the_runs_without_timeout_of_a_cheap_kill_backend() -> None:
+    # On such a backend a run of run() without a timeout holds no cancel scope: the end
+    # of the drain kills its executor. The other runs are cancelled, as on any backend.
+    # Every job still ends POOL_CLOSED, within the drain's bound.
+    backend = simulated(cheap_kill=True)
+    recorder = Recorder()
+
+    async def main() -> None:
+        config = make_config(idle_executors=4, max_executors=4, drain_timeout=4.0)
+        async with open_pool(config, registry=registry_with(backend), observers=[recorder]) as pool:
+            await wait_warm(pool, 4)
+            raised: dict[float | None, list[JobOutcome]] = {None: [], 60.0: []}
+
+            async def run(timeout: float | None) -> None:
+                with pytest.raises(JobFailed) as info:
+                    await pool.run(Script.hang(), timeout=timeout)
+                raised[timeout].append(info.value.outcome)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run, None)
+                tg.start_soon(run, None)
+                tg.start_soon(run, 60.0)
+                submitted = await pool.submit(Script.hang())
+                await pool.wait_until(lambda s: s.busy == 4)
+                assert len(pool._run_scopes) == 2, "only the run with a timeout and submit's"
+                start = anyio.current_time()
+                await pool.drain()
+                assert anyio.current_time() - start <= 4.0 + 2.0 + 1.0
+            outcomes = [*raised[None], *raised[60.0], await submitted.outcome()]
+        assert [o.reason for o in outcomes] == [FailureReason.POOL_CLOSED] * 4
+        assert [o.status for o in outcomes] == [JobStatus.CANCELLED] * 4
+        closed = dict(recorder.closed)
+        assert [closed[str(o.executor_id)] for o in outcomes] == [
+            "pool_closed",  # killed
+            "pool_closed",
+            "recycled",  # cancelled, then closed as the drain closes every executor
+            "recycled",
+        ]
         assert len(recorder.finished) == 4
         assert backend.live == set()
 

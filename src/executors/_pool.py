@@ -8,6 +8,7 @@ calls; nothing here sleeps to wait for a condition.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import random
@@ -24,7 +25,7 @@ from ._config import LoadedConfig, PoolConfig, build_backend_options, load_confi
 from ._entrypoints import check_runnable, resolve_callable
 from ._exceptions import AcquireError, ConfigError, JobFailed, LaunchError, PoolClosed, PoolFull
 from ._executor import ExecutorState
-from ._job import FailureReason, Job, JobOutcome, JobStatus, RemoteError, status_of
+from ._job import FailureReason, Job, JobOutcome, RemoteError, status_of
 from ._plugins import Registry, default_registry
 from ._pool_state import (
     Action,
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from ._executor import Backend, ExecutorFactory, JobExecutor
 
 logger = logging.getLogger("executors.pool")
+
+# What a run without a cancel scope is entered in: one object for all of them.
+_NO_SCOPE = contextlib.nullcontext()
 
 _OBSERVER_HOOKS = (
     "executors_executor_ready",
@@ -191,7 +195,8 @@ class Pool:
     # Unfinished jobs. Invariant: same ids as _state.jobs.
     _handles: dict[str, JobHandle] = attrs.field(init=False, factory=dict, repr=False)
     # Cancel scopes of runs and spawns, created before their task so a cancel that comes
-    # before the task starts still applies.
+    # before the task starts still applies. A run of Pool.run() without a timeout on a
+    # backend with cheap_kill has none (see _kill_ends_runs).
     _run_scopes: dict[str, anyio.CancelScope] = attrs.field(init=False, factory=dict, repr=False)
     _spawn_scopes: dict[str, anyio.CancelScope] = attrs.field(init=False, factory=dict, repr=False)
     _cancel_reasons: dict[str, FailureReason] = attrs.field(init=False, factory=dict, repr=False)
@@ -211,8 +216,14 @@ class Pool:
         init=False, factory=lambda: itertools.count(1), repr=False
     )
     _memory_warned_at: dict[str, float] = attrs.field(init=False, factory=dict, repr=False)
+    # The backend kills cheaply (Capabilities.cheap_kill): a run that only a drain's end
+    # can cancel (a run() job without a timeout: its caller's own cancellation reaches it
+    # directly) holds no cancel scope, and that end kills its executor instead.
+    _kill_ends_runs: bool = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        caps = self.backend.capabilities
+        self._kill_ends_runs = caps.cheap_kill and caps.can_kill_running_job
         # Limits are named after the config fields they take.
         limits = Limits(**{f.name: getattr(self.config, f.name) for f in attrs.fields(Limits)})
         self._state = PoolState(limits, random.Random(), id_prefix=self.name)
@@ -240,7 +251,7 @@ class Pool:
             while handle._outcome is None:
                 launch, handle._handover = handle._handover, None
                 if launch is not None:
-                    await self._launch(launch, self._run_scopes[launch.job_id])
+                    await self._launch(launch, self._run_scopes.get(launch.job_id))
                 elif handle._outcome is None:
                     handle._done = self._new_event()
                     await handle._done.wait()
@@ -252,7 +263,7 @@ class Pool:
             if launch is not None:
                 # Handed over as this caller was cancelled: launched in a task, its run
                 # (cancelled above) ends at once, and the executor is kept.
-                self._tg.start_soon(self._launch, launch, self._run_scopes[launch.job_id])
+                self._tg.start_soon(self._launch, launch, self._run_scopes.get(launch.job_id))
         return _result_of(handle._outcome)
 
     async def submit(
@@ -360,19 +371,20 @@ class Pool:
                     scope = self._spawn_scopes[action.executor_id] = self._new_scope()
                     self._tg.start_soon(self._spawn, action, scope)
                 case LaunchJob():
-                    scope = self._run_scopes[action.job_id] = self._new_scope()
                     handle = self._handles[action.job_id]
                     if handle._runner:
+                        if not self._kill_ends_runs or self._timeout_of(handle.job) is not None:
+                            self._run_scopes[action.job_id] = self._new_scope()
                         handle._handover = action
                         if handle._done is not None:
                             handle._done.set()
                     else:
+                        scope = self._run_scopes[action.job_id] = self._new_scope()
                         self._tg.start_soon(self._launch, action, scope)
                 case CloseExecutor():
                     self._tg.start_soon(self._close, action)
                 case CancelJob():
-                    self._cancel_reasons.setdefault(action.job_id, action.reason)
-                    self._run_scopes[action.job_id].cancel()
+                    self._cancel_run(action)
                 case CancelSpawn():
                     self._spawn_scopes[action.executor_id].cancel()
                 case FinishJob():
@@ -380,6 +392,22 @@ class Pool:
                 case ReportUnhealthy():
                     self._report_unhealthy(action)
         self._notify()
+
+    def _cancel_run(self, action: CancelJob) -> None:
+        if action.job_id in self._cancel_reasons:
+            return  # already cancelled: the first reason stands
+        self._cancel_reasons[action.job_id] = action.reason
+        scope = self._run_scopes.get(action.job_id)
+        if scope is not None:
+            scope.cancel()
+        elif self._handles[action.job_id]._handover is None:
+            # A run with no scope that has begun (one handed over and not yet taken sees
+            # its cancel reason and never starts): only a kill ends it.
+            self._kill_reasons[action.executor_id] = action.reason
+            self._tg.start_soon(self._executors[action.executor_id].kill)
+
+    def _timeout_of(self, job: Job) -> float | None:
+        return job.timeout if job.timeout is not None else self.config.job_timeout
 
     async def _next_change(self) -> None:
         if self._changed is None:
@@ -446,7 +474,7 @@ class Pool:
         logger.warning("pool %s: executor %s failed to start: %s", self.name, executor_id, error)
         self._perform(self._state.spawn_failed(executor_id, error))
 
-    async def _launch(self, action: LaunchJob, scope: anyio.CancelScope) -> None:
+    async def _launch(self, action: LaunchJob, scope: anyio.CancelScope | None) -> None:
         handle = self._handles[action.job_id]
         job, executor = handle.job, self._executors[action.executor_id]
         started = self._now()
@@ -460,15 +488,14 @@ class Pool:
             )
         outcome: JobOutcome | None = None
         try:
-            with scope:
-                timeout = job.timeout if job.timeout is not None else self.config.job_timeout
-                if timeout is not None:
+            with _NO_SCOPE if scope is None else scope:
+                if scope is not None and (timeout := self._timeout_of(job)) is not None:
                     scope.deadline = started + timeout
                 # A run cancelled before it could start (its caller was cancelled while
                 # the launch was handed over, or a drain came first) never reaches the
                 # executor, which is kept. The run is awaited in this frame, not in a
                 # helper's: every running job holds its frames.
-                if not scope.cancel_called:
+                if job.id not in self._cancel_reasons:
                     trusted = True
                     try:
                         outcome = await executor.run_job(job)
@@ -492,7 +519,7 @@ class Pool:
     def _refused(self, job: Job, executor: JobExecutor, error: LaunchError) -> None:
         """The executor refused the job before accepting it: the pool decides where it
         goes (another executor, or a failure after ``launch_attempts``)."""
-        del self._run_scopes[job.id]
+        self._run_scopes.pop(job.id, None)
         logger.warning("pool %s: %s refused %s: %s", self.name, executor.id, job.id, error)
         self._perform(self._state.launch_failed(job.id, executor.id, error))
 
@@ -522,7 +549,7 @@ class Pool:
         started: float,
     ) -> None:
         job_id = handle.job.id
-        del self._run_scopes[job_id]
+        self._run_scopes.pop(job_id, None)
         cancel_reason = self._cancel_reasons.pop(job_id, None)
         kill_reason = self._kill_reasons.pop(executor.id, None)
         if outcome is None:
@@ -533,7 +560,7 @@ class Pool:
             status, reason = outcome.status, outcome.reason
             value, error = outcome.value, outcome.error
             if kill_reason is not None and not outcome.ok:
-                status, reason = JobStatus.FAILED, kill_reason
+                status, reason = status_of(kill_reason), kill_reason
         final = JobOutcome(
             job_id=job_id,
             status=status,
@@ -548,7 +575,9 @@ class Pool:
         )
         reusable = executor.state is ExecutorState.READY
         broken = CloseReason.BROKEN
-        if not reusable and executor.health().abandoned:
+        if kill_reason is FailureReason.POOL_CLOSED:
+            broken = CloseReason.POOL_CLOSED  # killed by the end of a drain
+        elif not reusable and executor.health().abandoned:
             broken = CloseReason.ABANDONED
         self._deliver(final)
         self._perform(
@@ -585,6 +614,8 @@ class Pool:
 
     def _finish_unrun(self, action: FinishJob) -> None:
         handle = self._handles[action.job_id]
+        # a cancel of a run that was then refused, of a job that now ends unrun
+        self._cancel_reasons.pop(action.job_id, None)
         error = RemoteError.from_exception(action.error) if action.error else None
         outcome = attrs.evolve(
             JobOutcome.failure(action.job_id, action.reason, error),

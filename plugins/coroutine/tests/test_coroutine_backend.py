@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import coroutine_jobs
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -99,6 +100,21 @@ async def test_job_timeout_cancels_the_task() -> None:
     async with open_pool(config(job_timeout=0.05)) as pool:
         outcome = await (await pool.submit(Script.hang())).outcome()
     assert outcome.status is JobStatus.TIMED_OUT
+
+
+async def test_invariant_9_a_drain_kills_a_run_without_timeout_and_its_caller_goes_on() -> None:
+    # Such a run holds no cancel scope of the pool's: the end of the drain kills its
+    # executor, and the kill (a Task.cancel() on asyncio) is taken back from the caller.
+    release = anyio.Event()
+    async with open_pool(config(entrypoint=coroutine_jobs.wait_for_release)) as pool:
+        await pool.wait_until(lambda s: s.idle == 2)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.drain, 0.05)
+            with anyio.fail_after(5), pytest.raises(JobFailed) as info:
+                await pool.run(release)
+        await anyio.lowlevel.checkpoint()  # cancelled here if the kill's cancellation were left
+    assert info.value.outcome.reason is FailureReason.POOL_CLOSED
+    assert info.value.outcome.status is JobStatus.CANCELLED
 
 
 async def test_invariant_3_every_setup_raising_gives_acquire_error_with_the_setup_error() -> None:

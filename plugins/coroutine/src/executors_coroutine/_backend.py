@@ -39,6 +39,7 @@ _CAPABILITIES = Capabilities(
     reusable=True,
     remote=False,
     setup_per_pool=True,
+    cheap_kill=True,
 )
 
 
