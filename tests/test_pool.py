@@ -86,6 +86,16 @@ def registry_with(backend: SimulatedBackend) -> Registry:
     return registry
 
 
+async def failed_outcome(pool: Pool, payload: object, via: str) -> JobOutcome:
+    """The outcome of a job that fails, run through ``submit()`` or ``run()``: each
+    performs its launches at its own place (a task of its own, or the caller's frame)."""
+    if via == "submit":
+        return await (await pool.submit(payload)).outcome()
+    with pytest.raises(JobFailed) as info:
+        await pool.run(payload)
+    return info.value.outcome
+
+
 async def wait_warm(pool: Pool, idle: int) -> None:
     with anyio.fail_after(60):
         await pool.wait_until(lambda s: s.idle >= idle)
@@ -295,8 +305,9 @@ def test_invariant_1_a_crash_ends_only_its_job_and_the_executor_is_replaced() ->
     run_virtual(main)
 
 
+@pytest.mark.parametrize("via", ["submit", "run"])
 def test_an_outcome_for_another_job_fails_the_job_and_retires_the_executor(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, via: str
 ) -> None:
     from executors.testing._simulated import SimulatedExecutor
 
@@ -316,7 +327,7 @@ def test_an_outcome_for_another_job_fails_the_job_and_retires_the_executor(
         async with open_pool(
             make_config(), registry=registry_with(backend), observers=[recorder]
         ) as pool:
-            outcome = await (await pool.submit("stale")).outcome()
+            outcome = await failed_outcome(pool, "stale", via)
             assert outcome.reason is FailureReason.CRASHED
             assert outcome.error is not None
             assert "with the outcome of job another-job" in outcome.error.message
@@ -325,6 +336,41 @@ def test_an_outcome_for_another_job_fails_the_job_and_retires_the_executor(
 
     run_virtual(main)
     assert "answered job" in caplog.text
+
+
+@pytest.mark.parametrize("via", ["submit", "run"])
+def test_a_run_job_that_raises_fails_the_job_crashed_and_retires_the_executor(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, via: str
+) -> None:
+    # run_job must return outcomes: an exception breaks the contract. The job may have
+    # run, so it is not retried, and the executor is killed and replaced.
+    from executors.testing._simulated import SimulatedExecutor
+
+    backend = SimulatedBackend()
+    recorder = Recorder()
+    real_run_job = SimulatedExecutor.run_job
+
+    async def raising(self: SimulatedExecutor, job: Any) -> JobOutcome:
+        if job.payload == "break":
+            raise RuntimeError("lost the connection to the slot")
+        return await real_run_job(self, job)
+
+    monkeypatch.setattr(SimulatedExecutor, "run_job", raising)
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(), registry=registry_with(backend), observers=[recorder]
+        ) as pool:
+            outcome = await failed_outcome(pool, "break", via)
+            assert outcome.reason is FailureReason.CRASHED
+            assert outcome.attempts == 1
+            assert outcome.error is not None
+            assert outcome.error.message == "lost the connection to the slot"
+            assert await pool.run("next") == "next"
+        assert [reason for _, reason in recorder.closed].count("broken") == 1
+
+    run_virtual(main)
+    assert "run_job raised" in caplog.text
 
 
 def test_job_timeout_ends_the_job_timed_out() -> None:
@@ -346,7 +392,8 @@ def test_job_timeout_ends_the_job_timed_out() -> None:
     run_virtual(main)
 
 
-def test_invariant_5_a_refused_launch_is_retried_elsewhere_and_runs_once() -> None:
+@pytest.mark.parametrize("via", ["submit", "run"])
+def test_invariant_5_a_refused_launch_is_retried_elsewhere_and_runs_once(via: str) -> None:
     backend = SimulatedBackend()
 
     async def main() -> None:
@@ -354,7 +401,7 @@ def test_invariant_5_a_refused_launch_is_retried_elsewhere_and_runs_once() -> No
             make_config(idle_executors=2, launch_attempts=2), registry=registry_with(backend)
         ) as pool:
             await wait_warm(pool, 2)
-            outcome = await (await pool.submit(Script.refuse())).outcome()
+            outcome = await failed_outcome(pool, Script.refuse(), via)
             # both executors refused it: LAUNCH_FAILED after exactly launch_attempts
             assert outcome.reason is FailureReason.LAUNCH_FAILED
             assert outcome.attempts == 2

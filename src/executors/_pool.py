@@ -243,18 +243,36 @@ class Pool:
         if self._must_wait_for_room():
             await self._wait_for_room()
         handle = self._accept(payload, timeout, metadata, None, runner=True)
+        job = handle.job
         try:
             # Launches are handed to this task (at once when an executor is free, later
             # when one frees up, again after a refused launch): it runs the job itself,
             # with no task to start and no hand-off back, and the caller's cancellation
-            # reaches the job directly.
+            # reaches the job directly. Each launch is performed in this frame, with the
+            # steps of _launch: a running job holds no other frame of the pool's.
             while handle._outcome is None:
-                launch, handle._handover = handle._handover, None
-                if launch is not None:
-                    await self._launch(launch, self._run_scopes.get(launch.job_id))
-                elif handle._outcome is None:
+                action, handle._handover = handle._handover, None
+                if action is None:
                     handle._done = self._new_event()
                     await handle._done.wait()
+                    continue
+                executor, started, scope = self._begin_launch(action, job)
+                outcome: JobOutcome | None = None
+                try:
+                    with _NO_SCOPE if scope is None else scope:
+                        if job.id not in self._cancel_reasons:
+                            try:
+                                outcome = await executor.run_job(job)
+                            except Exception as exc:
+                                outcome = await self._raised(job, executor, exc)
+                                if outcome is None:
+                                    continue  # refused: the next launch is handed over
+                            if outcome.job_id != job.id:
+                                outcome = await self._stale(job, executor, outcome)
+                except BaseException:
+                    self._interrupted(action, handle, executor, started)
+                    raise
+                self._complete(action, handle, executor, outcome, started)
         finally:
             handle._runner = False
             if not handle.done():
@@ -263,7 +281,7 @@ class Pool:
             if launch is not None:
                 # Handed over as this caller was cancelled: launched in a task, its run
                 # (cancelled above) ends at once, and the executor is kept.
-                self._tg.start_soon(self._launch, launch, self._run_scopes.get(launch.job_id))
+                self._tg.start_soon(self._launch, launch)
         return _result_of(handle._outcome)
 
     async def submit(
@@ -379,8 +397,8 @@ class Pool:
                         if handle._done is not None:
                             handle._done.set()
                     else:
-                        scope = self._run_scopes[action.job_id] = self._new_scope()
-                        self._tg.start_soon(self._launch, action, scope)
+                        self._run_scopes[action.job_id] = self._new_scope()
+                        self._tg.start_soon(self._launch, action)
                 case CloseExecutor():
                     self._tg.start_soon(self._close, action)
                 case CancelJob():
@@ -474,10 +492,42 @@ class Pool:
         logger.warning("pool %s: executor %s failed to start: %s", self.name, executor_id, error)
         self._perform(self._state.spawn_failed(executor_id, error))
 
-    async def _launch(self, action: LaunchJob, scope: anyio.CancelScope | None) -> None:
+    async def _launch(self, action: LaunchJob) -> None:
+        """Performs one launch (of a submitted job, in a task of its own). ``run()``
+        performs its own launches with the same steps, in its own frame."""
         handle = self._handles[action.job_id]
-        job, executor = handle.job, self._executors[action.executor_id]
+        job = handle.job
+        executor, started, scope = self._begin_launch(action, job)
+        outcome: JobOutcome | None = None
+        try:
+            with _NO_SCOPE if scope is None else scope:
+                # A run cancelled before it could start (its caller was cancelled while
+                # the launch was handed over, or a drain came first) never reaches the
+                # executor, which is kept. The run is awaited in this frame, not in a
+                # helper's: every running job holds its frames.
+                if job.id not in self._cancel_reasons:
+                    try:
+                        outcome = await executor.run_job(job)
+                    except Exception as exc:
+                        outcome = await self._raised(job, executor, exc)
+                        if outcome is None:
+                            return  # refused: the pool decides where it goes
+                    if outcome.job_id != job.id:
+                        outcome = await self._stale(job, executor, outcome)
+        except BaseException:
+            self._interrupted(action, handle, executor, started)
+            raise
+        self._complete(action, handle, executor, outcome, started)
+
+    def _begin_launch(
+        self, action: LaunchJob, job: Job
+    ) -> tuple[JobExecutor, float, anyio.CancelScope | None]:
+        """The executor, start time and cancel scope (if any) of a launch beginning now."""
+        executor = self._executors[action.executor_id]
         started = self._now()
+        scope = self._run_scopes.get(job.id)
+        if scope is not None and (timeout := self._timeout_of(job)) is not None:
+            scope.deadline = started + timeout
         if self._observers.wants("executors_job_started"):
             self._observers.call(
                 "executors_job_started",
@@ -486,57 +536,39 @@ class Pool:
                 executor_id=executor.id,
                 attempt=action.attempt,
             )
-        outcome: JobOutcome | None = None
-        try:
-            with _NO_SCOPE if scope is None else scope:
-                if scope is not None and (timeout := self._timeout_of(job)) is not None:
-                    scope.deadline = started + timeout
-                # A run cancelled before it could start (its caller was cancelled while
-                # the launch was handed over, or a drain came first) never reaches the
-                # executor, which is kept. The run is awaited in this frame, not in a
-                # helper's: every running job holds its frames.
-                if job.id not in self._cancel_reasons:
-                    trusted = True
-                    try:
-                        outcome = await executor.run_job(job)
-                    except LaunchError as exc:
-                        self._refused(job, executor, exc)
-                        return
-                    except Exception as exc:
-                        outcome, trusted = self._contract_broken(job, executor, exc), False
-                    if outcome.job_id != job.id:
-                        outcome, trusted = self._stale(job, executor, outcome), False
-                    if not trusted:
-                        await executor.kill()
-        except BaseException:
-            # Cancelled from outside our scope: run() launched the job in its caller's
-            # task and the caller was cancelled. The job still gets its one outcome.
-            self._cancel_reasons.setdefault(job.id, FailureReason.CANCELLED)
-            self._complete(action, handle, executor, None, started)
-            raise
-        self._complete(action, handle, executor, outcome, started)
+        return executor, started, scope
 
-    def _refused(self, job: Job, executor: JobExecutor, error: LaunchError) -> None:
-        """The executor refused the job before accepting it: the pool decides where it
-        goes (another executor, or a failure after ``launch_attempts``)."""
-        self._run_scopes.pop(job.id, None)
-        logger.warning("pool %s: %s refused %s: %s", self.name, executor.id, job.id, error)
-        self._perform(self._state.launch_failed(job.id, executor.id, error))
+    def _interrupted(
+        self, action: LaunchJob, handle: JobHandle, executor: JobExecutor, started: float
+    ) -> None:
+        """Cancelled from outside the run's scope (the caller of run() was cancelled, the
+        job ran in its task): the job still gets its one outcome."""
+        self._cancel_reasons.setdefault(handle.job.id, FailureReason.CANCELLED)
+        self._complete(action, handle, executor, None, started)
 
-    def _contract_broken(self, job: Job, executor: JobExecutor, error: Exception) -> JobOutcome:
-        """``run_job`` raised instead of returning an outcome: the job may have run, so
-        it is not retried, and the executor is not trusted again (the caller kills it)."""
-        logger.exception("pool %s: %s.run_job raised", self.name, executor.id)
+    async def _raised(self, job: Job, executor: JobExecutor, error: Exception) -> JobOutcome | None:
+        """``run_job`` raised. ``LaunchError``: the executor refused the job before
+        accepting it, and the pool decides where it goes (another executor, or a failure
+        after ``launch_attempts``); None. Anything else breaks the contract: the job may
+        have run, so it is not retried, it ends CRASHED, and the executor is killed."""
+        if isinstance(error, LaunchError):
+            self._run_scopes.pop(job.id, None)
+            logger.warning("pool %s: %s refused %s: %s", self.name, executor.id, job.id, error)
+            self._perform(self._state.launch_failed(job.id, executor.id, error))
+            return None
+        logger.exception("pool %s: %s.run_job raised", self.name, executor.id, exc_info=error)
+        await executor.kill()
         return JobOutcome.failure(job.id, FailureReason.CRASHED, RemoteError.from_exception(error))
 
-    def _stale(self, job: Job, executor: JobExecutor, outcome: JobOutcome) -> JobOutcome:
-        """Another job's outcome (a stale reply): this job's is unknown, and the executor
-        is not trusted again (the caller kills it)."""
+    async def _stale(self, job: Job, executor: JobExecutor, outcome: JobOutcome) -> JobOutcome:
+        """Another job's outcome (a stale reply): this job's is unknown, it ends CRASHED,
+        and the executor is killed."""
         msg = (
             f"backend {self.backend.name!r}: executor {executor.id} answered "
             f"job {job.id} with the outcome of job {outcome.job_id}"
         )
         logger.error("pool %s: %s", self.name, msg)
+        await executor.kill()
         error = RemoteError.from_exception(RuntimeError(msg))
         return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
 
