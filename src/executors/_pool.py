@@ -127,9 +127,11 @@ class JobHandle:
     # Made by the first waiter: a job run by run() in its caller's task has none.
     _done: anyio.Event | None = attrs.field(init=False, default=None, repr=False)
     _outcome: JobOutcome | None = attrs.field(init=False, default=None)
-    # A job of run(): its caller's task performs its launches (no task per job); the
-    # pool hands each launch over here and wakes the caller.
+    # A job of run(): its caller's task performs its launches (no task per job), and
+    # the pool wakes the caller when it hands one over.
     _runner: bool = attrs.field(init=False, default=False, repr=False)
+    # The launch handed over and not yet begun (by run()'s caller, or by the task the
+    # pool starts for a submitted job's launch). Invariant: None while the job runs.
     _handover: LaunchJob | None = attrs.field(init=False, default=None, repr=False)
 
     @property
@@ -251,12 +253,11 @@ class Pool:
             # reaches the job directly. Each launch is performed in this frame, with the
             # steps of _launch: a running job holds no other frame of the pool's.
             while handle._outcome is None:
-                action, handle._handover = handle._handover, None
-                if action is None:
+                if handle._handover is None:
                     handle._done = self._new_event()
                     await handle._done.wait()
                     continue
-                executor, started, scope = self._begin_launch(action, job)
+                executor, started, scope, attempt = self._begin_launch(handle)
                 outcome: JobOutcome | None = None
                 try:
                     with _NO_SCOPE if scope is None else scope:
@@ -270,18 +271,17 @@ class Pool:
                             if outcome.job_id != job.id:
                                 outcome = await self._stale(job, executor, outcome)
                 except BaseException:
-                    self._interrupted(action, handle, executor, started)
+                    self._interrupted(attempt, handle, executor, started)
                     raise
-                self._complete(action, handle, executor, outcome, started)
+                self._complete(attempt, handle, executor, outcome, started)
         finally:
             handle._runner = False
             if not handle.done():
                 handle.cancel()
-            launch, handle._handover = handle._handover, None
-            if launch is not None:
+            if handle._handover is not None:
                 # Handed over as this caller was cancelled: launched in a task, its run
                 # (cancelled above) ends at once, and the executor is kept.
-                self._tg.start_soon(self._launch, launch)
+                self._tg.start_soon(self._launch, handle)
         return _result_of(handle._outcome)
 
     async def submit(
@@ -390,15 +390,15 @@ class Pool:
                     self._tg.start_soon(self._spawn, action, scope)
                 case LaunchJob():
                     handle = self._handles[action.job_id]
+                    handle._handover = action
                     if handle._runner:
                         if not self._kill_ends_runs or self._timeout_of(handle.job) is not None:
                             self._run_scopes[action.job_id] = self._new_scope()
-                        handle._handover = action
                         if handle._done is not None:
                             handle._done.set()
                     else:
                         self._run_scopes[action.job_id] = self._new_scope()
-                        self._tg.start_soon(self._launch, action)
+                        self._tg.start_soon(self._launch, handle)
                 case CloseExecutor():
                     self._tg.start_soon(self._close, action)
                 case CancelJob():
@@ -492,12 +492,11 @@ class Pool:
         logger.warning("pool %s: executor %s failed to start: %s", self.name, executor_id, error)
         self._perform(self._state.spawn_failed(executor_id, error))
 
-    async def _launch(self, action: LaunchJob) -> None:
-        """Performs one launch (of a submitted job, in a task of its own). ``run()``
-        performs its own launches with the same steps, in its own frame."""
-        handle = self._handles[action.job_id]
+    async def _launch(self, handle: JobHandle) -> None:
+        """Performs the launch handed over to ``handle`` (of a submitted job, in a task of
+        its own). ``run()`` performs its own launches with the same steps, in its frame."""
         job = handle.job
-        executor, started, scope = self._begin_launch(action, job)
+        executor, started, scope, attempt = self._begin_launch(handle)
         outcome: JobOutcome | None = None
         try:
             with _NO_SCOPE if scope is None else scope:
@@ -515,14 +514,19 @@ class Pool:
                     if outcome.job_id != job.id:
                         outcome = await self._stale(job, executor, outcome)
         except BaseException:
-            self._interrupted(action, handle, executor, started)
+            self._interrupted(attempt, handle, executor, started)
             raise
-        self._complete(action, handle, executor, outcome, started)
+        self._complete(attempt, handle, executor, outcome, started)
 
     def _begin_launch(
-        self, action: LaunchJob, job: Job
-    ) -> tuple[JobExecutor, float, anyio.CancelScope | None]:
-        """The executor, start time and cancel scope (if any) of a launch beginning now."""
+        self, handle: JobHandle
+    ) -> tuple[JobExecutor, float, anyio.CancelScope | None, int]:
+        """Takes the launch handed over to ``handle``, which begins now: its executor,
+        start time, cancel scope (if any) and attempt. The action itself is dropped: a
+        running job holds none."""
+        action, handle._handover = handle._handover, None
+        assert action is not None, f"no launch handed over to {handle.job.id}"
+        job = handle.job
         executor = self._executors[action.executor_id]
         started = self._now()
         scope = self._run_scopes.get(job.id)
@@ -536,15 +540,15 @@ class Pool:
                 executor_id=executor.id,
                 attempt=action.attempt,
             )
-        return executor, started, scope
+        return executor, started, scope, action.attempt
 
     def _interrupted(
-        self, action: LaunchJob, handle: JobHandle, executor: JobExecutor, started: float
+        self, attempt: int, handle: JobHandle, executor: JobExecutor, started: float
     ) -> None:
         """Cancelled from outside the run's scope (the caller of run() was cancelled, the
         job ran in its task): the job still gets its one outcome."""
         self._cancel_reasons.setdefault(handle.job.id, FailureReason.CANCELLED)
-        self._complete(action, handle, executor, None, started)
+        self._complete(attempt, handle, executor, None, started)
 
     async def _raised(self, job: Job, executor: JobExecutor, error: Exception) -> JobOutcome | None:
         """``run_job`` raised. ``LaunchError``: the executor refused the job before
@@ -574,7 +578,7 @@ class Pool:
 
     def _complete(
         self,
-        action: LaunchJob,
+        attempt: int,
         handle: JobHandle,
         executor: JobExecutor,
         outcome: JobOutcome | None,
@@ -600,7 +604,7 @@ class Pool:
             reason=reason,
             error=error,
             executor_id=executor.id,
-            attempts=action.attempt,
+            attempts=attempt,
             submitted_at=handle.submitted_at,
             started_at=started,
             finished_at=self._now(),
