@@ -8,7 +8,6 @@ calls; nothing here sleeps to wait for a condition.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import random
@@ -51,8 +50,23 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("executors.pool")
 
-# What a run without a cancel scope is entered in: one object for all of them.
-_NO_SCOPE = contextlib.nullcontext()
+
+class _NoScope:
+    """What a run without a cancel scope is entered in. Its methods are static, so
+    entering it makes no bound ``__exit__`` for the running frame to hold."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def __enter__() -> None:
+        return None
+
+    @staticmethod
+    def __exit__(*exc_info: object) -> None:
+        return None
+
+
+_NO_SCOPE = _NoScope()
 
 _OBSERVER_HOOKS = (
     "executors_executor_ready",
