@@ -70,6 +70,7 @@ _CAPABILITY_LABELS = {
     "reusable": "reusable",
     "remote": "remote",
     "setup_per_pool": "setup-per-pool",
+    "cheap_kill": "cheap-kill",
 }
 # Failures that are no FailureReason: submit() refused the job (when_full = "reject").
 _REJECTED = "rejected"
