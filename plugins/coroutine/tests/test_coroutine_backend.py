@@ -23,6 +23,7 @@ from executors import (
     JobOutcome,
     JobStatus,
     PoolConfig,
+    hookimpl,
     open_pool,
 )
 from executors.testing import Script
@@ -100,6 +101,31 @@ async def test_job_timeout_cancels_the_task() -> None:
     async with open_pool(config(job_timeout=0.05)) as pool:
         outcome = await (await pool.submit(Script.hang())).outcome()
     assert outcome.status is JobStatus.TIMED_OUT
+
+
+async def test_a_run_whose_caller_is_cancelled_ends_cancelled_and_keeps_its_executor() -> None:
+    # The job runs in its caller's task, with no cancel scope of the pool's or the
+    # executor's: the caller's cancellation reaches it directly and is not swallowed.
+    release = anyio.Event()
+    closed: list[str] = []
+
+    class Closes:
+        @hookimpl
+        def executors_executor_closed(self, reason: str) -> None:
+            closed.append(reason)
+
+    cfg = config(entrypoint=coroutine_jobs.wait_for_release, idle_executors=1, max_executors=1)
+    async with open_pool(cfg, observers=[Closes()]) as pool:
+        await pool.wait_until(lambda s: s.idle == 1)
+        with anyio.move_on_after(0.05) as caller:
+            await pool.run(release)
+        assert caller.cancelled_caught
+        stats = await pool.wait_until(lambda s: s.idle == 1)
+        assert stats.jobs_cancelled == 1
+        release.set()
+        assert await pool.run(release) == "released"
+        assert closed == [], "the cancelled job's executor was closed"
+        assert pool.statistics().executors_started == 1
 
 
 async def test_invariant_9_a_drain_kills_a_run_without_timeout_and_its_caller_goes_on() -> None:
