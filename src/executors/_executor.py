@@ -51,10 +51,10 @@ class Capabilities:
     remote: bool = False
     #: the setup function runs once per pool and its state is shared by every executor
     setup_per_pool: bool = False
-    #: ``kill()`` costs no more than cancelling the run (a slot that is a task of the host
-    #: loop, not a process): with ``can_kill_running_job``, the pool ends a ``Pool.run()``
-    #: job without a timeout at the end of a drain by killing its executor, and holds no
-    #: cancel scope for it
+    #: ``kill()`` costs no more than cancelling the run: the slot is a task of the host
+    #: loop, or a cancelled run kills its slot anyway (a process). With
+    #: ``can_kill_running_job``, the pool ends a ``Pool.run()`` job without a timeout at
+    #: the end of a drain by killing its executor, and holds no cancel scope for it
     cheap_kill: bool = False
 
 

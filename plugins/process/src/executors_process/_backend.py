@@ -33,6 +33,9 @@ _CAPABILITIES = Capabilities(
     reusable=True,
     remote=False,
     setup_per_pool=False,
+    # a cancelled job kills its worker anyway (it cannot be stopped half-way in another
+    # process): a kill is no dearer, and the pool holds no cancel scope for a run
+    cheap_kill=True,
 )
 
 
