@@ -601,6 +601,30 @@ def test_observer_that_raises_never_changes_an_outcome(caplog: pytest.LogCapture
     assert "observer bug" in caplog.text
 
 
+def test_pools_with_the_same_plugins_share_their_observers_and_others_get_their_own() -> None:
+    backend = SimulatedBackend()
+    registry = registry_with(backend)
+    first, second = Recorder(), Recorder()
+    tables = []
+
+    async def open_and_run(observers: list[object]) -> None:
+        async with open_pool(make_config(), registry=registry, observers=observers) as pool:
+            tables.append(pool._observers)
+            assert await pool.run(7) == 7
+
+    async def main() -> None:
+        await open_and_run([first])
+        await open_and_run([first])
+        await open_and_run([second])
+        await open_and_run([first, second])
+
+    run_virtual(main)
+    assert tables[0] is tables[1], "the same plugins: one table"
+    assert len({id(table) for table in tables[1:]}) == 3, "other plugins: a table of their own"
+    # each recorder saw exactly the jobs of the pools it observed
+    assert [len(first.finished), len(second.finished)] == [3, 2]
+
+
 # -- health supervision -------------------------------------------------------------------
 
 
