@@ -3,7 +3,10 @@ pid and for processes to be gone without sleeping and hoping."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -80,3 +83,19 @@ def gone(pid: int) -> bool:
 async def wait_until_gone(pids: Iterable[int], within: float = PATIENCE) -> None:
     """Return once every process in ``pids`` has ended; fail after ``within`` seconds."""
     await until(lambda: all(gone(pid) for pid in pids), within)
+
+
+def run_script(script: Path, cwd: Path | None = None) -> Any:
+    """Runs ``script`` in a fresh interpreter (its own forkserver, with its own preloads)
+    and returns the JSON it prints; fails with its stderr if it exits non-zero. A file,
+    not ``-c``: the forkserver's children import the main module by its path."""
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE * 3,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -4,14 +4,12 @@ Python 3.11 ignores) and the modules ``multiprocessing`` imports in each new chi
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
-from process_helpers import PATIENCE
+from process_helpers import run_script
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -72,16 +70,7 @@ def test_the_forkserver_preloads_an_entrypoint_found_through_the_hosts_path(
     (app / "host.py").write_text(HOST)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    host = subprocess.run(
-        [sys.executable, str(app / "host.py")],
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE * 3,
-        check=False,
-    )
-    assert host.returncode == 0, host.stderr
-    report = json.loads(host.stdout)
+    report = run_script(app / "host.py", cwd=elsewhere)
     assert report["imported_in"] != report["worker"], "each worker imported the entrypoint"
     assert report["imported_in"] == report["parent"], "imported outside the forkserver"
     assert report["already_there"] == [

@@ -4,14 +4,12 @@ changed, neither for the programs a job runs nor for other users of the forkserv
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
-from process_helpers import PATIENCE, config
+from process_helpers import config, run_script
 
 from executors import open_pool
 
@@ -66,19 +64,9 @@ FORKSERVER_PROBE = textwrap.dedent(
 def test_the_forkserver_survives_sigterm_and_its_other_children_keep_the_default(
     tmp_path: Path,
 ) -> None:
-    # a file, not -c: the forkserver's children import the main module by its path
     script = tmp_path / "forkserver_probe.py"
     script.write_text(FORKSERVER_PROBE)
-    probe = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE * 3,
-        check=False,
-    )
-    assert probe.returncode == 0, probe.stderr
-    result = json.loads(probe.stdout)
-    assert result == {
+    assert run_script(script) == {
         "caught": True,
         "first": "default",
         "after_sigterm": "default",
