@@ -3,6 +3,7 @@ backoff and drains cost no real time and every run is deterministic."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -599,6 +600,44 @@ def test_observer_that_raises_never_changes_an_outcome(caplog: pytest.LogCapture
 
     run_virtual(main)
     assert "observer bug" in caplog.text
+
+
+@pytest.mark.parametrize("callers_first", [True, False])
+def test_on_asyncio_the_drains_end_never_swallows_the_callers_own_cancellation(
+    callers_first: bool,
+) -> None:
+    # On asyncio a run() job without a timeout holds no cancel scope: the drain's end
+    # cancels its caller's task and takes that back. A cancellation of the caller's own,
+    # in the same step and in either order, must still reach the caller.
+    backend, recorder = simulated(), Recorder()
+
+    async def main() -> None:
+        async with open_pool(
+            make_config(), registry=registry_with(backend), observers=[recorder]
+        ) as pool:
+            with anyio.CancelScope() as callers_scope:
+
+                def drains_end() -> None:
+                    pool._perform(pool._state.abort())
+
+                async def end_both() -> None:
+                    await pool.wait_until(lambda s: s.busy == 1)
+                    cancels = [callers_scope.cancel, drains_end]
+                    for cancel in cancels if callers_first else reversed(cancels):
+                        cancel()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(end_both)
+                    await pool.run(Script.succeed(seconds=30.0))
+                pytest.fail("run() returned: the caller's cancellation was swallowed")
+            assert callers_scope.cancelled_caught
+            task = asyncio.current_task()
+            assert task is not None
+            assert task.cancelling() == 0, "every cancellation was taken back by its sender"
+
+    anyio.run(main, backend="asyncio")
+    (outcome,) = recorder.finished
+    assert outcome.status is JobStatus.CANCELLED
 
 
 def test_pools_with_the_same_plugins_share_their_observers_and_others_get_their_own() -> None:

@@ -39,6 +39,11 @@ def event_class() -> Callable[[], anyio.Event]:
     return type(anyio.Event())
 
 
+def on_asyncio() -> bool:
+    """Whether the loop this is called on is asyncio's."""
+    return sniffio.current_async_library() == "asyncio"
+
+
 def checkpoint_function() -> Callable[[], Awaitable[None]]:
     """``anyio.lowlevel.checkpoint`` for this loop, looked up once."""
     if sniffio.current_async_library() == "trio":

@@ -8,6 +8,7 @@ calls; nothing here sleeps to wait for a condition.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import random
@@ -15,11 +16,12 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pluggy
 
 from . import _hookspecs
-from ._clock import cancel_scope_class, event_class, loop_clock
+from ._clock import cancel_scope_class, event_class, loop_clock, on_asyncio
 from ._config import LoadedConfig, PoolConfig, build_backend_options, load_config
 from ._entrypoints import check_runnable, resolve_callable
 from ._exceptions import AcquireError, ConfigError, JobFailed, LaunchError, PoolClosed, PoolFull
@@ -165,6 +167,13 @@ class JobHandle:
     # The launch handed over and not yet begun (by run()'s caller, or by the task the
     # pool starts for a submitted job's launch). Invariant: None while the job runs.
     _handover: LaunchJob | None = attrs.field(init=False, default=None, repr=False)
+    # The task of run()'s caller, on an asyncio host where its runs hold no cancel scope
+    # (see Pool._cancel_tasks), and its cancellation requests when the job came: one left
+    # once the pool's is taken back is someone else's, never swallowed. _task_cancelled:
+    # the pool cancelled the task, and run() has yet to take that back.
+    _task: asyncio.Task[Any] | None = attrs.field(init=False, default=None, repr=False)
+    _task_cancelling: int = attrs.field(init=False, default=0, repr=False)
+    _task_cancelled: bool = attrs.field(init=False, default=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -229,8 +238,8 @@ class Pool:
     # Unfinished jobs. Invariant: same ids as _state.jobs.
     _handles: dict[str, JobHandle] = attrs.field(init=False, factory=dict, repr=False)
     # Cancel scopes of runs and spawns, created before their task so a cancel that comes
-    # before the task starts still applies. A run of Pool.run() without a timeout on a
-    # backend with cheap_kill has none (see _kill_ends_runs).
+    # before the task starts still applies. A run of Pool.run() without a timeout has none
+    # on a backend with cheap_kill or an asyncio host (see _scopeless_runs).
     _run_scopes: dict[str, anyio.CancelScope] = attrs.field(init=False, factory=dict, repr=False)
     _spawn_scopes: dict[str, anyio.CancelScope] = attrs.field(init=False, factory=dict, repr=False)
     _cancel_reasons: dict[str, FailureReason] = attrs.field(init=False, factory=dict, repr=False)
@@ -250,14 +259,21 @@ class Pool:
         init=False, factory=lambda: itertools.count(1), repr=False
     )
     _memory_warned_at: dict[str, float] = attrs.field(init=False, factory=dict, repr=False)
-    # The backend kills cheaply (Capabilities.cheap_kill): a run that only a drain's end
-    # can cancel (a run() job without a timeout: its caller's own cancellation reaches it
-    # directly) holds no cancel scope, and that end kills its executor instead.
+    # A run that only a drain's end can cancel (a run() job without a timeout: its
+    # caller's own cancellation reaches it directly) holds no cancel scope when that end
+    # can stop it another way: by killing its executor, if the backend kills cheaply
+    # (Capabilities.cheap_kill); else, on asyncio, by cancelling its caller's task as
+    # asyncio does (Task.cancel(), taken back by run() with Task.uncancel()). On trio,
+    # such runs of other backends keep their scope.
     _kill_ends_runs: bool = attrs.field(init=False, repr=False)
+    _cancel_tasks: bool = attrs.field(init=False, repr=False)
+    _scopeless_runs: bool = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         caps = self.backend.capabilities
         self._kill_ends_runs = caps.cheap_kill and caps.can_kill_running_job
+        self._cancel_tasks = not self._kill_ends_runs and on_asyncio()
+        self._scopeless_runs = self._kill_ends_runs or self._cancel_tasks
         # Limits are named after the config fields they take.
         limits = Limits(**{f.name: getattr(self.config, f.name) for f in attrs.fields(Limits)})
         self._state = PoolState(limits, random.Random(), id_prefix=self.name)
@@ -278,6 +294,10 @@ class Pool:
             await self._wait_for_room()
         handle = self._accept(payload, timeout, metadata, None, runner=True)
         job = handle.job
+        if self._cancel_tasks:
+            task = handle._task = asyncio.current_task()
+            assert task is not None, "run() runs in a task"
+            handle._task_cancelling = task.cancelling()
         try:
             # Launches are handed to this task (at once when an executor is free, later
             # when one frees up, again after a refused launch): it runs the job itself,
@@ -302,9 +322,19 @@ class Pool:
                                     continue  # refused: the next launch is handed over
                             if outcome.job_id != job.id:
                                 outcome = await self._stale(job, executor, outcome)
-                except BaseException:
+                except BaseException as exc:
+                    if self._took_back(handle) and isinstance(exc, asyncio.CancelledError):
+                        # The pool's cancellation alone (the end of a drain): the job ends
+                        # with its reason, and the caller is not cancelled. An anyio scope
+                        # of the caller's cancelled in the same step waits for the pool's
+                        # to land, then cancels at the next checkpoint: this one.
+                        self._complete(attempt, handle, executor, None, started)
+                        await anyio.lowlevel.checkpoint()
+                        continue
                     self._interrupted(attempt, handle, executor, started)
                     raise
+                # A backend that swallowed the cancellation still had one sent.
+                self._took_back(handle)
                 self._complete(attempt, handle, executor, outcome, started)
         finally:
             handle._runner = False
@@ -424,7 +454,7 @@ class Pool:
                     handle = self._handles[action.job_id]
                     handle._handover = action
                     if handle._runner:
-                        if not self._kill_ends_runs or self._timeout_of(handle.job) is not None:
+                        if not self._scopeless_runs or self._timeout_of(handle.job) is not None:
                             self._run_scopes[action.job_id] = self._new_scope()
                         if handle._done is not None:
                             handle._done.set()
@@ -450,11 +480,26 @@ class Pool:
         scope = self._run_scopes.get(action.job_id)
         if scope is not None:
             scope.cancel()
-        elif self._handles[action.job_id]._handover is None:
+        elif (handle := self._handles[action.job_id])._handover is None:
             # A run with no scope that has begun (one handed over and not yet taken sees
-            # its cancel reason and never starts): only a kill ends it.
-            self._kill_reasons[action.executor_id] = action.reason
-            self._tg.start_soon(self._executors[action.executor_id].kill)
+            # its cancel reason and never starts): a kill ends it, or a cancellation of
+            # its caller's task, which the executor meets as it would its scope's.
+            if self._kill_ends_runs:
+                self._kill_reasons[action.executor_id] = action.reason
+                self._tg.start_soon(self._executors[action.executor_id].kill)
+            elif handle._task is not None:
+                handle._task_cancelled = True
+                handle._task.cancel()
+
+    @staticmethod
+    def _took_back(handle: JobHandle) -> bool:
+        """Takes back the cancellation the pool sent to run()'s caller, if it sent one:
+        True when it was the task's only new one (nobody else cancelled the caller)."""
+        if not handle._task_cancelled:
+            return False
+        handle._task_cancelled = False
+        assert handle._task is not None
+        return handle._task.uncancel() <= handle._task_cancelling
 
     def _timeout_of(self, job: Job) -> float | None:
         return job.timeout if job.timeout is not None else self.config.job_timeout

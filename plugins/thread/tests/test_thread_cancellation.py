@@ -3,10 +3,13 @@ async jobs, timeouts, abandonment of jobs that ignore both, and drains."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import anyio
+import anyio.lowlevel
 import pytest
+import sniffio
 from thread_helpers import (
     PATIENCE,
     THREAD_PREFIX,
@@ -20,7 +23,7 @@ from thread_helpers import (
 )
 from thread_jobs import Probe
 
-from executors import FailureReason, JobStatus, PoolConfig, open_pool
+from executors import FailureReason, JobFailed, JobOutcome, JobStatus, Pool, PoolConfig, open_pool
 from executors.testing._program import Recorder
 
 pytestmark = pytest.mark.anyio
@@ -147,6 +150,42 @@ async def test_invariant_9_drain_lets_busy_threads_finish_and_abandons_a_stuck_o
     assert closes.abandoned() == {outcomes[2].executor_id}
     # a margin for a loaded machine; the stuck job alone holds the drain
     assert took <= drain_timeout + close_timeout + 2.0
+
+
+async def run_until_the_drain_ends(pool: Pool, probe: Probe) -> JobOutcome:
+    """Runs ``probe``'s job with ``run()``; its outcome once the drain's end stopped it."""
+    with pytest.raises(JobFailed) as failed:
+        await pool.run(probe)
+    # The caller carries on: the pool's cancellation ended the job, not this task.
+    await anyio.lowlevel.checkpoint()
+    if sniffio.current_async_library() == "asyncio":
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0, "the pool's cancellation of the caller was taken back"
+    return failed.value.outcome
+
+
+async def test_invariant_9_the_drains_end_stops_a_run_job_and_its_caller_carries_on() -> None:
+    # A run() job without a timeout holds no cancel scope on asyncio (the drain's end
+    # cancels its caller's task and takes it back), one on trio: either way the job gets
+    # close_timeout to stop, and ends POOL_CLOSED.
+    closes, probe = Closes(), Probe()
+    cfg = config(entrypoint="thread_jobs:poll_cancel", drain_timeout=0.1, close_timeout=PATIENCE)
+    async with open_pool(cfg, observers=[closes]) as pool, anyio.create_task_group() as tg:
+        outcomes: list[JobOutcome] = []
+
+        async def caller() -> None:
+            outcomes.append(await run_until_the_drain_ends(pool, probe))
+
+        tg.start_soon(caller)
+        thread = await started(probe)
+        await pool.drain()
+    (outcome,) = outcomes
+    assert outcome.status is JobStatus.CANCELLED
+    assert outcome.reason is FailureReason.POOL_CLOSED
+    assert closes.abandoned() == set(), "the job stopped when asked: its thread was not abandoned"
+    thread.join(PATIENCE)
+    assert not thread.is_alive()
 
 
 async def test_invariant_10_after_the_pool_closes_only_reported_abandoned_threads_live() -> None:
