@@ -24,8 +24,13 @@ def loop_clock() -> Callable[[], float]:
 
         return trio.current_time
     import asyncio
+    import time
 
-    return asyncio.get_running_loop().time
+    loop = asyncio.get_running_loop()
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        # what that method returns, without its Python frame (read several times a job)
+        return time.monotonic
+    return loop.time
 
 
 def cancel_scope_class() -> Callable[[], anyio.CancelScope]:
