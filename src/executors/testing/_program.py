@@ -47,6 +47,8 @@ class Recorder:
     started: collections.Counter[str] = attrs.field(factory=collections.Counter)
     ready: set[str] = attrs.field(factory=set)
     closed: set[str] = attrs.field(factory=set)
+    # executor -> the reason it was reported closed with (``pool_closed``, ``broken``...)
+    closed_reasons: dict[str, str] = attrs.field(factory=dict)
     # executor -> job it runs now; job -> executor it runs on now
     running_on: dict[str, str] = attrs.field(factory=dict)
     running: dict[str, str] = attrs.field(factory=dict)
@@ -59,8 +61,9 @@ class Recorder:
         self.peak_live = max(self.peak_live, len(self.ready - self.closed))
 
     @hookimpl
-    def executors_executor_closed(self, executor_id: str) -> None:
+    def executors_executor_closed(self, executor_id: str, reason: str) -> None:
         self.closed.add(executor_id)
+        self.closed_reasons[executor_id] = reason
 
     @hookimpl
     def executors_job_started(self, job: Job, executor_id: str) -> None:
