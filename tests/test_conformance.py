@@ -3,6 +3,7 @@ through the pytest plugin, each in a subprocess (pytest does not nest well)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,18 +11,27 @@ from pathlib import Path
 import pytest
 
 from executors.testing.conformance import RULES, RULES_VERSION, Rule
+from executors.testing.conformance import rule as rule_with_id
 
 TIMEOUT = 120.0
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=TIMEOUT, check=False
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env=env,
     )
 
 
 def _check(backend: str) -> subprocess.CompletedProcess[str]:
-    return _run("-m", "executors", "check", backend, "--profile", "quick")
+    # The table is as wide as the terminal (80 columns through a pipe), wrapping long
+    # details onto a second line: wide enough here that each rule's row is one line.
+    env = {**os.environ, "COLUMNS": "200"}
+    return _run("-m", "executors", "check", backend, "--profile", "quick", env=env)
 
 
 def _row(stdout: str, rule: Rule) -> str:
@@ -42,6 +52,13 @@ def test_check_passes_every_rule_on_each_in_repo_backend(backend: str) -> None:
     assert f"rules version {RULES_VERSION}" in result.stdout
     if backend == "coroutine":  # EX-6: a coroutine cannot isolate a crash
         assert "requires capability" in _row(result.stdout, RULES[5])
+    # EX-11 applies to the backends that declare cheap kills, and only to them
+    cheap_kill = _row(result.stdout, rule_with_id("EX-11"))
+    if backend in ("coroutine", "process"):
+        assert " passed " in cheap_kill, cheap_kill
+    else:
+        assert " skipped " in cheap_kill, cheap_kill
+        assert "requires capability cheap_kill" in cheap_kill, cheap_kill
 
 
 def test_check_of_an_unknown_backend_exits_2_listing_the_installed_ones() -> None:
@@ -65,7 +82,7 @@ def test_the_pytest_plugin_runs_the_suite_from_the_installed_package() -> None:
         "-q",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 passed, 2 skipped" in result.stdout
+    assert "9 passed, 2 skipped" in result.stdout
 
 
 def test_without_a_backend_the_suite_is_skipped_with_a_reason() -> None:
@@ -106,6 +123,7 @@ def test_check_json_is_one_document_with_a_row_per_rule() -> None:
     statuses = {row["id"]: row["status"] for row in report["rules"]}
     assert statuses["EX-6"] == "skipped"  # a coroutine cannot isolate a crash
     assert statuses["EX-1"] == "passed"
+    assert statuses["EX-11"] == "passed"  # its kills are cheap
 
 
 _BROKEN_PLUGIN = """

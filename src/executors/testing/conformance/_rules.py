@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 #: bumped whenever a rule is added, removed or changes meaning
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 
 
 @attrs.frozen
@@ -103,6 +103,16 @@ RULES: tuple[Rule, ...] = (
         "A start() cancelled by initialize_timeout or by a drain while its setup hangs "
         "leaves no process, thread or file descriptor behind, and the job waiting for it "
         "fails with ACQUIRE_FAILED.",
+    ),
+    Rule(
+        "EX-11",
+        "cheap_kill_at_drain",
+        9,
+        "On a backend with cheap kills, a Pool.run() job without a timeout that still "
+        "runs when a drain's drain_timeout ends is killed: it ends once, POOL_CLOSED (its "
+        "caller gets JobFailed), the drain stays bounded, the executor is closed "
+        "pool_closed and nothing is left; a run() job with a timeout still times out.",
+        requires=("cheap_kill", "can_kill_running_job"),
     ),
 )
 

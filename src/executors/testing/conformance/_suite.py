@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 
 from ..._config import PoolConfig
-from ..._exceptions import AcquireError, PoolClosed
+from ..._exceptions import AcquireError, JobFailed, PoolClosed
+from ..._hookspecs import hookimpl
 from ..._job import FailureReason, JobStatus
 from ..._plugins import default_registry
 from ..._pool import open_pool
@@ -21,11 +23,11 @@ from .._program import Recorder
 from ._rules import Rule, rule
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable, Collection, Iterator
     from contextlib import AbstractAsyncContextManager
 
     from ..._executor import Capabilities
-    from ..._job import JobOutcome
+    from ..._job import Job, JobOutcome
     from ..._plugins import Registry
     from ..._pool import Pool
 
@@ -443,6 +445,177 @@ class BackendConformance:
             assert outcome.reason is FailureReason.ACQUIRE_FAILED, (
                 f"expected ACQUIRE_FAILED, got {outcome}"
             )
+
+    def test_ex_11_cheap_kill_at_drain(self) -> None:
+        checked = rule("EX-11")
+        self._require(checked)
+        cfg = self.config(
+            entrypoint=self._job("scripted_sync", "scripted"),
+            # Only the job that asks for a timeout has one: the other holds no cancel
+            # scope of the pool's, and only a kill can end it.
+            job_timeout=None,
+            drain_timeout=0.2,
+            close_timeout=1.0,
+            idle_executors=1,
+            max_executors=2,
+        )
+        timeout = 0.5
+        # The timed job must be stopped at its timeout, long before the rule gives up.
+        timed_limit = timeout + cfg.close_timeout + DRAIN_MARGIN
+        drain_limit = cfg.drain_timeout + cfg.close_timeout + DRAIN_MARGIN
+
+        async def main() -> _KilledAtDrain:
+            from .._simulated import Script
+
+            seen = _KilledAtDrain()
+            recorder, launches = seen.recorder, _Launches()
+
+            async def caller(pool: Pool) -> None:
+                try:
+                    seen.untimed = await _outcome_of_run(pool, Script.hang())
+                    # and the caller goes on after run(), as after any failed job
+                    await anyio.lowlevel.checkpoint()
+                except anyio.get_cancelled_exc_class():
+                    if seen.caller_cancelled_by_rule:
+                        raise
+                    # A kill that cancels the caller's task (Task.cancel() on asyncio)
+                    # did not take it back. Noted and ended here: the rule goes on.
+                    seen.caller_cancelled = True
+
+            async with self._open(cfg, observers=[recorder, launches]) as pool:
+                with anyio.fail_after(PATIENCE):
+                    await pool.wait_until(lambda s: s.idle >= 1)
+                with anyio.move_on_after(timed_limit) as gave_up:
+                    seen.timed = await _outcome_of_run(pool, Script.hang(), timeout=timeout)
+                seen.timed_stopped = not gave_up.cancelled_caught
+                timed_jobs = set(launches.executor_of)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(caller, pool)
+                    # Once launched, its caller is in run_job() (nothing awaits between
+                    # the hook and the call), where the job hangs until it is stopped:
+                    # it still runs when the drain's drain_timeout ends.
+                    with anyio.fail_after(PATIENCE):
+                        seen.job_id, seen.executor_id = await launches.first_not_in(timed_jobs)
+                    start = anyio.current_time()
+                    with anyio.fail_after(PATIENCE):
+                        await pool.drain()
+                    seen.drain_seconds = anyio.current_time() - start
+                    seen.outcomes_at_drain_end = recorder.finished[seen.job_id]
+                    if not seen.outcomes_at_drain_end:
+                        # The kill left the job running: cancel its caller, so that the
+                        # rule ends and reports it.
+                        seen.caller_cancelled_by_rule = True
+                        tg.cancel_scope.cancel()
+            return seen
+
+        for host in ("asyncio", "trio"):
+            # The leaks are checked with the pool hosted on trio, as for EX-5 and EX-10;
+            # asyncio runs the kill too (a backend may kill the caller's task there).
+            leaks = no_leaks() if host == "trio" else contextlib.nullcontext()
+            with _checking(checked), leaks:
+                seen = _run(main, host=host)
+                seen.check(host, timeout, timed_limit, drain_limit)
+
+
+@attrs.define(eq=False)
+class _Launches:
+    """An observer: the executor each job was last launched on, with a way to wait for
+    a launch (the pool's statistics do not change when a run() job's caller begins it)."""
+
+    executor_of: dict[str, str] = attrs.field(factory=dict)
+    _next: anyio.Event | None = attrs.field(init=False, default=None)
+
+    @hookimpl
+    def executors_job_started(self, job: Job, executor_id: str) -> None:
+        self.executor_of[job.id] = executor_id
+        if self._next is not None:
+            self._next.set()
+            self._next = None
+
+    async def first_not_in(self, known: Collection[str]) -> tuple[str, str]:
+        """The first job launched that is not in ``known``, and its executor."""
+        while True:
+            for job_id, executor_id in self.executor_of.items():
+                if job_id not in known:
+                    return job_id, executor_id
+            self._next = anyio.Event()
+            await self._next.wait()
+
+
+@attrs.define
+class _KilledAtDrain:
+    """What rule EX-11 saw on one host, checked once its pool has closed."""
+
+    recorder: Recorder = attrs.field(factory=Recorder)
+    #: the run() job with a timeout ended before the rule gave up on it
+    timed_stopped: bool = False
+    #: the outcome its run() raised JobFailed with (None: it returned a value)
+    timed: JobOutcome | None = None
+    #: the run() job without a timeout, and the executor it ran on
+    job_id: str = ""
+    executor_id: str = ""
+    drain_seconds: float = 0.0
+    #: how many outcomes that job had when drain() returned
+    outcomes_at_drain_end: int = 0
+    #: the outcome its run() raised JobFailed with (None: it returned a value, or its
+    #: caller was cancelled)
+    untimed: JobOutcome | None = None
+    #: the rule cancelled its caller (the job ran on after the drain)
+    caller_cancelled_by_rule: bool = False
+    #: something else cancelled it: a kill's cancellation of its task, not taken back
+    caller_cancelled: bool = False
+
+    def check(self, host: str, timeout: float, timed_limit: float, drain_limit: float) -> None:
+        on = f"on {host}:"
+        assert self.timed_stopped, (
+            f"{on} a run() job with a timeout of {timeout}s was still running after "
+            f"{timed_limit:.1f}s: it was not stopped at its timeout"
+        )
+        assert self.timed is not None, (
+            f"{on} a run() job with a timeout, which hangs, returned a value"
+        )
+        assert self.timed.status is JobStatus.TIMED_OUT, (
+            f"{on} a run() job with a timeout: expected TIMED_OUT, got {self.timed}"
+        )
+        assert self.outcomes_at_drain_end == 1, (
+            f"{on} the run() job {self.job_id} without a timeout was still running when the "
+            f"drain returned after {self.drain_seconds:.2f}s: kill() of {self.executor_id} "
+            "did not end it"
+        )
+        assert self.drain_seconds <= drain_limit, (
+            f"{on} drain took {self.drain_seconds:.2f}s > {drain_limit:.2f}s"
+        )
+        assert not self.caller_cancelled, (
+            f"{on} the caller of run() was cancelled, not by the rule: the kill's "
+            "cancellation of its task was not taken back"
+        )
+        assert self.untimed is not None, f"{on} run() of a job that hangs returned a value"
+        assert self.untimed.reason is FailureReason.POOL_CLOSED, (
+            f"{on} a run() job killed at the end of a drain: expected POOL_CLOSED, "
+            f"got {self.untimed}"
+        )
+        finished = self.recorder.finished[self.job_id]
+        assert finished == 1, f"{on} {self.job_id} was reported {finished} times"
+        reason = self.recorder.closed_reasons.get(self.executor_id)
+        assert reason == "pool_closed", (
+            f"{on} {self.executor_id}, killed at the end of the drain, was reported closed "
+            f"{reason or 'never'}, expected pool_closed"
+        )
+        assert self.recorder.ready <= self.recorder.closed, (
+            f"{on} an executor outlived the drain: "
+            f"{sorted(self.recorder.ready - self.recorder.closed)}"
+        )
+
+
+async def _outcome_of_run(
+    pool: Pool, payload: object, timeout: float | None = None
+) -> JobOutcome | None:
+    """The outcome ``pool.run()`` raised :class:`JobFailed` with; None if it returned."""
+    try:
+        await pool.run(payload, timeout=timeout)
+    except JobFailed as failed:
+        return failed.outcome
+    return None
 
 
 def _lines(path: str) -> int:
