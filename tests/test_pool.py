@@ -549,12 +549,8 @@ def test_invariant_9_a_drain_kills_the_runs_without_timeout_of_a_cheap_kill_back
         assert [o.reason for o in outcomes] == [FailureReason.POOL_CLOSED] * 4
         assert [o.status for o in outcomes] == [JobStatus.CANCELLED] * 4
         closed = dict(recorder.closed)
-        assert [closed[str(o.executor_id)] for o in outcomes] == [
-            "pool_closed",  # killed
-            "pool_closed",
-            "recycled",  # cancelled, then closed as the drain closes every executor
-            "recycled",
-        ]
+        # killed, or cancelled and then closed as the drain's end closes every executor
+        assert [closed[str(o.executor_id)] for o in outcomes] == ["pool_closed"] * 4
         assert len(recorder.finished) == 4
         assert backend.live == set()
 

@@ -323,7 +323,10 @@ class PoolState:
         limit = self.limits.max_jobs_per_executor
         if not reusable:
             return [self._close(record, broken), *self._rebalance()]
-        if self.aborted or (limit is not None and record.jobs_done >= limit):
+        if self.aborted:
+            # the drain's end closes every executor, this one too: not a recycling
+            return [self._close(record, CloseReason.POOL_CLOSED), *self._rebalance()]
+        if limit is not None and record.jobs_done >= limit:
             return [self._close(record, CloseReason.RECYCLED), *self._rebalance()]
         self._move(record, Slot.IDLE)
         self.idle.append(executor_id)
