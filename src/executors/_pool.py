@@ -167,13 +167,6 @@ class JobHandle:
     # The launch handed over and not yet begun (by run()'s caller, or by the task the
     # pool starts for a submitted job's launch). Invariant: None while the job runs.
     _handover: LaunchJob | None = attrs.field(init=False, default=None, repr=False)
-    # The task of run()'s caller, on an asyncio host where its runs hold no cancel scope
-    # (see Pool._cancel_tasks), and its cancellation requests when the job came: one left
-    # once the pool's is taken back is someone else's, never swallowed. _task_cancelled:
-    # the pool cancelled the task, and run() has yet to take that back.
-    _task: asyncio.Task[Any] | None = attrs.field(init=False, default=None, repr=False)
-    _task_cancelling: int = attrs.field(init=False, default=0, repr=False)
-    _task_cancelled: bool = attrs.field(init=False, default=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -268,6 +261,15 @@ class Pool:
     _kill_ends_runs: bool = attrs.field(init=False, repr=False)
     _cancel_tasks: bool = attrs.field(init=False, repr=False)
     _scopeless_runs: bool = attrs.field(init=False, repr=False)
+    # With _cancel_tasks: job id -> the task of its run() caller, and that task's
+    # cancellation requests when the job came (one left once the pool's is taken back is
+    # someone else's, never swallowed); jobs whose caller the pool cancelled and run() has
+    # yet to take that back. Kept here, not in the handles: a coroutine job's handle
+    # (cheap kills, no such runs) stays as small as it can.
+    _runner_tasks: dict[str, tuple[asyncio.Task[Any], int]] = attrs.field(
+        init=False, factory=dict, repr=False
+    )
+    _tasks_cancelled: set[str] = attrs.field(init=False, factory=set, repr=False)
 
     def __attrs_post_init__(self) -> None:
         caps = self.backend.capabilities
@@ -295,9 +297,9 @@ class Pool:
         handle = self._accept(payload, timeout, metadata, None, runner=True)
         job = handle.job
         if self._cancel_tasks:
-            task = handle._task = asyncio.current_task()
+            task = asyncio.current_task()
             assert task is not None, "run() runs in a task"
-            handle._task_cancelling = task.cancelling()
+            self._runner_tasks[job.id] = (task, task.cancelling())
         try:
             # Launches are handed to this task (at once when an executor is free, later
             # when one frees up, again after a refused launch): it runs the job itself,
@@ -323,7 +325,7 @@ class Pool:
                             if outcome.job_id != job.id:
                                 outcome = await self._stale(job, executor, outcome)
                 except BaseException as exc:
-                    if self._took_back(handle) and isinstance(exc, asyncio.CancelledError):
+                    if self._took_back(job.id) and isinstance(exc, asyncio.CancelledError):
                         # The pool's cancellation alone (the end of a drain): the job ends
                         # with its reason, and the caller is not cancelled. An anyio scope
                         # of the caller's cancelled in the same step waits for the pool's
@@ -334,10 +336,12 @@ class Pool:
                     self._interrupted(attempt, handle, executor, started)
                     raise
                 # A backend that swallowed the cancellation still had one sent.
-                self._took_back(handle)
+                self._took_back(job.id)
                 self._complete(attempt, handle, executor, outcome, started)
         finally:
             handle._runner = False
+            if self._cancel_tasks:
+                del self._runner_tasks[job.id]
             if not handle.done():
                 handle.cancel()
             if handle._handover is not None:
@@ -480,26 +484,25 @@ class Pool:
         scope = self._run_scopes.get(action.job_id)
         if scope is not None:
             scope.cancel()
-        elif (handle := self._handles[action.job_id])._handover is None:
+        elif self._handles[action.job_id]._handover is None:
             # A run with no scope that has begun (one handed over and not yet taken sees
             # its cancel reason and never starts): a kill ends it, or a cancellation of
             # its caller's task, which the executor meets as it would its scope's.
             if self._kill_ends_runs:
                 self._kill_reasons[action.executor_id] = action.reason
                 self._tg.start_soon(self._executors[action.executor_id].kill)
-            elif handle._task is not None:
-                handle._task_cancelled = True
-                handle._task.cancel()
+            elif (runner := self._runner_tasks.get(action.job_id)) is not None:
+                self._tasks_cancelled.add(action.job_id)
+                runner[0].cancel()
 
-    @staticmethod
-    def _took_back(handle: JobHandle) -> bool:
+    def _took_back(self, job_id: str) -> bool:
         """Takes back the cancellation the pool sent to run()'s caller, if it sent one:
         True when it was the task's only new one (nobody else cancelled the caller)."""
-        if not handle._task_cancelled:
+        if job_id not in self._tasks_cancelled:
             return False
-        handle._task_cancelled = False
-        assert handle._task is not None
-        return handle._task.uncancel() <= handle._task_cancelling
+        self._tasks_cancelled.remove(job_id)
+        task, cancelling = self._runner_tasks[job_id]
+        return task.uncancel() <= cancelling
 
     def _timeout_of(self, job: Job) -> float | None:
         return job.timeout if job.timeout is not None else self.config.job_timeout
