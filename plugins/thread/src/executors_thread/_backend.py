@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -8,7 +9,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -95,13 +96,58 @@ def _post_quietly(post: Post, callback: Callable[..., object], *args: object) ->
         pass
 
 
+class _Done(Protocol):
+    """Set once on the host's loop when a run's outcome is known; what anyio.Event does."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> None: ...
+
+
+class _FutureDone:
+    """A run's _Done on asyncio, as one bare future of the host's loop: anyio's Event
+    wraps asyncio's, which makes a future per wait and keeps a deque of them (this is
+    set and awaited once a job)."""
+
+    __slots__ = ("_future", "_set")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._future: asyncio.Future[None] = loop.create_future()
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if self._future.done():
+            # A cancelled wait cancelled the future: a later wait (the run's stop) gets
+            # a fresh one.
+            self._future = self._future.get_loop().create_future()
+        await self._future
+
+
+def _done_maker() -> Callable[[], _Done]:
+    """How to make a run's _Done on the loop this is called on."""
+    if sniffio.current_async_library() == "asyncio":
+        loop = asyncio.get_running_loop()
+        return lambda: _FutureDone(loop)
+    return event_class()
+
+
 @attrs.define(eq=False)
 class _Run:
     """One job handed to the thread, and what came of it."""
 
     job: Job
     # set on the host's loop when the outcome is known
-    done: anyio.Event = attrs.field(factory=anyio.Event)
+    done: _Done
     outcome: JobOutcome | None = None
     cancel_requested: bool = False
     # the cancel scope of an async job, on the thread's loop
@@ -150,15 +196,15 @@ class ThreadExecutor:
     _ping_sent: float | None = attrs.field(init=False, default=None, repr=False)
     # the host loop's clock, looked up once (see executors._clock)
     _clock: Callable[[], float] = attrs.field(init=False, default=time.monotonic, repr=False)
-    # anyio.Event for the host loop, looked up once (see executors._clock)
-    _new_event: Callable[[], anyio.Event] = attrs.field(init=False, default=anyio.Event, repr=False)
+    # makes a run's _Done for the host loop, looked up once (see _done_maker)
+    _new_done: Callable[[], _Done] = attrs.field(init=False, default=anyio.Event, repr=False)
     _last_rtt: float | None = attrs.field(init=False, default=None, repr=False)
 
     # -- JobExecutor -----------------------------------------------------------------------
 
     async def start(self) -> None:
         self._host_post = _poster()
-        self._new_event = event_class()
+        self._new_done = _done_maker()
         self._clock = loop_clock()
         main = self._main
         if not self._is_async and (self._setup is None or not _is_async(self._setup)):
@@ -193,7 +239,7 @@ class ThreadExecutor:
         if self.state is not ExecutorState.READY or self._thread_post is None:
             msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
             raise LaunchError(msg)
-        run = self._run = _Run(job, self._new_event())
+        run = self._run = _Run(job, self._new_done())
         self.state = ExecutorState.BUSY
         post = self._thread_post
         if self._is_async:
