@@ -101,7 +101,7 @@ class _Done(Protocol):
 
     def set(self) -> None: ...
     def is_set(self) -> bool: ...
-    async def wait(self) -> None: ...
+    def wait(self) -> Awaitable[None]: ...
 
 
 class _FutureDone:
@@ -123,14 +123,15 @@ class _FutureDone:
     def is_set(self) -> bool:
         return self._set
 
-    async def wait(self) -> None:
-        if self._set:
-            return
-        if self._future.done():
-            # A cancelled wait cancelled the future: a later wait (the run's stop) gets
-            # a fresh one.
+    def wait(self) -> asyncio.Future[None]:
+        # The future itself is awaited, with no coroutine around it.
+        if self._future.cancelled():
+            # A cancelled wait cancelled it: a later wait (the run's stop) gets a fresh
+            # one, done already if the outcome came meanwhile.
             self._future = self._future.get_loop().create_future()
-        await self._future
+            if self._set:
+                self._future.set_result(None)
+        return self._future
 
 
 def _done_maker() -> Callable[[], _Done]:
@@ -241,11 +242,10 @@ class ThreadExecutor:
             raise LaunchError(msg)
         run = self._run = _Run(job, self._new_done())
         self.state = ExecutorState.BUSY
-        post = self._thread_post
         if self._is_async:
             self._post_to_thread(run)
         else:
-            _post_quietly(post, lambda: self._run_sync(run))
+            _post_quietly(self._thread_post, lambda: self._run_sync(run))
         try:
             await run.done.wait()
         except BaseException:
