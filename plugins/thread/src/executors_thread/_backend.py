@@ -24,6 +24,7 @@ from executors import (
     Health,
     JobContext,
     JobOutcome,
+    JobStatus,
     LaunchError,
     RemoteError,
     resolve_callable,
@@ -448,11 +449,16 @@ class ThreadExecutor:
         no task to wake, no second pass of the loop."""
         job = run.job
         try:
-            outcome = JobOutcome.success(job.id, self._entrypoint(self._context(run)))
+            value = self._entrypoint(self._context(run))
+            outcome = JobOutcome(job_id=job.id, status=JobStatus.SUCCEEDED, value=value)
         except _JOB_ERRORS as exc:
             error = RemoteError.from_exception(exc)
             outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
-        self._to_host(_settle, run, outcome)
+        # _to_host's work, one frame fewer: the thread holds the interpreter lock the
+        # host's loop waits for until it blocks for its next job
+        host = self._host_post
+        assert host is not None
+        _post_quietly(host, _settle, run, outcome)
 
     async def _execute(self, run: _Run) -> None:
         job = run.job
