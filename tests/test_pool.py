@@ -598,14 +598,39 @@ def test_observer_that_raises_never_changes_an_outcome(caplog: pytest.LogCapture
     assert "observer bug" in caplog.text
 
 
+@pytest.mark.parametrize("cancel_by_task", [False, True])
+def test_on_asyncio_only_a_backend_that_allows_cancel_by_task_runs_run_jobs_without_a_scope(
+    cancel_by_task: bool,
+) -> None:
+    # Task.cancel() is not held off by an anyio shield inside run_job: only a backend
+    # that says it needs none there gets it; the others' runs keep their scope.
+    backend = simulated()
+    backend.capabilities = attrs.evolve(backend.capabilities, cancel_by_task=cancel_by_task)
+
+    async def main() -> None:
+        config = make_config()
+        async with (
+            open_pool(config, registry=registry_with(backend)) as pool,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(pool.run, Script.succeed(seconds=30.0))
+            await pool.wait_until(lambda s: s.busy == 1)
+            assert len(pool._run_scopes) == (0 if cancel_by_task else 1)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main, backend="asyncio")
+
+
 @pytest.mark.parametrize("callers_first", [True, False])
 def test_on_asyncio_the_drains_end_never_swallows_the_callers_own_cancellation(
     callers_first: bool,
 ) -> None:
-    # On asyncio a run() job without a timeout holds no cancel scope: the drain's end
-    # cancels its caller's task and takes that back. A cancellation of the caller's own,
-    # in the same step and in either order, must still reach the caller.
+    # On asyncio a run() job without a timeout on a backend that allows cancel_by_task
+    # holds no cancel scope: the drain's end cancels its caller's task and takes that
+    # back. A cancellation of the caller's own, in the same step and in either order,
+    # must still reach the caller.
     backend, recorder = simulated(), Recorder()
+    backend.capabilities = attrs.evolve(backend.capabilities, cancel_by_task=True)
 
     async def main() -> None:
         async with open_pool(

@@ -71,6 +71,7 @@ _CAPABILITY_LABELS = {
     "remote": "remote",
     "setup_per_pool": "setup-per-pool",
     "cheap_kill": "cheap-kill",
+    "cancel_by_task": "cancel-by-task",
 }
 # Failures that are no FailureReason: submit() refused the job (when_full = "reject").
 _REJECTED = "rejected"

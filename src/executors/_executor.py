@@ -56,6 +56,11 @@ class Capabilities:
     #: ``can_kill_running_job``, the pool ends a ``Pool.run()`` job without a timeout at
     #: the end of a drain by killing its executor, and holds no cancel scope for it
     cheap_kill: bool = False
+    #: ``run_job`` may be cancelled as asyncio cancels a task (``Task.cancel()``), which
+    #: an anyio shield inside it does not hold off. On an asyncio host the pool then
+    #: holds no cancel scope for a ``Pool.run()`` job without a timeout: the end of a
+    #: drain cancels the caller's task instead, and takes that cancellation back
+    cancel_by_task: bool = False
 
 
 @attrs.frozen

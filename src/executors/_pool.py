@@ -255,9 +255,10 @@ class Pool:
     # A run that only a drain's end can cancel (a run() job without a timeout: its
     # caller's own cancellation reaches it directly) holds no cancel scope when that end
     # can stop it another way: by killing its executor, if the backend kills cheaply
-    # (Capabilities.cheap_kill); else, on asyncio, by cancelling its caller's task as
-    # asyncio does (Task.cancel(), taken back by run() with Task.uncancel()). On trio,
-    # such runs of other backends keep their scope.
+    # (Capabilities.cheap_kill); else, on asyncio and if the backend allows it
+    # (Capabilities.cancel_by_task), by cancelling its caller's task as asyncio does
+    # (Task.cancel(), taken back by run() with Task.uncancel()). Other runs keep their
+    # scope.
     _kill_ends_runs: bool = attrs.field(init=False, repr=False)
     _cancel_tasks: bool = attrs.field(init=False, repr=False)
     _scopeless_runs: bool = attrs.field(init=False, repr=False)
@@ -274,7 +275,7 @@ class Pool:
     def __attrs_post_init__(self) -> None:
         caps = self.backend.capabilities
         self._kill_ends_runs = caps.cheap_kill and caps.can_kill_running_job
-        self._cancel_tasks = not self._kill_ends_runs and on_asyncio()
+        self._cancel_tasks = not self._kill_ends_runs and caps.cancel_by_task and on_asyncio()
         self._scopeless_runs = self._kill_ends_runs or self._cancel_tasks
         # Limits are named after the config fields they take.
         limits = Limits(**{f.name: getattr(self.config, f.name) for f in attrs.fields(Limits)})

@@ -58,6 +58,9 @@ _CAPABILITIES = Capabilities(
     reusable=True,
     remote=False,
     setup_per_pool=False,
+    # run_job shields nothing from the pool's cancellation (its stop after one is
+    # shielded, and comes after the cancellation landed)
+    cancel_by_task=True,
 )
 
 
