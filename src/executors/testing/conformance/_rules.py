@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 #: bumped whenever a rule is added, removed or changes meaning
-RULES_VERSION = "3"
+RULES_VERSION = "4"
 
 
 @attrs.frozen
@@ -113,6 +113,18 @@ RULES: tuple[Rule, ...] = (
         "caller gets JobFailed), the drain stays bounded, the executor is closed "
         "pool_closed and nothing is left; a run() job with a timeout still times out.",
         requires=("cheap_kill", "can_kill_running_job"),
+    ),
+    Rule(
+        "EX-12",
+        "cancel_by_task_at_drain",
+        9,
+        "On a backend that cancels by task, a Pool.run() job without a timeout that still "
+        "runs when a drain's drain_timeout ends is stopped by the cancellation of its "
+        "caller's task (on asyncio; through its scope on trio), for each kind of "
+        "entrypoint: it ends once, POOL_CLOSED (its caller gets JobFailed and is not left "
+        "cancelled), the drain stays bounded, the executor is closed pool_closed and "
+        "nothing is left; a run() job with a timeout still times out.",
+        requires=("cancel_by_task",),
     ),
 )
 

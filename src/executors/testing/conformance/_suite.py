@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import os
 import tempfile
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
@@ -12,6 +14,7 @@ import anyio.lowlevel
 import attrs
 import pytest
 
+from ..._clock import on_asyncio
 from ..._config import PoolConfig
 from ..._exceptions import AcquireError, JobFailed, PoolClosed
 from ..._hookspecs import hookimpl
@@ -449,37 +452,67 @@ class BackendConformance:
     def test_ex_11_cheap_kill_at_drain(self) -> None:
         checked = rule("EX-11")
         self._require(checked)
-        cfg = self.config(
-            entrypoint=self._job("scripted_sync", "scripted"),
-            # Only the job that asks for a timeout has one: the other holds no cancel
-            # scope of the pool's, and only a kill can end it.
-            job_timeout=None,
-            drain_timeout=0.2,
-            close_timeout=1.0,
-            idle_executors=1,
-            max_executors=2,
+        self._check_drain_ends_run(
+            checked,
+            (self._job("scripted_sync", "scripted"),),
+            _Stopper(how="kill() of {executor}", sender="the kill"),
         )
-        timeout = 0.5
-        # The timed job must be stopped at its timeout, long before the rule gives up.
-        timed_limit = timeout + cfg.close_timeout + DRAIN_MARGIN
-        drain_limit = cfg.drain_timeout + cfg.close_timeout + DRAIN_MARGIN
 
-        async def main() -> _KilledAtDrain:
+    def test_ex_12_cancel_by_task_at_drain(self) -> None:
+        checked = rule("EX-12")
+        self._require(checked)
+        # Each kind of entrypoint the backend runs: run_job may wait for a sync job (in
+        # a thread, which polls cancel_requested) otherwise than for an async one, and
+        # must meet the cancellation of its caller's task at either await.
+        entrypoints = [
+            f"{_JOBS}:{name}"
+            for name, runs in (
+                ("scripted", self.capabilities.async_entrypoints),
+                ("scripted_sync", self.capabilities.sync_entrypoints),
+            )
+            if runs
+        ]
+        if not entrypoints:
+            pytest.skip("requires sync_entrypoints or async_entrypoints")
+        self._check_drain_ends_run(
+            checked,
+            tuple(entrypoints),
+            _Stopper(how="the cancellation of its caller's task", sender="the pool"),
+        )
+
+    def _check_drain_ends_run(
+        self, checked: Rule, entrypoints: tuple[str, ...], stopper: _Stopper
+    ) -> None:
+        """Rules EX-11 and EX-12: a run() job without a timeout, which holds no cancel
+        scope of the pool's on such a backend, still running when a drain's drain_timeout
+        ends, ends once, POOL_CLOSED, by ``stopper`` alone; a run() job with a timeout,
+        which keeps its scope, still times out. Checked for each of ``entrypoints`` (jobs
+        that hang until they are stopped), on asyncio and on trio."""
+        timeout = 0.5
+        close_timeout = 1.0
+        drain_timeout = 0.2
+        # The timed job must be stopped at its timeout, long before the rule gives up.
+        timed_limit = timeout + close_timeout + DRAIN_MARGIN
+        drain_limit = drain_timeout + close_timeout + DRAIN_MARGIN
+
+        async def main(cfg: PoolConfig) -> _EndedAtDrain:
             from .._simulated import Script
 
-            seen = _KilledAtDrain()
+            seen = _EndedAtDrain()
             recorder, launches = seen.recorder, _Launches()
 
             async def caller(pool: Pool) -> None:
+                before = _cancelling()
                 try:
                     seen.untimed = await _outcome_of_run(pool, Script.hang())
+                    seen.cancelling = (before, _cancelling())
                     # and the caller goes on after run(), as after any failed job
                     await anyio.lowlevel.checkpoint()
                 except anyio.get_cancelled_exc_class():
                     if seen.caller_cancelled_by_rule:
                         raise
-                    # A kill that cancels the caller's task (Task.cancel() on asyncio)
-                    # did not take it back. Noted and ended here: the rule goes on.
+                    # A cancellation of the caller's task (Task.cancel() on asyncio)
+                    # that was not taken back. Noted and ended here: the rule goes on.
                     seen.caller_cancelled = True
 
             async with self._open(cfg, observers=[recorder, launches]) as pool:
@@ -502,19 +535,50 @@ class BackendConformance:
                     seen.drain_seconds = anyio.current_time() - start
                     seen.outcomes_at_drain_end = recorder.finished[seen.job_id]
                     if not seen.outcomes_at_drain_end:
-                        # The kill left the job running: cancel its caller, so that the
+                        # The job ran on past its stop: cancel its caller, so that the
                         # rule ends and reports it.
                         seen.caller_cancelled_by_rule = True
                         tg.cancel_scope.cancel()
             return seen
 
-        for host in ("asyncio", "trio"):
-            # The leaks are checked with the pool hosted on trio, as for EX-5 and EX-10;
-            # asyncio runs the kill too (a backend may kill the caller's task there).
-            leaks = no_leaks() if host == "trio" else contextlib.nullcontext()
-            with _checking(checked), leaks:
-                seen = _run(main, host=host)
-                seen.check(host, timeout, timed_limit, drain_limit)
+        for entrypoint in entrypoints:
+            cfg = self.config(
+                entrypoint=entrypoint,
+                # Only the job that asks for a timeout has one: the other holds no
+                # cancel scope of the pool's, and only the stopper can end it.
+                job_timeout=None,
+                drain_timeout=drain_timeout,
+                close_timeout=close_timeout,
+                idle_executors=1,
+                max_executors=2,
+            )
+            for host in ("asyncio", "trio"):
+                # The leaks are checked with the pool hosted on trio, as for EX-5 and
+                # EX-10; asyncio runs the stop too (where a backend may cancel, or the
+                # pool does cancel, the caller's task).
+                leaks = no_leaks() if host == "trio" else contextlib.nullcontext()
+                with _checking(checked), leaks:
+                    seen = _run(functools.partial(main, cfg), host=host)
+                    on = f"on {host}, {entrypoint.rpartition(':')[2]}:"
+                    seen.check(on, stopper, timeout, timed_limit, drain_limit)
+
+
+@attrs.frozen
+class _Stopper:
+    """What ends a run() job without a timeout at a drain's end, in a rule's messages."""
+
+    #: what should have ended it; ``{executor}`` is replaced by the executor's id
+    how: str
+    #: what may have cancelled the caller's task (and must have taken that back)
+    sender: str
+
+
+def _cancelling() -> int | None:
+    """How many cancellation requests the current asyncio task has (None on trio)."""
+    if not on_asyncio():
+        return None
+    task = asyncio.current_task()
+    return None if task is None else task.cancelling()
 
 
 @attrs.define(eq=False)
@@ -543,8 +607,8 @@ class _Launches:
 
 
 @attrs.define
-class _KilledAtDrain:
-    """What rule EX-11 saw on one host, checked once its pool has closed."""
+class _EndedAtDrain:
+    """What rule EX-11 or EX-12 saw on one host, checked once its pool has closed."""
 
     recorder: Recorder = attrs.field(factory=Recorder)
     #: the run() job with a timeout ended before the rule gave up on it
@@ -560,13 +624,17 @@ class _KilledAtDrain:
     #: the outcome its run() raised JobFailed with (None: it returned a value, or its
     #: caller was cancelled)
     untimed: JobOutcome | None = None
+    #: the cancellation requests of its caller's task before and after run() (asyncio)
+    cancelling: tuple[int | None, int | None] = (None, None)
     #: the rule cancelled its caller (the job ran on after the drain)
     caller_cancelled_by_rule: bool = False
-    #: something else cancelled it: a kill's cancellation of its task, not taken back
+    #: something else cancelled it: a cancellation of its task, not taken back
     caller_cancelled: bool = False
 
-    def check(self, host: str, timeout: float, timed_limit: float, drain_limit: float) -> None:
-        on = f"on {host}:"
+    def check(
+        self, on: str, stopper: _Stopper, timeout: float, timed_limit: float, drain_limit: float
+    ) -> None:
+        how = stopper.how.format(executor=self.executor_id)
         assert self.timed_stopped, (
             f"{on} a run() job with a timeout of {timeout}s was still running after "
             f"{timed_limit:.1f}s: it was not stopped at its timeout"
@@ -579,27 +647,34 @@ class _KilledAtDrain:
         )
         assert self.outcomes_at_drain_end == 1, (
             f"{on} the run() job {self.job_id} without a timeout was still running when the "
-            f"drain returned after {self.drain_seconds:.2f}s: kill() of {self.executor_id} "
-            "did not end it"
+            f"drain returned after {self.drain_seconds:.2f}s: {how} did not end it"
         )
         assert self.drain_seconds <= drain_limit, (
             f"{on} drain took {self.drain_seconds:.2f}s > {drain_limit:.2f}s"
         )
         assert not self.caller_cancelled, (
-            f"{on} the caller of run() was cancelled, not by the rule: the kill's "
-            "cancellation of its task was not taken back"
+            f"{on} the caller of run() was cancelled, not by the rule: the cancellation "
+            f"{stopper.sender} sent to its task was not taken back"
         )
-        assert self.untimed is not None, f"{on} run() of a job that hangs returned a value"
+        assert self.untimed is not None, (
+            f"{on} run() of a job that hangs returned a value: {how} did not end it "
+            "(run_job() returned a success)"
+        )
         assert self.untimed.reason is FailureReason.POOL_CLOSED, (
-            f"{on} a run() job killed at the end of a drain: expected POOL_CLOSED, "
+            f"{on} a run() job still running at the end of a drain: expected POOL_CLOSED, "
             f"got {self.untimed}"
+        )
+        before, after = self.cancelling
+        assert before == after, (
+            f"{on} the caller's task had {before} cancellation requests before run() and "
+            f"{after} after it: the cancellation {stopper.sender} sent to it was not taken back"
         )
         finished = self.recorder.finished[self.job_id]
         assert finished == 1, f"{on} {self.job_id} was reported {finished} times"
         reason = self.recorder.closed_reasons.get(self.executor_id)
         assert reason == "pool_closed", (
-            f"{on} {self.executor_id}, killed at the end of the drain, was reported closed "
-            f"{reason or 'never'}, expected pool_closed"
+            f"{on} {self.executor_id}, whose run() job the drain's end stopped, was reported "
+            f"closed {reason or 'never'}, expected pool_closed"
         )
         assert self.recorder.ready <= self.recorder.closed, (
             f"{on} an executor outlived the drain: "
