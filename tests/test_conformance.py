@@ -59,6 +59,13 @@ def test_check_passes_every_rule_on_each_in_repo_backend(backend: str) -> None:
     else:
         assert " skipped " in cheap_kill, cheap_kill
         assert "requires capability cheap_kill" in cheap_kill, cheap_kill
+    # EX-12 applies to the backends that declare cancellation by task: the thread one
+    by_task = _row(result.stdout, rule_with_id("EX-12"))
+    if backend == "thread":
+        assert " passed " in by_task, by_task
+    else:
+        assert " skipped " in by_task, by_task
+        assert "requires capability cancel_by_task" in by_task, by_task
 
 
 def test_check_of_an_unknown_backend_exits_2_listing_the_installed_ones() -> None:
@@ -82,7 +89,7 @@ def test_the_pytest_plugin_runs_the_suite_from_the_installed_package() -> None:
         "-q",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 passed, 2 skipped" in result.stdout
+    assert "9 passed, 3 skipped" in result.stdout
 
 
 def test_without_a_backend_the_suite_is_skipped_with_a_reason() -> None:
@@ -124,6 +131,7 @@ def test_check_json_is_one_document_with_a_row_per_rule() -> None:
     assert statuses["EX-6"] == "skipped"  # a coroutine cannot isolate a crash
     assert statuses["EX-1"] == "passed"
     assert statuses["EX-11"] == "passed"  # its kills are cheap
+    assert statuses["EX-12"] == "skipped"  # it keeps a scope: its kills end runs instead
 
 
 _BROKEN_PLUGIN = """
