@@ -416,23 +416,25 @@ class PoolState:
 
     def _rebalance(self) -> list[Action]:
         """Hand idle executors to waiting jobs, close the surplus, spawn what is missing."""
-        # Each step is skipped when there is nothing for it to do, decided here with no
-        # generator made: this runs twice a job.
+        # Each step appends its actions, and returns at once when it has nothing to do:
+        # no generator is made, and this runs twice a job.
         actions: list[Action] = []
         if self.waiting and self.idle:
             self._assign(actions)
         keep = 0 if self.draining else self.idle_target
         if len(self.idle) > keep:
-            actions.extend(self._close_surplus())
-        # _spawn_missing's own tests (something is wanted, and there is room), first
+            self._close_surplus(actions, keep)
+        # Spawn toward `keep` idle executors beyond the waiting jobs, as room allows.
         starting = self._slots[Slot.STARTING]
-        limits = self.limits
-        if (
-            len(self.waiting) + keep > len(self.idle) + starting
-            and len(self.executors) < limits.max_executors
-            and starting < limits.max_concurrent_initializations
-        ):
-            actions.extend(self._spawn_missing())
+        wanted = len(self.waiting) + keep - len(self.idle) - starting
+        if wanted > 0 and not self.aborted:
+            limits = self.limits
+            room = min(
+                limits.max_executors - len(self.executors),
+                limits.max_concurrent_initializations - starting,
+            )
+            if room > 0:
+                self._spawn(actions, min(wanted, room))
         return actions
 
     def _assign(self, actions: list[Action]) -> None:
@@ -449,34 +451,23 @@ class PoolState:
             job.launches += 1
             actions.append(LaunchJob(job.id, record.id, job.launches))
 
-    def _close_surplus(self) -> Iterator[Action]:
+    def _close_surplus(self, actions: list[Action], keep: int) -> None:
         # _assign ran first, so idle executors and waiting jobs never coexist here.
-        keep = 0 if self.draining else self.idle_target
         while len(self.idle) > keep:
             # Close the oldest: the newest are the warmest.
-            yield self._close(self.executors[self.idle.popleft()], CloseReason.IDLE_SURPLUS)
+            record = self.executors[self.idle.popleft()]
+            actions.append(self._close(record, CloseReason.IDLE_SURPLUS))
 
-    def _spawn_missing(self) -> Iterator[Action]:
-        if self.aborted:
-            return
-        starting = self._slots[Slot.STARTING]
-        target = len(self.waiting) + (0 if self.draining else self.idle_target)
-        wanted = target - len(self.idle) - starting
-        if wanted <= 0:
-            return
-        room = min(
-            self.limits.max_executors - len(self.executors),
-            self.limits.max_concurrent_initializations - starting,
-        )
+    def _spawn(self, actions: list[Action], count: int) -> None:
         delay = self._backoff()
-        for _ in range(min(wanted, room)):
+        for _ in range(count):
             self._serial += 1
             executor_id = f"{self.id_prefix}-{self._serial}"
             self.executors[executor_id] = ExecutorRecord(executor_id, Slot.STARTING)
             self._slots[Slot.STARTING] += 1
             if self._open_cycle is not None:
                 self._add_to_cycle(self._open_cycle, executor_id)
-            yield SpawnExecutor(executor_id, delay)
+            actions.append(SpawnExecutor(executor_id, delay))
 
     def _backoff(self) -> float:
         """Exponential in consecutive failures, capped, with jitter in [50%, 100%]."""
