@@ -336,8 +336,9 @@ class Pool:
                         continue
                     self._interrupted(attempt, handle, executor, started)
                     raise
-                # A backend that swallowed the cancellation still had one sent.
-                self._took_back(job.id)
+                if self._tasks_cancelled:
+                    # A backend that swallowed the pool's cancellation still had it sent.
+                    self._took_back(job.id)
                 self._complete(attempt, handle, executor, outcome, started)
         finally:
             handle._runner = False

@@ -25,7 +25,7 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
-from executors._clock import cancel_scope_class, checkpoint_function
+from executors._clock import cancel_scope_class, checkpoint_function, on_asyncio
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -313,11 +313,7 @@ class _Factory:
 
 
 def _executor_class() -> type[CoroutineExecutor]:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _TrioExecutor  # the other loop anyio runs on
-    return _AsyncioExecutor
+    return _AsyncioExecutor if on_asyncio() else _TrioExecutor
 
 
 @attrs.frozen

@@ -29,7 +29,7 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
-from executors._clock import event_class, loop_clock
+from executors._clock import event_class, loop_clock, on_asyncio
 from executors._limits import os_problem, task_limits
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class _FutureDone:
 
 def _done_maker() -> Callable[[], _Done]:
     """How to make a run's _Done on the loop this is called on."""
-    if sniffio.current_async_library() == "asyncio":
+    if on_asyncio():
         loop = asyncio.get_running_loop()
         return lambda: _FutureDone(loop)
     return event_class()
