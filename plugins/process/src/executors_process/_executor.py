@@ -538,8 +538,8 @@ class ProcessExecutor:
             return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
         if not self._exited.is_set():
             self.state = ExecutorState.READY
-            if self._spec.options.recycle_memory_mb is not None:
-                self._recycle_if_over_memory()
+            if (limit := self._spec.options.recycle_memory_mb) is not None:
+                self._recycle_if_over_memory(limit)
         if reply[0] == "result":
             _, _, ok, value, _ = reply
             if ok:
@@ -549,9 +549,7 @@ class ProcessExecutor:
             value = self._undecodable(reply, f"{what} of job {job.id}")
         return JobOutcome.failure(job.id, FailureReason.RAISED, remote_error(value, self._where()))
 
-    def _recycle_if_over_memory(self) -> None:
-        limit = self._spec.options.recycle_memory_mb
-        assert limit is not None
+    def _recycle_if_over_memory(self, limit: float) -> None:
         used = self.memory_mb()
         if used is not None and used > limit:
             logger.info(

@@ -170,14 +170,10 @@ class _Worker:
     def _call(self, function: Callable[..., Any], *args: object) -> object:
         result = function(*args)
         if inspect.isawaitable(result):
-            return self._await(result)
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            return self._loop.run_until_complete(_awaited(result))
         return result
-
-    def _await(self, awaitable: Any) -> object:
-        """Runs an async job (or setup) to its end on this worker's own event loop."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(_awaited(awaitable))
 
     def _init(self, entrypoint: str | Any, setup: str | Any | None, log_level: int) -> None:
         logging.getLogger().setLevel(log_level)
@@ -191,17 +187,13 @@ class _Worker:
         self._send(encode(("ready",)))
 
     def job(self, job_id: str, payload: object) -> None:
-        entrypoint = self._entrypoint
-        assert entrypoint is not None, "a job before init"
+        assert self._entrypoint is not None, "a job before init"
         self.job_id = job_id
         ctx = JobContext(
             payload=payload, job_id=job_id, executor_id=self.executor_id, state=self._state
         )
         try:
-            # _call's work inlined for a plain function's plain value: this runs a job.
-            value = entrypoint(ctx)
-            if inspect.isawaitable(value):
-                value = self._await(value)
+            value = self._call(self._entrypoint, ctx)
         except Exception as exc:
             self._reply(job_id, False, error_info(exc))
         else:

@@ -24,7 +24,6 @@ from executors import (
     Health,
     JobContext,
     JobOutcome,
-    JobStatus,
     LaunchError,
     RemoteError,
     resolve_callable,
@@ -452,16 +451,11 @@ class ThreadExecutor:
         no task to wake, no second pass of the loop."""
         job = run.job
         try:
-            value = self._entrypoint(self._context(run))
-            outcome = JobOutcome(job_id=job.id, status=JobStatus.SUCCEEDED, value=value)
+            outcome = JobOutcome.success(job.id, self._entrypoint(self._context(run)))
         except _JOB_ERRORS as exc:
             error = RemoteError.from_exception(exc)
             outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
-        # _to_host's work, one frame fewer: the thread holds the interpreter lock the
-        # host's loop waits for until it blocks for its next job
-        host = self._host_post
-        assert host is not None
-        _post_quietly(host, _settle, run, outcome)
+        self._to_host(_settle, run, outcome)
 
     async def _execute(self, run: _Run) -> None:
         job = run.job
