@@ -176,9 +176,9 @@ class ThreadExecutor:
     abandoned: bool = False
     _thread: threading.Thread | None = attrs.field(init=False, default=None, repr=False)
     # With a sync entrypoint and a sync setup (or none), the thread runs no event loop:
-    # it takes callables from this queue (None: stop), a quicker hand-off than waking a
-    # loop. Otherwise None, and the thread runs its loop.
-    _queue: queue.SimpleQueue[Callable[[], object] | None] | None = attrs.field(
+    # it takes jobs (their _Run) and callables from this queue (None: stop), a quicker
+    # hand-off than waking a loop. Otherwise None, and the thread runs its loop.
+    _queue: queue.SimpleQueue[_Run | Callable[[], object] | None] | None = attrs.field(
         init=False, default=None, repr=False
     )
     # Schedules work on the host's loop / on the thread's loop (set once it runs).
@@ -245,10 +245,13 @@ class ThreadExecutor:
             raise LaunchError(msg)
         run = self._run = _Run(job, self._new_done())
         self.state = ExecutorState.BUSY
-        if self._is_async:
+        jobs = self._queue
+        if jobs is not None:
+            jobs.put(run)  # the thread runs it as it takes it: see _main_without_loop
+        elif self._is_async:
             self._post_to_thread(run)
         else:
-            _post_quietly(self._thread_post, lambda: self._run_sync(run))
+            _post_quietly(self._thread_post, self._run_sync, run)
         try:
             await run.done.wait()
         except BaseException:
@@ -384,8 +387,13 @@ class ThreadExecutor:
                 return
             finally:
                 self._to_host(self._started.set)
-            while (callback := jobs.get()) is not None:
-                callback()
+            # A job comes as its _Run (no callable is made for it), anything else as
+            # a callable.
+            while (item := jobs.get()) is not None:
+                if isinstance(item, _Run):
+                    self._run_sync(item)
+                else:
+                    item()
         finally:
             self._to_host(self._stopped.set)
 
