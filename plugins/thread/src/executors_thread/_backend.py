@@ -48,6 +48,10 @@ class ThreadStartError(ExecutorsError, RuntimeError):
 
 Loop = Literal["asyncio", "trio"]
 
+# The states run_job() moves between, looked up once: an Enum member read off its class
+# runs Python code (on Python 3.11), and run_job reads four a job.
+_READY, _BUSY = ExecutorState.READY, ExecutorState.BUSY
+
 _CAPABILITIES = Capabilities(
     isolates_crashes=False,
     can_kill_running_job=False,
@@ -240,11 +244,11 @@ class ThreadExecutor:
             self.state = ExecutorState.READY
 
     async def run_job(self, job: Job) -> JobOutcome:
-        if self.state is not ExecutorState.READY or self._thread_post is None:
+        if self.state is not _READY or self._thread_post is None:
             msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
             raise LaunchError(msg)
         run = self._run = _Run(job, self._new_done())
-        self.state = ExecutorState.BUSY
+        self.state = _BUSY
         jobs = self._queue
         if jobs is not None:
             jobs.put(run)  # the thread runs it as it takes it: see _main_without_loop
@@ -260,8 +264,8 @@ class ThreadExecutor:
         finally:
             self._run = None
         assert run.outcome is not None
-        if self.state is ExecutorState.BUSY:
-            self.state = ExecutorState.READY
+        if self.state is _BUSY:
+            self.state = _READY
         return run.outcome
 
     async def aclose(self) -> None:
