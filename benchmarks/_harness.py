@@ -305,6 +305,7 @@ async def on_asyncio(context: ForkServerContext, settings: Settings) -> dict[str
             lambda: _sides.ours("thread", WORKERS),
             lambda: _sides.tpe(WORKERS),
             lambda: _sides.to_thread(WORKERS),
+            _sides.thread_floor,
         ],
         settings,
     )

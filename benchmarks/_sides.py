@@ -16,7 +16,9 @@ import importlib.util
 import multiprocessing
 import multiprocessing.forkserver
 import pickle
+import queue
 import socket
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +50,7 @@ class Side:
     call: Call
     #: the pool, for our sides (recovery waits on its statistics)
     pool: Pool | None = None
-    #: False for a side that serves one call at a time (the socketpair floor)
+    #: False for a side that serves one call at a time (the floors)
     concurrent: bool = True
 
 
@@ -204,6 +206,35 @@ async def to_thread(workers: int) -> AsyncIterator[Side]:
         return await anyio.to_thread.run_sync(identity, i, limiter=limiter)
 
     yield Side("anyio.to_thread", call)
+
+
+def _answer(jobs: queue.SimpleQueue[tuple[asyncio.Future[object], int] | None]) -> None:
+    """The thread floor's thread: answers each call on the host's loop, and nothing else."""
+    while (item := jobs.get()) is not None:
+        future, i = item
+        future.get_loop().call_soon_threadsafe(future.set_result, identity(i))
+
+
+@contextlib.asynccontextmanager
+async def thread_floor() -> AsyncIterator[Side]:
+    """One thread that takes calls from a queue and answers through the loop's
+    ``call_soon_threadsafe``: a hand-off to a thread and back with no framework at all,
+    the floor for any thread backend on an asyncio host."""
+    jobs: queue.SimpleQueue[tuple[asyncio.Future[object], int] | None] = queue.SimpleQueue()
+    thread = threading.Thread(target=_answer, args=(jobs,), name="thread floor")
+    thread.start()
+    loop = asyncio.get_running_loop()
+
+    async def call(i: int) -> object:
+        future = loop.create_future()
+        jobs.put((future, i))
+        return await future
+
+    try:
+        yield Side("thread floor", call, concurrent=False)
+    finally:
+        jobs.put(None)
+        thread.join()
 
 
 # -- task anchors ----------------------------------------------------------------------------
