@@ -154,12 +154,17 @@ class _Run:
     """One job handed to the thread, and what came of it."""
 
     job: Job
-    # set on the host's loop when the outcome is known
-    done: _Done
+    # set on the host's loop when the outcome is known; made once the job is on its way
+    # (see run_job)
+    done: _Done = attrs.field(init=False)
     outcome: JobOutcome | None = None
     cancel_requested: bool = False
     # the cancel scope of an async job, on the thread's loop
     scope: anyio.CancelScope | None = None
+    # The job's context, made by the host while the thread wakes up (see run_job). A
+    # thread that finds none yet makes its own: the host holds the interpreter lock
+    # until it waits, so that does not happen in practice, and nothing depends on it.
+    context: JobContext | None = None
 
 
 @attrs.define(eq=False)
@@ -247,8 +252,7 @@ class ThreadExecutor:
         if self.state is not _READY or self._thread_post is None:
             msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
             raise LaunchError(msg)
-        run = self._run = _Run(job, self._new_done())
-        self.state = _BUSY
+        run = _Run(job)
         jobs = self._queue
         if jobs is not None:
             jobs.put(run)  # the thread runs it as it takes it: see _main_without_loop
@@ -256,6 +260,13 @@ class ThreadExecutor:
             self._post_to_thread(run)
         else:
             _post_quietly(self._thread_post, self._run_sync, run)
+        # The rest needs no thread, and is done while the job's thread wakes up: that
+        # time is spent waiting anyway. The thread reports through callbacks on the
+        # host's loop, which runs none of them before this task waits below.
+        run.done = self._new_done()
+        run.context = self._context(run)
+        self._run = run
+        self.state = _BUSY
         try:
             await run.done.wait()
         except BaseException:
@@ -463,7 +474,9 @@ class ThreadExecutor:
         no task to wake, no second pass of the loop."""
         job = run.job
         try:
-            outcome = JobOutcome.success(job.id, self._entrypoint(self._context(run)))
+            outcome = JobOutcome.success(
+                job.id, self._entrypoint(run.context or self._context(run))
+            )
         except _JOB_ERRORS as exc:
             error = RemoteError.from_exception(exc)
             outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
@@ -477,7 +490,7 @@ class ThreadExecutor:
                 run.scope = scope
                 if run.cancel_requested:
                     scope.cancel()
-                value = await self._entrypoint(self._context(run))
+                value = await self._entrypoint(run.context or self._context(run))
             if scope.cancelled_caught:
                 outcome = JobOutcome.failure(job.id, FailureReason.CANCELLED)
             else:
