@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("executors.pool")
 
+# Read once a job by _complete: an Enum member read off its class runs Python code on 3.11.
+_READY, _POOL_CLOSED, _BROKEN = ExecutorState.READY, FailureReason.POOL_CLOSED, CloseReason.BROKEN
+
 
 class _NoScope:
     """What a run without a cancel scope is entered in. Its methods are static, so
@@ -691,9 +694,9 @@ class Pool:
             started_at=started,
             finished_at=self._now(),
         )
-        reusable = executor.state is ExecutorState.READY
-        broken = CloseReason.BROKEN
-        if kill_reason is FailureReason.POOL_CLOSED:
+        reusable = executor.state is _READY
+        broken = _BROKEN
+        if kill_reason is _POOL_CLOSED:
             broken = CloseReason.POOL_CLOSED  # killed by the end of a drain
         elif not reusable and executor.health().abandoned:
             broken = CloseReason.ABANDONED
