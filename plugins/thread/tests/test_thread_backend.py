@@ -4,6 +4,7 @@ setup per thread, the per-thread event loop, options and health."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -20,7 +21,7 @@ from thread_helpers import (
 from thread_jobs import Probe, SetupFailed
 
 from executors import AcquireError, ConfigError, FailureReason, Job, JobFailed, JobStatus, open_pool
-from executors_thread import ThreadBackend, ThreadOptions
+from executors_thread import ThreadBackend, ThreadExecutor, ThreadOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -188,6 +189,36 @@ async def test_pings_go_through_the_threads_loop_except_during_a_sync_job() -> N
         assert not executor.health().alive
         assert probe.thread is not None
         assert not probe.thread.is_alive()
+
+
+async def test_a_thread_that_takes_its_job_before_the_host_made_its_context_makes_it() -> None:
+    """run_job makes a job's JobContext once the job is on its way, while the thread
+    wakes up. A thread that runs the job first makes the same context itself: here the
+    host is held, releasing the interpreter lock, until the job has started."""
+    cfg = config(entrypoint="thread_jobs:context_seen", setup="thread_jobs:per_thread_setup")
+    async with ThreadBackend().open(cfg, ThreadOptions()) as factory:
+        executor = factory.create_executor("ex-1")
+        assert isinstance(executor, ThreadExecutor)
+        await executor.start()
+        try:
+            probe = Probe()
+            make_done = executor._new_done
+            ran_first: list[bool] = []
+
+            def after_the_job_started() -> Any:
+                ran_first.append(probe.started.wait(PATIENCE))
+                return make_done()
+
+            executor._new_done = after_the_job_started
+            outcome = await executor.run_job(Job("job-1", probe, metadata={"k": "v"}))
+        finally:
+            await executor.aclose()
+    assert ran_first == [True]
+    assert outcome.status is JobStatus.SUCCEEDED, outcome
+    job_id, executor_id, state, metadata, cancel_requested = outcome.value
+    assert (job_id, executor_id, metadata, cancel_requested) == ("job-1", "ex-1", {"k": "v"}, False)
+    assert probe.thread is not None
+    assert state == {"loaded_in": probe.thread.name}
 
 
 async def test_an_async_job_blocking_its_threads_loop_ends_unresponsive() -> None:

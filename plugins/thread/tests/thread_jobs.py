@@ -84,6 +84,13 @@ def where_and_state(ctx: JobContext) -> tuple[str, object]:
     return threading.current_thread().name, ctx.state
 
 
+def context_seen(ctx: JobContext) -> tuple[object, ...]:
+    """What the job's context holds; a :class:`Probe` payload hears that it started."""
+    if isinstance(ctx.payload, Probe):
+        ctx.payload.enter()
+    return ctx.job_id, ctx.executor_id, ctx.state, dict(ctx.metadata), ctx.cancel_requested
+
+
 def poll_cancel(ctx: JobContext) -> str:
     """Run until ``ctx.cancel_requested`` (or the probe's release); ``None``: return at once."""
     probe = ctx.payload
