@@ -61,6 +61,12 @@ class Capabilities:
     #: holds no cancel scope for a ``Pool.run()`` job without a timeout: the end of a
     #: drain cancels the caller's task instead, and takes that cancellation back
     cancel_by_task: bool = False
+    #: ``run_job`` has handed the job over (to a thread, a process) when it first
+    #: suspends, and has run none of the job's code on the host's loop by then. The pool
+    #: may then start a ``Pool.run()`` job without a cancel scope (see ``cheap_kill`` and
+    #: ``cancel_by_task``) before its bookkeeping for the launch, which it does while the
+    #: executor picks the job up
+    hands_over_at_once: bool = False
 
 
 @attrs.frozen

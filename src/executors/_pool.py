@@ -26,6 +26,7 @@ from ._config import LoadedConfig, PoolConfig, build_backend_options, load_confi
 from ._entrypoints import check_runnable, resolve_callable
 from ._exceptions import AcquireError, ConfigError, JobFailed, LaunchError, PoolClosed, PoolFull
 from ._executor import ExecutorState
+from ._handover import begin
 from ._job import FailureReason, Job, JobOutcome, RemoteError, status_of
 from ._plugins import Registry, default_registry
 from ._pool_state import (
@@ -265,6 +266,10 @@ class Pool:
     _kill_ends_runs: bool = attrs.field(init=False, repr=False)
     _cancel_tasks: bool = attrs.field(init=False, repr=False)
     _scopeless_runs: bool = attrs.field(init=False, repr=False)
+    # A run() job without a timeout that finds an idle executor (and no job waiting for
+    # one) is handed to it before the pool's bookkeeping for the launch, which is done
+    # while the executor picks it up (Capabilities.hands_over_at_once, see _handover).
+    _hand_over_first: bool = attrs.field(init=False, repr=False)
     # With _cancel_tasks: job id -> the task of its run() caller, and that task's
     # cancellation requests when the job came (one left once the pool's is taken back is
     # someone else's, never swallowed); jobs whose caller the pool cancelled and run() has
@@ -280,6 +285,7 @@ class Pool:
         self._kill_ends_runs = caps.cheap_kill and caps.can_kill_running_job
         self._cancel_tasks = not self._kill_ends_runs and caps.cancel_by_task and on_asyncio()
         self._scopeless_runs = self._kill_ends_runs or self._cancel_tasks
+        self._hand_over_first = caps.hands_over_at_once and self._scopeless_runs
         # Limits are named after the config fields they take.
         limits = Limits(**{f.name: getattr(self.config, f.name) for f in attrs.fields(Limits)})
         self._state = PoolState(limits, random.Random(), id_prefix=self.name)
@@ -298,7 +304,7 @@ class Pool:
         started. Cancelling the caller cancels the job."""
         if self._must_wait_for_room():
             await self._wait_for_room()
-        handle = self._accept(payload, timeout, metadata, None, runner=True)
+        handle, begun = self._accept_run(payload, timeout, metadata)
         job = handle.job
         if self._cancel_tasks:
             task = asyncio.current_task()
@@ -321,10 +327,14 @@ class Pool:
                     with _NO_SCOPE if scope is None else scope:
                         if job.id not in self._cancel_reasons:
                             try:
-                                outcome = await executor.run_job(job)
+                                if begun is None:
+                                    outcome = await executor.run_job(job)
+                                else:
+                                    outcome = await begun
                             except Exception as exc:
                                 outcome = await self._raised(job, executor, exc)
                                 if outcome is None:
+                                    begun = None
                                     continue  # refused: the next launch is handed over
                             if outcome.job_id != job.id:
                                 outcome = await self._stale(job, executor, outcome)
@@ -385,11 +395,45 @@ class Pool:
         launches are handed to the caller's task (see :meth:`run`) instead of being
         started as tasks. Synchronous, like the room check before it: no coroutine to
         run for either in the usual case, and nothing can change between the two."""
+        return self._accept_job(self._new_job(payload, timeout, metadata, job_id), runner=runner)
+
+    def _accept_run(
+        self, payload: object, timeout: float | None, metadata: Mapping[str, str] | None
+    ) -> tuple[JobHandle, Awaitable[JobOutcome] | None]:
+        """Accept a job of run(). If it can be launched at once without a cancel scope,
+        on a backend that hands jobs over at once, it is handed to its executor first,
+        and the awaitable that finishes that ``run_job`` is returned with its handle."""
+        state = self._state
+        if not (self._hand_over_first and state.idle and not state.waiting):
+            return self._accept(payload, timeout, metadata, None, runner=True), None
+        job = self._new_job(payload, timeout, metadata, None)
+        if self._timeout_of(job) is not None:
+            return self._accept_job(job, runner=True), None
+        # The executor the state is about to choose (the newest idle one, see _assign)
+        # has the job before anything else is done for it.
+        executor = self._executors[state.idle[-1]]
+        begun = begin(executor.run_job(job))
+        handle = self._accept_job(job, runner=True)
+        launch = handle._handover
+        assert launch is not None, f"{job.id} was not launched"
+        assert launch.executor_id == executor.id, f"{job.id} went to {launch.executor_id}"
+        return handle, begun
+
+    def _new_job(
+        self,
+        payload: object,
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        job_id: str | None,
+    ) -> Job:
         job_id = job_id or f"{self.name}-job-{next(self._job_serial)}"
         if job_id in self._handles:
             msg = f"job id {job_id!r} is already in use by an unfinished job"
             raise ValueError(msg)
-        job = Job(id=job_id, payload=payload, timeout=timeout, metadata=dict(metadata or {}))
+        return Job(id=job_id, payload=payload, timeout=timeout, metadata=dict(metadata or {}))
+
+    def _accept_job(self, job: Job, *, runner: bool) -> JobHandle:
+        job_id = job.id
         handle = JobHandle(job, self, self._now())
         self._handles[job_id] = handle
         handle._runner = runner

@@ -36,6 +36,8 @@ _CAPABILITIES = Capabilities(
     # a cancelled job kills its worker anyway (it cannot be stopped half-way in another
     # process): a kill is no dearer, and the pool holds no cancel scope for a run
     cheap_kill=True,
+    # run_job writes the job to the worker's socket before it first waits
+    hands_over_at_once=True,
 )
 
 

@@ -64,6 +64,8 @@ _CAPABILITIES = Capabilities(
     # run_job shields nothing from the pool's cancellation (its stop after one is
     # shielded, and comes after the cancellation landed)
     cancel_by_task=True,
+    # run_job puts the job on the thread's queue (or loop) before it first waits
+    hands_over_at_once=True,
 )
 
 
