@@ -66,6 +66,13 @@ def test_check_passes_every_rule_on_each_in_repo_backend(backend: str) -> None:
     else:
         assert " skipped " in by_task, by_task
         assert "requires capability cancel_by_task" in by_task, by_task
+    # EX-13 applies to the backends that hand jobs over at once: threads and processes
+    at_once = _row(result.stdout, rule_with_id("EX-13"))
+    if backend in ("thread", "process"):
+        assert " passed " in at_once, at_once
+    else:
+        assert " skipped " in at_once, at_once
+        assert "requires capability hands_over_at_once" in at_once, at_once
 
 
 def test_check_of_an_unknown_backend_exits_2_listing_the_installed_ones() -> None:
@@ -89,7 +96,7 @@ def test_the_pytest_plugin_runs_the_suite_from_the_installed_package() -> None:
         "-q",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 passed, 3 skipped" in result.stdout
+    assert "9 passed, 4 skipped" in result.stdout
 
 
 def test_without_a_backend_the_suite_is_skipped_with_a_reason() -> None:
@@ -132,6 +139,7 @@ def test_check_json_is_one_document_with_a_row_per_rule() -> None:
     assert statuses["EX-1"] == "passed"
     assert statuses["EX-11"] == "passed"  # its kills are cheap
     assert statuses["EX-12"] == "skipped"  # it keeps a scope: its kills end runs instead
+    assert statuses["EX-13"] == "skipped"  # it runs each job in its caller's task
 
 
 _BROKEN_PLUGIN = """

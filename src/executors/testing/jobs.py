@@ -286,6 +286,27 @@ async def acount_runs(ctx: JobContext) -> int:
         return len(file.readlines())
 
 
+def report_start(ctx: JobContext) -> str:
+    """Send ``"<pid> <thread id>"`` of where the job runs, as one datagram, to the Unix
+    socket the payload names, as it begins; returns ``"reported"``."""
+    _report_start(str(ctx.payload))
+    return "reported"
+
+
+async def areport_start(ctx: JobContext) -> str:
+    """:func:`report_start`, async (a datagram to a local socket does not block)."""
+    _report_start(str(ctx.payload))
+    return "reported"
+
+
+def _report_start(path: str) -> None:
+    import socket
+    import threading
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(f"{os.getpid()} {threading.get_ident()}".encode(), path)
+
+
 def _seconds(ctx: JobContext) -> float:
     return min(float(ctx.metadata.get("seconds", 0)), BOUND)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 #: bumped whenever a rule is added, removed or changes meaning
-RULES_VERSION = "4"
+RULES_VERSION = "5"
 
 
 @attrs.frozen
@@ -125,6 +125,17 @@ RULES: tuple[Rule, ...] = (
         "cancelled), the drain stays bounded, the executor is closed pool_closed and "
         "nothing is left; a run() job with a timeout still times out.",
         requires=("cancel_by_task",),
+    ),
+    Rule(
+        "EX-13",
+        "hands_over_at_once",
+        None,
+        "On a backend that hands jobs over at once, a Pool.run() job that the pool hands "
+        "over before its launch bookkeeping (one without a cancel scope, for an idle "
+        "executor) has begun, for each kind of entrypoint, while the pool's loop is held "
+        "in its executors_job_started hook, and not in the pool's own thread; it then "
+        "ends with its value.",
+        requires=("hands_over_at_once",),
     ),
 )
 

@@ -480,6 +480,59 @@ class BackendConformance:
             _Stopper(how="the cancellation of its caller's task", sender="the pool"),
         )
 
+    def test_ex_13_hands_over_at_once(self) -> None:
+        checked = rule("EX-13")
+        self._require(checked)
+        caps = self.capabilities
+        # Where the pool hands a run() job over first: runs without a cancel scope.
+        hosts = [
+            host
+            for host in ("asyncio", "trio")
+            if (caps.cheap_kill and caps.can_kill_running_job)
+            or (caps.cancel_by_task and host == "asyncio")
+        ]
+        if not hosts:
+            pytest.skip("requires cheap_kill with can_kill_running_job, or cancel_by_task")
+        entrypoints = [
+            f"{_JOBS}:{name}"
+            for name, runs in (
+                ("areport_start", caps.async_entrypoints),
+                ("report_start", caps.sync_entrypoints),
+            )
+            if runs
+        ]
+        if not entrypoints:
+            pytest.skip("requires sync_entrypoints or async_entrypoints")
+        with tempfile.TemporaryDirectory() as directory:
+            for host in hosts:
+                for entrypoint in entrypoints:
+                    path = os.path.join(directory, "started")
+                    seen = _run(functools.partial(self._start_seen, entrypoint, path), host)
+                    with _checking(checked):
+                        seen.check(f"on {host}, {entrypoint.rpartition(':')[2]}:")
+
+    async def _start_seen(self, entrypoint: str, path: str) -> _StartSeen:
+        """Rule EX-13 on one host: run one job reporting its start to ``path`` with
+        the pool's loop held in the job's executors_job_started hook."""
+        import socket
+        import threading
+
+        seen = _StartSeen(host=f"{os.getpid()} {threading.get_ident()}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(path)
+            try:
+                sock.settimeout(HANDED_OVER_WITHIN)
+                seen.sock = sock
+                cfg = self.config(entrypoint=entrypoint, idle_executors=1)
+                async with self._open(cfg, observers=[seen]) as pool:
+                    with anyio.fail_after(PATIENCE):
+                        await pool.wait_until(lambda s: s.idle >= 1 and s.starting == 0)
+                        seen.value = await pool.run(path)
+            finally:
+                seen.sock = None
+                os.unlink(path)
+        return seen
+
     def _check_drain_ends_run(
         self, checked: Rule, entrypoints: tuple[str, ...], stopper: _Stopper
     ) -> None:
@@ -604,6 +657,44 @@ class _Launches:
                     return job_id, executor_id
             self._next = anyio.Event()
             await self._next.wait()
+
+
+#: seconds a job handed over at once has to begin in, with the pool's loop held
+HANDED_OVER_WITHIN = 5.0
+
+
+@attrs.define
+class _StartSeen:
+    """What rule EX-13 saw of one job: in its executors_job_started hook, which the
+    pool calls after run_job first suspended, it waits for the job's report, holding the
+    pool's loop."""
+
+    #: "<pid> <thread id>" of the pool's own thread
+    host: str
+    sock: Any = None
+    #: the job's report ("<pid> <thread id>"), None if none came in time
+    report: str | None = None
+    hooked: int = 0
+    value: object = None
+
+    @hookimpl
+    def executors_job_started(self) -> None:
+        self.hooked += 1
+        if self.sock is not None and self.report is None:
+            with contextlib.suppress(TimeoutError):
+                self.report = self.sock.recv(256).decode()
+
+    def check(self, on: str) -> None:
+        assert self.hooked == 1, f"{on} the job was started {self.hooked} times"
+        assert self.report is not None, (
+            f"{on} the job had not begun {HANDED_OVER_WITHIN}s after run_job first "
+            "suspended, with the pool's loop held: run_job had not handed it over"
+        )
+        assert self.report != self.host, (
+            f"{on} the job ran in the pool's own thread: run_job ran the job's code on "
+            "the host's loop before it first suspended"
+        )
+        assert self.value == "reported", f"{on} the job returned {self.value!r}"
 
 
 @attrs.define
