@@ -52,6 +52,18 @@ def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+#: a timed target whose ratio is this close to its limit (as a share of it) is flagged:
+#: the ratio of two sides moves by that much between runs on a noisy machine
+CLOSE = 0.1
+#: targets of counted bytes (tracemalloc), not of timings: the same in every run
+COUNTED = {"coroutine_memory"}
+
+
+def _close_to_limit(row: dict[str, Any]) -> bool:
+    limit = float(row["limit"].split()[1])
+    return row["key"] not in COUNTED and abs(row["ratio"] - limit) <= CLOSE * limit
+
+
 def _table(group: dict[str, dict[str, float]], ours: str) -> list[str]:
     base = group[ours]
     lines = [
@@ -87,11 +99,21 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
     if document["missing"]:
         out.append(f"- Not installed, so not measured: {', '.join(document['missing'])}")
     out += ["", "## Targets", "", "| target | ratio | limit | met |", "| --- | ---: | --- | --- |"]
+    close = []
     for row in document["targets"]:
         out.append(
             f"| {row['target']} | {_fmt(row['ratio'], 2)} | {row['limit']} "
             f"| {'yes' if row['met'] else '**no**'} |"
         )
+        if _close_to_limit(row):
+            close.append(row["target"])
+    if close:
+        out += [
+            "",
+            f"Timed, and within {CLOSE:.0%} of their limits in this run, so that one run "
+            f"cannot tell whether they hold: {'; '.join(close)}. Run it again before "
+            "reading them.",
+        ]
     sections = [
         ("Process pools (asyncio host)", "process", "process pool"),
         ("Process pools on a trio host", "process_trio", "process pool"),

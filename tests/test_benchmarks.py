@@ -76,3 +76,20 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
         assert (plots / png).read_bytes().startswith(b"\x89PNG"), png
         assert f"]({Path('png') / png})" in text
     assert "benchmarks:" in done.stdout
+
+
+def test_the_page_flags_targets_too_close_to_their_limits_for_one_run_to_tell() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _bench_report
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = [
+        {"key": "near_above", "ratio": 0.8, "limit": "<= 0.75"},
+        {"key": "near_below", "ratio": 1.9, "limit": "<= 2.0"},
+        {"key": "far", "ratio": 0.3, "limit": "<= 0.5"},
+        {"key": "near_at_least", "ratio": 1.55, "limit": ">= 1.5"},
+        {"key": "coroutine_memory", "ratio": 0.96, "limit": "<= 1.0"},  # bytes, not time
+    ]
+    flagged = [_bench_report._close_to_limit(row) for row in rows]
+    assert flagged == [True, True, False, True, False]
