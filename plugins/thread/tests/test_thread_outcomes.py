@@ -1,0 +1,137 @@
+"""How the threads report outcomes to an asyncio host: through one eventfd per pool that
+the host's loop watches (where ``os.eventfd`` exists), else through the loop's own
+``call_soon_threadsafe``; on trio, through ``run_sync_soon``. Either way every outcome
+arrives, and a thread that reports once the pool has gone writes nowhere."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+from thread_helpers import config
+
+from executors import Job, JobOutcome, open_pool
+from executors_thread._backend import _Outcomes, _Run
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+pytestmark = pytest.mark.anyio
+needs_eventfd = pytest.mark.skipif(not hasattr(os, "eventfd"), reason="needs os.eventfd")
+
+
+class CountsThreadsafeCalls:
+    """Counts the calls of the running asyncio loop's ``call_soon_threadsafe`` made by
+    executor threads (the pool's own host-side calls are not counted)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+        self.from_threads = 0
+        host = threading.get_ident()
+
+        def counting(callback: Callable[..., object], *args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != host:
+                self.from_threads += 1
+            return original(callback, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+
+
+async def run_jobs(jobs: int) -> list[str]:
+    cfg = config(idle_executors=2, max_executors=2)
+    async with open_pool(cfg) as pool:
+        await pool.wait_until(lambda s: s.idle == 2)
+        async with anyio.create_task_group() as tg:
+            names: list[str] = []
+
+            async def one() -> None:
+                names.append(await pool.run(None))
+
+            for _ in range(jobs):
+                tg.start_soon(one)
+        return names
+
+
+@needs_eventfd
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_on_asyncio_outcomes_come_through_the_eventfd_not_the_loops_self_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts = CountsThreadsafeCalls(monkeypatch)
+    names = await run_jobs(40)
+    assert len(names) == 40
+    assert all(name.startswith("executors-thread-") for name in names)
+    # the threads' start and stop still go through the loop (four calls each at most)
+    assert counts.from_threads <= 8, counts.from_threads
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_without_eventfd_outcomes_come_through_call_soon_threadsafe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if hasattr(os, "eventfd"):
+        monkeypatch.delattr(os, "eventfd")
+    counts = CountsThreadsafeCalls(monkeypatch)
+    names = await run_jobs(40)
+    assert len(names) == 40
+    assert counts.from_threads >= 40
+
+
+@needs_eventfd
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_outcomes_reported_together_are_settled_in_one_pass_and_none_is_lost() -> None:
+    outcomes = _Outcomes.on_this_loop()
+    assert outcomes is not None
+    runs = [_Run(Job(id=f"job-{i}", payload=i)) for i in range(50)]
+    for run in runs:
+        run.done = anyio.Event()
+    try:
+
+        def report_all(part: list[_Run]) -> None:
+            for run in part:
+                outcomes.report(run, JobOutcome.success(run.job.id, run.job.payload))
+
+        threads = [threading.Thread(target=report_all, args=(runs[i::5],)) for i in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with anyio.fail_after(5):
+            for run in runs:
+                await run.done.wait()
+    finally:
+        outcomes.close()
+    assert [run.outcome.value for run in runs if run.outcome] == list(range(50))
+
+
+@needs_eventfd
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_report_after_the_pool_closed_its_channel_writes_nowhere() -> None:
+    outcomes = _Outcomes.on_this_loop()
+    assert outcomes is not None
+    fd = outcomes._fd
+    assert fd is not None
+    outcomes.close()
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+    # A number that a new file may now reuse: a late report must not write to it.
+    reused_r, reused_w = os.pipe()
+    try:
+        run = _Run(Job(id="late", payload=None))
+        run.done = anyio.Event()
+        reporter = threading.Thread(
+            target=outcomes.report, args=(run, JobOutcome.success("late", None))
+        )
+        reporter.start()
+        reporter.join()
+        os.set_blocking(reused_r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(reused_r, 8)
+    finally:
+        os.close(reused_r)
+        os.close(reused_w)
