@@ -35,8 +35,10 @@ runs 64 calls in flight. Tests never assert any of these figures.
 - **socketpair floor**: one pickled message to another process over a socket pair and
   back, with no framework at all: the floor for any process backend.
 - **thread floor**: one thread that takes each call from a `queue.SimpleQueue` and answers
-  with the loop's `call_soon_threadsafe`, with no framework at all: the floor for any
-  thread backend on an asyncio host. It serves one call at a time (no throughput).
+  through an eventfd the loop watches (on Linux; elsewhere the loop's
+  `call_soon_threadsafe`), the quickest wake-up of an asyncio loop from a thread, with
+  no framework at all: the floor for any thread backend on an asyncio host. It serves
+  one call at a time (no throughput).
 - **bare tasks**: `await asyncio.create_task(f(i))`, and a task started in a trio nursery.
 
 Worker processes run the main module again as they start (`multiprocessing` does so for

@@ -11,10 +11,12 @@ installed are reported as missing, never as a failure.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import importlib.util
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import pickle
 import queue
 import socket
@@ -208,22 +210,49 @@ async def to_thread(workers: int) -> AsyncIterator[Side]:
     yield Side("anyio.to_thread", call)
 
 
-def _answer(jobs: queue.SimpleQueue[tuple[asyncio.Future[object], int] | None]) -> None:
-    """The thread floor's thread: answers each call on the host's loop, and nothing else."""
+Answer = tuple["asyncio.Future[object]", object]
+
+
+def _answer(
+    jobs: queue.SimpleQueue[tuple[asyncio.Future[object], int] | None],
+    answers: collections.deque[Answer],
+    wake: int | None,
+) -> None:
+    """The thread floor's thread: answers each call, and nothing else. With an eventfd
+    (``wake``), it queues the answer and writes the eventfd the host's loop watches;
+    without, it goes through the loop's ``call_soon_threadsafe``."""
     while (item := jobs.get()) is not None:
         future, i = item
-        future.get_loop().call_soon_threadsafe(future.set_result, identity(i))
+        if wake is None:
+            future.get_loop().call_soon_threadsafe(future.set_result, identity(i))
+        else:
+            answers.append((future, identity(i)))
+            os.eventfd_write(wake, 1)
 
 
 @contextlib.asynccontextmanager
 async def thread_floor() -> AsyncIterator[Side]:
-    """One thread that takes calls from a queue and answers through the loop's
-    ``call_soon_threadsafe``: a hand-off to a thread and back with no framework at all,
-    the floor for any thread backend on an asyncio host."""
+    """One thread that takes calls from a queue and answers with the quickest wake-up of
+    an asyncio loop from a thread this machine has: an eventfd the loop watches (Linux),
+    else the loop's ``call_soon_threadsafe``. A hand-off to a thread and back with no
+    framework at all, the floor for any thread backend on an asyncio host."""
     jobs: queue.SimpleQueue[tuple[asyncio.Future[object], int] | None] = queue.SimpleQueue()
-    thread = threading.Thread(target=_answer, args=(jobs,), name="thread floor")
-    thread.start()
+    answers: collections.deque[Answer] = collections.deque()
     loop = asyncio.get_running_loop()
+    wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) if hasattr(os, "eventfd") else None
+
+    def settle() -> None:
+        assert wake is not None
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(wake)
+        while answers:
+            future, value = answers.popleft()
+            future.set_result(value)
+
+    if wake is not None:
+        loop.add_reader(wake, settle)
+    thread = threading.Thread(target=_answer, args=(jobs, answers, wake), name="thread floor")
+    thread.start()
 
     async def call(i: int) -> object:
         future = loop.create_future()
@@ -235,6 +264,9 @@ async def thread_floor() -> AsyncIterator[Side]:
     finally:
         jobs.put(None)
         thread.join()
+        if wake is not None:
+            loop.remove_reader(wake)
+            os.close(wake)
 
 
 # -- task anchors ----------------------------------------------------------------------------
