@@ -43,7 +43,9 @@ def executors_executor_closed(pool_name: str, executor_id: str, reason: str) -> 
 
 @hookspec
 def executors_job_started(pool_name: str, job: Job, executor_id: str, attempt: int) -> None:
-    """``job`` is being launched on ``executor_id`` (``attempt`` counts from 1)."""
+    """``job`` is being launched on ``executor_id`` (``attempt`` counts from 1). On a
+    backend that hands jobs over at once (``Capabilities.hands_over_at_once``), the
+    executor may already have begun it."""
 
 
 @hookspec
