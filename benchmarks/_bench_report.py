@@ -31,14 +31,16 @@ runs 64 calls in flight. Tests never assert any of these figures.
   through `asyncio.wrap_future`, as an async program would use them.
 - **anyio.to_process / anyio.to_thread**: with a capacity limiter of 2.
 - **trio-parallel** needs a trio host: it runs against our process pool on trio, in a
-  table of its own.
+  table of its own; **trio.to_thread** (with a capacity limiter of 2) runs against our
+  thread pool on trio, with anyio.to_thread there too.
 - **socketpair floor**: one pickled message to another process over a socket pair and
   back, with no framework at all: the floor for any process backend.
 - **thread floor**: one thread that takes each call from a `queue.SimpleQueue` and answers
   through an eventfd the loop watches (on Linux; elsewhere the loop's
   `call_soon_threadsafe`), the quickest wake-up of an asyncio loop from a thread, with
   no framework at all: the floor for any thread backend on an asyncio host. It serves
-  one call at a time (no throughput).
+  one call at a time (no throughput). On a trio host, the floor's thread wakes the
+  calling task through trio's `run_sync_soon`, as `trio.to_thread` does.
 - **bare tasks**: `await asyncio.create_task(f(i))`, and a task started in a trio nursery.
 
 Worker processes run the main module again as they start (`multiprocessing` does so for
@@ -120,6 +122,7 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
         ("Process pools (asyncio host)", "process", "process pool"),
         ("Process pools on a trio host", "process_trio", "process pool"),
         ("Thread pools (asyncio host)", "thread", "thread pool"),
+        ("Thread pools on a trio host", "thread_trio", "thread pool"),
         ("Coroutines (asyncio host)", "coroutine", "coroutine pool"),
         ("Coroutines on a trio host", "coroutine_trio", "coroutine pool"),
     ]

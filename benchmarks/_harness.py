@@ -328,6 +328,16 @@ async def on_trio(settings: Settings) -> dict[str, Any]:
         sides.append(lambda: _sides.trio_parallel_side(WORKERS))
     print("process pools on trio ...", file=sys.stderr)
     results["process_trio"] = await together(sides, settings)
+    print("thread pools on trio ...", file=sys.stderr)
+    results["thread_trio"] = await together(
+        [
+            lambda: _sides.ours("thread", WORKERS),
+            lambda: _sides.trio_to_thread(WORKERS),
+            lambda: _sides.to_thread(WORKERS),
+            _sides.trio_thread_floor,
+        ],
+        settings,
+    )
     print("coroutines on trio ...", file=sys.stderr)
     results["coroutine_trio"] = await together(
         [lambda: _sides.ours("coroutine", WORKERS), _sides.trio_task], settings

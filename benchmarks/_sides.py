@@ -269,6 +269,58 @@ async def thread_floor() -> AsyncIterator[Side]:
             os.close(wake)
 
 
+# -- thread anchors (trio host) ------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def trio_to_thread(workers: int) -> AsyncIterator[Side]:
+    """What a trio program calls for a thread: ``trio.to_thread.run_sync``."""
+    import trio
+
+    limiter = trio.CapacityLimiter(workers)
+
+    async def call(i: int) -> object:
+        return await trio.to_thread.run_sync(identity, i, limiter=limiter)
+
+    yield Side("trio.to_thread", call)
+
+
+def _answer_trio(jobs: queue.SimpleQueue[tuple[Any, int] | None], token: Any) -> None:
+    """The trio thread floor's thread: reschedules the calling task with each answer."""
+    import outcome
+    import trio
+
+    while (item := jobs.get()) is not None:
+        task, i = item
+        token.run_sync_soon(trio.lowlevel.reschedule, task, outcome.Value(identity(i)))
+
+
+@contextlib.asynccontextmanager
+async def trio_thread_floor() -> AsyncIterator[Side]:
+    """One thread that takes calls from a queue and wakes the calling task through
+    trio's ``run_sync_soon`` (as ``trio.to_thread`` does, with nothing else): the floor
+    for any thread backend on a trio host."""
+    import trio
+
+    jobs: queue.SimpleQueue[tuple[Any, int] | None] = queue.SimpleQueue()
+    token = trio.lowlevel.current_trio_token()
+    thread = threading.Thread(target=_answer_trio, args=(jobs, token), name="trio floor")
+    thread.start()
+
+    def no_abort(_: object) -> Any:
+        return trio.lowlevel.Abort.FAILED
+
+    async def call(i: int) -> object:
+        jobs.put((trio.lowlevel.current_task(), i))
+        return await trio.lowlevel.wait_task_rescheduled(no_abort)
+
+    try:
+        yield Side("thread floor", call, concurrent=False)
+    finally:
+        jobs.put(None)
+        thread.join()
+
+
 # -- task anchors ----------------------------------------------------------------------------
 
 

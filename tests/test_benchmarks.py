@@ -23,6 +23,7 @@ GROUPS = {
     },
     "process_trio": {"process pool", "trio-parallel"},
     "thread": {"thread pool", "ThreadPoolExecutor", "anyio.to_thread", "thread floor"},
+    "thread_trio": {"thread pool", "trio.to_thread", "anyio.to_thread", "thread floor"},
     "coroutine": {"coroutine pool", "asyncio.create_task"},
     "coroutine_trio": {"coroutine pool", "trio task"},
 }
