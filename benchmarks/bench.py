@@ -17,7 +17,8 @@ Sides that are compared run in the same process and alternate in blocks, so that
 machine that gets busier or quieter during the run treats them alike; the figures that
 matter are the ratios. Process sides fork from one forkserver, started before anything
 is timed. trio-parallel needs a trio host: it is compared with our process pool on trio,
-in a section of its own, as trio.to_thread is with our thread pool. An anchor whose package is not installed is reported as missing.
+in a section of its own, as trio.to_thread is with our thread pool. An anchor whose
+package is not installed is reported as missing.
 """
 
 # Workers run this module again as they start (multiprocessing imports the main module in
