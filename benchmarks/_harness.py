@@ -285,6 +285,19 @@ async def memory_per_running_job(settings: Settings) -> dict[str, float]:
 # -- the run ---------------------------------------------------------------------------------
 
 
+def thread_sides(
+    anchor: Callable[[], AbstractAsyncContextManager[Side]],
+    floor: Callable[[], AbstractAsyncContextManager[Side]],
+) -> list[Callable[[], AbstractAsyncContextManager[Side]]]:
+    """Our thread pool, the host's own thread anchor, anyio.to_thread and the floor."""
+    return [
+        lambda: _sides.ours("thread", WORKERS),
+        anchor,
+        lambda: _sides.to_thread(WORKERS),
+        floor,
+    ]
+
+
 async def on_asyncio(context: ForkServerContext, settings: Settings) -> dict[str, Any]:
     process_sides: list[Callable[[], AbstractAsyncContextManager[Side]]] = [
         lambda: _sides.ours("process", WORKERS),
@@ -301,13 +314,7 @@ async def on_asyncio(context: ForkServerContext, settings: Settings) -> dict[str
     results["process"] = await together(process_sides, settings)
     print("thread pools ...", file=sys.stderr)
     results["thread"] = await together(
-        [
-            lambda: _sides.ours("thread", WORKERS),
-            lambda: _sides.tpe(WORKERS),
-            lambda: _sides.to_thread(WORKERS),
-            _sides.thread_floor,
-        ],
-        settings,
+        thread_sides(lambda: _sides.tpe(WORKERS), _sides.thread_floor), settings
     )
     print("coroutines ...", file=sys.stderr)
     results["coroutine"] = await together(
@@ -330,13 +337,7 @@ async def on_trio(settings: Settings) -> dict[str, Any]:
     results["process_trio"] = await together(sides, settings)
     print("thread pools on trio ...", file=sys.stderr)
     results["thread_trio"] = await together(
-        [
-            lambda: _sides.ours("thread", WORKERS),
-            lambda: _sides.trio_to_thread(WORKERS),
-            lambda: _sides.to_thread(WORKERS),
-            _sides.trio_thread_floor,
-        ],
-        settings,
+        thread_sides(lambda: _sides.trio_to_thread(WORKERS), _sides.trio_thread_floor), settings
     )
     print("coroutines on trio ...", file=sys.stderr)
     results["coroutine_trio"] = await together(

@@ -154,14 +154,19 @@ async def pebble_pool(context: ForkServerContext, workers: int) -> AsyncIterator
         await anyio.to_thread.run_sync(pool.join)
 
 
-@contextlib.asynccontextmanager
-async def to_process(workers: int) -> AsyncIterator[Side]:
-    limiter = anyio.CapacityLimiter(workers)
+def _limited(name: str, run_sync: Callable[..., Any], limiter: object) -> Side:
+    """A side that calls ``run_sync(identity, i, limiter=limiter)``: anyio's and trio's
+    ``to_thread`` / ``to_process``, with a capacity limiter of the workers' number."""
 
     async def call(i: int) -> object:
-        return await anyio.to_process.run_sync(identity, i, limiter=limiter)
+        return await run_sync(identity, i, limiter=limiter)
 
-    yield Side("anyio.to_process", call)
+    return Side(name, call)
+
+
+@contextlib.asynccontextmanager
+async def to_process(workers: int) -> AsyncIterator[Side]:
+    yield _limited("anyio.to_process", anyio.to_process.run_sync, anyio.CapacityLimiter(workers))
 
 
 def _echo(sock: socket.socket) -> None:
@@ -202,12 +207,7 @@ async def tpe(workers: int) -> AsyncIterator[Side]:
 
 @contextlib.asynccontextmanager
 async def to_thread(workers: int) -> AsyncIterator[Side]:
-    limiter = anyio.CapacityLimiter(workers)
-
-    async def call(i: int) -> object:
-        return await anyio.to_thread.run_sync(identity, i, limiter=limiter)
-
-    yield Side("anyio.to_thread", call)
+    yield _limited("anyio.to_thread", anyio.to_thread.run_sync, anyio.CapacityLimiter(workers))
 
 
 Answer = tuple["asyncio.Future[object]", object]
@@ -277,12 +277,7 @@ async def trio_to_thread(workers: int) -> AsyncIterator[Side]:
     """What a trio program calls for a thread: ``trio.to_thread.run_sync``."""
     import trio
 
-    limiter = trio.CapacityLimiter(workers)
-
-    async def call(i: int) -> object:
-        return await trio.to_thread.run_sync(identity, i, limiter=limiter)
-
-    yield Side("trio.to_thread", call)
+    yield _limited("trio.to_thread", trio.to_thread.run_sync, trio.CapacityLimiter(workers))
 
 
 def _answer_trio(jobs: queue.SimpleQueue[tuple[Any, int] | None], token: Any) -> None:
