@@ -56,17 +56,6 @@ def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-#: a target whose ratio is this close to its limit (as a share of it) is flagged: the
-#: ratio of two sides moves by that much between runs on a noisy machine (timings), or
-#: with the state of the allocator and the collector (the bytes a running job holds)
-CLOSE = 0.1
-
-
-def _close_to_limit(row: dict[str, Any]) -> bool:
-    limit = float(row["limit"].split()[1])
-    return bool(abs(row["ratio"] - limit) <= CLOSE * limit)
-
-
 def _table(group: dict[str, dict[str, float]], ours: str) -> list[str]:
     base = group[ours]
     lines = [
@@ -108,13 +97,14 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
             f"| {row['target']} | {_fmt(row['ratio'], 2)} | {row['limit']} "
             f"| {'yes' if row['met'] else '**no**'} |"
         )
-        if _close_to_limit(row):
+        if row["close"]:
             close.append(row["target"])
     if close:
         out += [
             "",
-            f"Within {CLOSE:.0%} of their limits in this run, so that one run cannot tell "
-            f"whether they hold: {'; '.join(close)}. Run it again before reading them.",
+            f"Within {document['settings']['close_share']:.0%} of their limits in this run, "
+            f"so that one run cannot tell whether they hold: {'; '.join(close)}. "
+            "Run it again before reading them.",
         ]
     sections = [
         ("Process pools (asyncio host)", "process", "process pool"),
