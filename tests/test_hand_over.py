@@ -190,6 +190,21 @@ def test_a_run_job_is_handed_over_before_the_launch_bookkeeping_only_where_decla
     run_virtual(main)
 
 
+def test_a_run_job_under_the_pools_job_timeout_takes_the_usual_path() -> None:
+    backend = hands_over()
+    seen = RunsAtStart(backend)
+
+    async def main() -> None:
+        config = make_config(idle_executors=1, max_executors=1, job_timeout=5.0)
+        async with open_pool(config, registry=registry_with(backend), observers=[seen]) as pool:
+            await wait_warm(pool, 1)
+            assert await pool.run(Script.succeed(value="a")) == "a"
+        # The pool's timeout needs a cancel scope, as the job's own does.
+        assert list(seen.runs.values()) == [0]
+
+    run_virtual(main)
+
+
 def test_a_job_that_waits_for_an_executor_takes_the_usual_path() -> None:
     backend = hands_over()
     seen = RunsAtStart(backend)

@@ -266,9 +266,10 @@ class Pool:
     _kill_ends_runs: bool = attrs.field(init=False, repr=False)
     _cancel_tasks: bool = attrs.field(init=False, repr=False)
     _scopeless_runs: bool = attrs.field(init=False, repr=False)
-    # A run() job without a timeout that finds an idle executor (and no job waiting for
-    # one) is handed to it before the pool's bookkeeping for the launch, which is done
-    # while the executor picks it up (Capabilities.hands_over_at_once, see _handover).
+    # A run() job without a timeout (its own or the pool's job_timeout) that finds an idle
+    # executor (and no job waiting for one) is handed to it before the pool's bookkeeping
+    # for the launch, which is done while the executor picks it up
+    # (Capabilities.hands_over_at_once, see _handover).
     _hand_over_first: bool = attrs.field(init=False, repr=False)
     # With _cancel_tasks: job id -> the task of its run() caller, and that task's
     # cancellation requests when the job came (one left once the pool's is taken back is
@@ -285,7 +286,9 @@ class Pool:
         self._kill_ends_runs = caps.cheap_kill and caps.can_kill_running_job
         self._cancel_tasks = not self._kill_ends_runs and caps.cancel_by_task and on_asyncio()
         self._scopeless_runs = self._kill_ends_runs or self._cancel_tasks
-        self._hand_over_first = caps.hands_over_at_once and self._scopeless_runs
+        self._hand_over_first = (
+            caps.hands_over_at_once and self._scopeless_runs and self.config.job_timeout is None
+        )
         # Limits are named after the config fields they take.
         limits = Limits(**{f.name: getattr(self.config, f.name) for f in attrs.fields(Limits)})
         self._state = PoolState(limits, random.Random(), id_prefix=self.name)
@@ -404,10 +407,8 @@ class Pool:
         on a backend that hands jobs over at once, it is handed to its executor first,
         and the awaitable that finishes that ``run_job`` is returned with its handle."""
         state = self._state
-        if not (self._hand_over_first and state.idle and not state.waiting):
-            return self._accept(payload, timeout, metadata, None, runner=True), None
         job = self._new_job(payload, timeout, metadata, None)
-        if self._timeout_of(job) is not None:
+        if not (timeout is None and self._hand_over_first and state.idle and not state.waiting):
             return self._accept_job(job, runner=True), None
         # The executor the state is about to choose (the newest idle one, see _assign)
         # has the job before anything else is done for it.
