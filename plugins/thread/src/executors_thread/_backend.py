@@ -156,12 +156,13 @@ class _Outcomes:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self._loop = loop
-        self._fd: int | None = fd
+        self._fd = fd
         self._reported: collections.deque[tuple[_Run, JobOutcome]] = collections.deque()
-        # Held to write, and to close: a thread that reports once the pool has gone (an
+        # Held to report, and to close: a thread that reports once the pool has gone (an
         # abandoned job that finally returned) never writes to a closed descriptor, or
         # to another file that reuses its number.
         self._lock = threading.Lock()
+        self._closed = False
         loop.add_reader(fd, self._settle_reported)
 
     @classmethod
@@ -180,30 +181,30 @@ class _Outcomes:
 
     def report(self, run: _Run, outcome: JobOutcome) -> None:
         """From any thread: ``run`` ended with ``outcome``."""
-        self._reported.append((run, outcome))
         with self._lock:
-            if self._fd is not None:  # else the pool is gone: nobody waits for it
-                os.eventfd_write(self._fd, 1)
+            if self._closed:  # the pool is gone: nobody waits for it
+                return
+            self._reported.append((run, outcome))
+            os.eventfd_write(self._fd, 1)
 
     def _settle_reported(self) -> None:
-        # The loop's reader. The count is read before the deque is emptied: a report
-        # made meanwhile is settled now or wakes the loop again, never lost.
-        fd = self._fd
-        if fd is not None:
-            with contextlib.suppress(BlockingIOError):
-                os.eventfd_read(fd)
+        # The loop's reader, which runs only while the channel is open. The count is read
+        # before the deque is emptied: a report made meanwhile is settled now or wakes
+        # the loop again, never lost.
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._fd)
         reported = self._reported
         while reported:
             _settle(*reported.popleft())
 
     def close(self) -> None:
-        """On the host's loop, once the pool's executors are closed."""
+        """On the host's loop, once the pool's executors are closed: every run has
+        returned by then, and what a thread still reports is dropped."""
         with self._lock:
-            fd, self._fd = self._fd, None
-        if fd is not None:
-            self._loop.remove_reader(fd)
-            os.close(fd)
-        self._settle_reported()  # what came last is settled (kill() may have been first)
+            self._closed = True
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+        self._reported.clear()
 
 
 def _done_maker() -> Callable[[], _Done]:
