@@ -1,10 +1,11 @@
-"""Rule EX-13 (hands_over_at_once) catches what it is for, and applies only where it can.
+"""Rule EX-13 (hands_over_at_once) catches what it is for.
 
 As in ``test_broken_backends.py``: a backend wrapping a real one breaks the promise the
 rule checks, the rule must fail naming itself, and the same wrapper with nothing broken
 passes it. The promise: a backend that declares ``hands_over_at_once`` has handed the
 job over when its ``run_job`` first suspends, and has run none of the job's code on the
-host's loop by then.
+host's loop by then. Which backends the rule applies to is checked with the other
+capability rules', in ``test_conformance.py``.
 """
 
 from __future__ import annotations
@@ -89,13 +90,4 @@ def test_a_backend_that_runs_the_job_on_the_host_loop_fails_the_rule() -> None:
 
 def test_the_same_wrapper_unbroken_passes() -> None:
     with _suite_on(Case(HandsOverLate, "thread", "EX-13"), Faithful) as suite:
-        getattr(suite, EX_13.test_name)()
-
-
-@pytest.mark.parametrize("backend", ["coroutine", "oneshot"])
-def test_the_rule_does_not_apply_to_backends_that_do_not_declare_it(backend: str) -> None:
-    suite = BackendConformance()
-    suite.prepare(backend, "quick")
-    assert not suite.capabilities.hands_over_at_once
-    with pytest.raises(pytest.skip.Exception, match="requires capability hands_over_at_once"):
         getattr(suite, EX_13.test_name)()

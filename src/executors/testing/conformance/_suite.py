@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import functools
 import os
+import socket
 import tempfile
+import threading
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import anyio
@@ -514,9 +516,6 @@ class BackendConformance:
     async def _start_seen(self, entrypoint: str, path: str) -> _StartSeen:
         """Rule EX-13 on one host: run one job reporting its start to ``path`` with
         the pool's loop held in the job's executors_job_started hook."""
-        import socket
-        import threading
-
         seen = _StartSeen(host=f"{os.getpid()} {threading.get_ident()}")
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.bind(path)
@@ -671,7 +670,8 @@ class _StartSeen:
 
     #: "<pid> <thread id>" of the pool's own thread
     host: str
-    sock: Any = None
+    #: where the job reports, bound by the rule once its pool is open
+    sock: socket.socket | None = None
     #: the job's report ("<pid> <thread id>"), None if none came in time
     report: str | None = None
     hooked: int = 0
