@@ -4,8 +4,8 @@ As in ``test_broken_backends.py``: a backend wrapping a real one breaks the prom
 rule checks, the rule must fail naming itself, and the same wrapper with nothing broken
 passes it. The promise: a backend that declares ``hands_over_at_once`` has handed the
 job over when its ``run_job`` first suspends, and has run none of the job's code on the
-host's loop by then. Which backends the rule applies to is checked with the other
-capability rules', in ``test_conformance.py``.
+host's loop by then. Which backends the rule applies to is checked in
+``test_conformance.py``, with the other capability rules.
 """
 
 from __future__ import annotations

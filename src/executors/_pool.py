@@ -383,22 +383,7 @@ class Pool:
         """
         if self._must_wait_for_room():
             await self._wait_for_room()
-        return self._accept(payload, timeout, metadata, job_id, runner=False)
-
-    def _accept(
-        self,
-        payload: object,
-        timeout: float | None,
-        metadata: Mapping[str, str] | None,
-        job_id: str | None,
-        *,
-        runner: bool,
-    ) -> JobHandle:
-        """Accept a job (there is room: see ``_wait_for_room``); with ``runner``, its
-        launches are handed to the caller's task (see :meth:`run`) instead of being
-        started as tasks. Synchronous, like the room check before it: no coroutine to
-        run for either in the usual case, and nothing can change between the two."""
-        return self._accept_job(self._new_job(payload, timeout, metadata, job_id), runner=runner)
+        return self._accept_job(self._new_job(payload, timeout, metadata, job_id), runner=False)
 
     def _accept_run(
         self, payload: object, timeout: float | None, metadata: Mapping[str, str] | None
@@ -434,6 +419,10 @@ class Pool:
         return Job(id=job_id, payload=payload, timeout=timeout, metadata=dict(metadata or {}))
 
     def _accept_job(self, job: Job, *, runner: bool) -> JobHandle:
+        """Accept a job (there is room: see ``_wait_for_room``); with ``runner``, its
+        launches are handed to the caller's task (see :meth:`run`) instead of being
+        started as tasks. Synchronous, like the room check before it: no coroutine to
+        run for either in the usual case, and nothing can change between the two."""
         job_id = job.id
         handle = JobHandle(job, self, self._now())
         self._handles[job_id] = handle
