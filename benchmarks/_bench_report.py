@@ -130,11 +130,13 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
             f"| {name} | {_fmt(warm)} | {_fmt(life['uss_mib_per_worker'].get(name, math.nan))} "
             f"| {_recovery(life['recovery'].get(name, {}))} |"
         )
+    starts = document["settings"]["starts"]
     out += [
         "",
         "Cold to 4 warm workers: our pool from `open_pool()` to 4 idle executors; the",
         "anchors from their constructor to their first result with 4 workers (they start",
-        "workers lazily, so this is one start). USS is the memory a worker holds alone.",
+        f"workers lazily, so this is one start). The median of {starts} starts, the sides",
+        "taking turns. USS is the memory a worker holds alone.",
     ]
     memory = results["coroutine_memory"]
     out += [

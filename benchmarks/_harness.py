@@ -53,7 +53,8 @@ class Settings:
         self.jobs = 200 if quick else 3000
         self.warmup = 20 if quick else 200
         self.blocks = 2 if quick else 5
-        self.starts = 1 if quick else 5
+        # cold starts vary by a third from one to the next: a median needs a few
+        self.starts = 1 if quick else 15
         self.kills = 1 if quick else 3
         self.running = 200 if quick else 5000
 
