@@ -154,6 +154,11 @@ def log_warning(ctx: JobContext) -> str:
     return ctx.job_id
 
 
+def log_info(ctx: JobContext) -> str:
+    logger.info("info from the worker: %s", ctx.payload)
+    return ctx.job_id
+
+
 def keep_memory(ctx: JobContext) -> int:
     """Keep ``payload`` MiB alive in the worker after the job returns; return the pid."""
     _KEPT.append(b"\x01" * (int(ctx.payload) << 20))

@@ -63,6 +63,23 @@ async def test_worker_logging_reaches_the_host_with_executor_and_job_ids(
     assert record.process != os.getpid()
 
 
+@pytest.mark.parametrize(
+    ("host_level", "forwarded"), [(logging.INFO, True), (logging.WARNING, False)]
+)
+async def test_a_worker_logs_at_the_level_the_host_had_when_it_started(
+    caplog: pytest.LogCaptureFixture, host_level: int, forwarded: bool
+) -> None:
+    # Workers start at WARNING, the default: INFO must be set in them, WARNING not.
+    caplog.set_level(host_level)
+    async with open_pool(config(entrypoint="process_jobs:log_info")) as pool:
+        with anyio.fail_after(PATIENCE):
+            job_id = await pool.run("payload 6")
+    records = [r for r in caplog.records if r.name == "process_jobs"]
+    assert [(r.levelno, r.getMessage(), vars(r)["job_id"]) for r in records] == (
+        [(logging.INFO, "info from the worker: payload 6", job_id)] if forwarded else []
+    )
+
+
 async def test_max_jobs_per_executor_1_gives_a_fresh_process_per_job() -> None:
     cfg = config(entrypoint="process_jobs:pid", max_jobs_per_executor=1)
     async with open_pool(cfg) as pool:
