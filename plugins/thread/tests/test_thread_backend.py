@@ -4,7 +4,7 @@ setup per thread, the per-thread event loop, options and health."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import pytest
@@ -237,3 +237,35 @@ async def test_an_async_job_blocking_its_threads_loop_ends_unresponsive() -> Non
     assert outcome.reason is FailureReason.UNRESPONSIVE
     assert outcome.executor_id is not None
     assert closes.reasons[outcome.executor_id] == "abandoned"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+async def test_a_failed_start_raises_only_once_its_thread_has_ended(
+    loop: Literal["asyncio", "trio"],
+) -> None:
+    """The thread reports a failed setup before its loop has closed. start() waits for
+    the rest, so the error reaches the pool with no thread left behind: here the loop's
+    teardown is held, and start() has not returned until it is let go."""
+    held = thread_jobs.TEARDOWN = Probe()
+    cfg = config(setup="thread_jobs:failing_setup_with_a_held_teardown")
+    alive_when_raised: list[bool] = []
+
+    async def start(executor: Any) -> None:
+        with pytest.raises(SetupFailed, match="a teardown is held"):
+            await executor.start()
+        assert held.thread is not None
+        alive_when_raised.append(held.thread.is_alive())
+
+    async with ThreadBackend().open(cfg, ThreadOptions(loop=loop)) as factory:
+        executor = factory.create_executor("ex-1")
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(start, executor)
+                # the thread reported its failed start before its teardown began
+                await anyio.to_thread.run_sync(held.started.wait, PATIENCE)
+                await anyio.wait_all_tasks_blocked()
+                assert alive_when_raised == []  # start() still waits for the thread
+                held.release.set()
+        assert alive_when_raised == [False]
+        assert not executor.health().alive
+        await executor.aclose()  # nothing left to close

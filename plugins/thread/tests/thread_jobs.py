@@ -14,8 +14,11 @@ import anyio
 import anyio.lowlevel
 import attrs
 import sniffio
+from thread_helpers import PATIENCE
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from executors import JobContext
 
 #: how often a polling job looks at ``ctx.cancel_requested``
@@ -59,6 +62,32 @@ def broken_setup() -> None:
 async def broken_async_setup() -> None:
     await anyio.lowlevel.checkpoint()
     raise SetupFailed("async model weights not found")
+
+
+#: what failing_setup_with_a_held_teardown holds, and the test that holds it lets go:
+#: a test sets a fresh Probe here first
+TEARDOWN = Probe()
+#: keeps that setup's async generator alive until its loop closes
+_HELD: list[object] = []
+
+
+async def failing_setup_with_a_held_teardown() -> None:
+    """Fails, leaving an async generator suspended: the thread's loop finalizes it as it
+    closes, after the thread reported the failed start, and that waits for
+    ``TEARDOWN.release``."""
+
+    async def held() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            _HELD.clear()
+            TEARDOWN.enter()
+            TEARDOWN.release.wait(PATIENCE)
+
+    generator = held()
+    await generator.__anext__()
+    _HELD.append(generator)
+    raise SetupFailed("model weights not found, and a teardown is held")
 
 
 # -- sync entrypoints ---------------------------------------------------------------------

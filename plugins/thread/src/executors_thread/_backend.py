@@ -312,6 +312,12 @@ class ThreadExecutor:
             self._stop_thread()
             raise
         if self._start_error is not None:
+            # The thread ends right after it reports a failed start (a failed setup, a
+            # loop that could not be made): wait for it, so that the error reaches the
+            # pool with nothing left behind, not while the thread is still returning.
+            await self._stopped.wait()
+            thread.join()
+            self.state = ExecutorState.CLOSED
             raise self._start_error
         if self.state is ExecutorState.STARTING:
             self.state = ExecutorState.READY
