@@ -191,35 +191,70 @@ async def test_a_process_pool_opened_inside_a_worker_is_refused_and_the_pool_ser
 
 
 _UNGUARDED_SCRIPT = """
+import sys
+
 import anyio
 
-from executors import open_pool
+from executors import JobFailed, open_pool
+
+
+class Point:
+    pass
 
 
 async def main():
     async with open_pool(
         backend="process", entrypoint="process_jobs:echo", idle_executors=1,
         max_executors=1, acquire_attempts=1, initialize_timeout=10,
+        backend_options={"start_method": sys.argv[1]},
     ) as pool:
         print("RESULT", await pool.run(1))
+        try:
+            await pool.run(Point())  # the worker needs the main module for this one
+        except JobFailed as exc:
+            print("FAILED", exc)
+        print("RESULT", await pool.run(2))
 
 
 anyio.run(main)  # no `if __name__ == "__main__":`
 """
 
 
-async def test_a_script_that_opens_its_pool_unguarded_fails_clearly_instead_of_looping(
-    tmp_path: Path,
-) -> None:
-    # Workers run the main module again as they start: without the guard, each would
-    # open a pool of its own. It is refused there with advice, and the program ends.
+async def _run_unguarded(tmp_path: Path, start_method: str) -> tuple[int, str, str]:
     script = tmp_path / "unguarded.py"
     script.write_text(_UNGUARDED_SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     with anyio.fail_after(PATIENCE * 3):
-        done = await anyio.run_process([sys.executable, str(script)], env=env, check=False)
-    err = done.stderr.decode()
-    assert done.returncode == 1, err
+        done = await anyio.run_process(
+            [sys.executable, str(script), start_method], env=env, check=False
+        )
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_a_script_that_opens_its_pool_unguarded_fails_clearly_instead_of_looping(
+    tmp_path: Path,
+) -> None:
+    # A spawned worker runs the main module again as it starts: without the guard, each
+    # would open a pool of its own. It is refused there with advice, and the program ends.
+    returncode, out, err = await _run_unguarded(tmp_path, "spawn")
+    assert returncode == 1, err
+    assert "RESULT" not in out
     assert "NestedPoolError: open_pool() called while a new worker process imports" in err
     assert "if __name__ == '__main__':" in err
     assert "AcquireError: no executor could be started" in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forkserver is Linux's")
+async def test_an_unguarded_script_fails_only_the_jobs_that_make_a_forked_worker_run_it(
+    tmp_path: Path,
+) -> None:
+    # A forked worker runs the main module only for a job that needs a name from it: that
+    # job fails with the same advice, and the worker serves on.
+    returncode, out, err = await _run_unguarded(tmp_path, "forkserver")
+    assert returncode == 0, err
+    result, failed, result_again = out.splitlines()
+    assert (result, result_again) == ("RESULT 1", "RESULT 2")
+    assert failed.startswith("FAILED "), out
+    assert "the payload of job pool1-job-2 cannot be unpickled in the worker" in failed
+    assert "NestedPoolError: open_pool() called while a new worker process imports" in failed
+    assert "if __name__ == '__main__':" in failed

@@ -66,8 +66,9 @@ class NestedPoolError(ConfigError):
 
 def _refuse_nesting(config: PoolConfig) -> None:
     if getattr(multiprocessing.current_process(), "_inheriting", False):
-        # A new worker runs the main module again before it becomes a worker; a script
-        # that opens its pool at import would otherwise open one in every worker.
+        # A worker runs the main module again (a spawned one as it starts, a forked one
+        # when a job needs a name from it; see _forkserver): a script that opens its
+        # pool at import would otherwise open one in each.
         msg = (
             f"open_pool() called while a new worker process imports the main module "
             f"(pid {os.getpid()}), for entrypoint {config.entrypoint!r}: put the code "

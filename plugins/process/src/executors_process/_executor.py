@@ -29,6 +29,7 @@ from executors import (
 from executors._limits import os_problem
 
 from . import _worker
+from ._forkserver import WORKER_NAME_PREFIX
 from ._protocol import ErrorInfo, FrameBuffer, Message, encode, error_info
 
 if TYPE_CHECKING:
@@ -272,7 +273,7 @@ class ProcessExecutor:
             process = self._spec.context.Process(
                 target=_worker.main,
                 args=(child, control_child, self.id),
-                name=f"executors-worker-{self.id}",
+                name=f"{WORKER_NAME_PREFIX}{self.id}",
                 daemon=False,
             )
             process.start()

@@ -12,20 +12,34 @@ exits when the host does: it watches the host through a pipe, not through signal
 
 It also imports, once, the modules that every new worker would otherwise import as it
 starts (``multiprocessing`` imports them lazily in each child, and ``runpy`` does when
-the child runs the main module again): a worker then starts in about a third less CPU.
+the child runs the main module): a worker then starts in about a third less CPU.
+
+And a worker of the process backend does not run the host's main module as it starts,
+as ``multiprocessing`` would for every child: it runs it the first time something needs
+a name from it (a function or class of the script, pickled by reference, or code that
+looks it up). Until then ``__main__`` is a stand-in module (:class:`_MainOnDemand`).
+Re-running the script's top level (compiling it, its imports, its globals) cost each
+start about a millisecond for an empty script and more for a real one, and a worker
+rarely needs it. Other children of the same forkserver are left as they were.
 """
 
 from __future__ import annotations
 
 import importlib
 import multiprocessing.forkserver
+import multiprocessing.spawn
 import os
 import signal
 import sys
+import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import FrameType
+
+#: the name of every worker process of the process backend starts with this
+WORKER_NAME_PREFIX = "executors-worker-"
 
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
@@ -71,6 +85,92 @@ def _preload_what_every_child_imports() -> None:
         importlib.import_module(name)
 
 
+class _MainOnDemand(types.ModuleType):
+    """``__main__`` (and ``__mp_main__``) in a new worker, until something needs a name
+    from the host's main module: the first such lookup runs the module, as
+    ``multiprocessing`` would have at start, and every lookup then goes to it. A dunder
+    (``__file__``, ``__spec__``) runs nothing: tools probe those on every module."""
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        main = _run_main()
+        if main is None:  # the main module itself looks itself up as it runs
+            msg = f"module '__main__' has no attribute {name!r} (yet: it is being run)"
+            raise AttributeError(msg)
+        return getattr(main, name)
+
+
+#: how to run the host's main module (multiprocessing's fix-up, and its argument) in a
+#: worker that has not yet run it; None once it ran, or while it runs
+_pending_main: tuple[Callable[[str], None], str] | None = None
+_running_main = False
+#: the ``__main__`` that the stand-in replaced (the forkserver's own)
+_replaced_main: types.ModuleType | None = None
+
+
+def _run_main() -> types.ModuleType | None:
+    """The host's main module in this worker, run now if it had not been; None while
+    it runs."""
+    global _pending_main, _running_main
+    if _pending_main is None:
+        return None if _running_main else sys.modules["__mp_main__"]
+    fixup, main = _pending_main
+    process = multiprocessing.current_process()
+    _pending_main, _running_main = None, True
+    # As at a start: a pool that the script opens at import is refused (NestedPoolError).
+    inheriting = getattr(process, "_inheriting", False)
+    process._inheriting = True  # type: ignore[attr-defined]
+    try:
+        fixup(main)
+    except Exception:
+        _pending_main = (fixup, main)  # the next lookup tries again
+        raise
+    except BaseException as exc:
+        _pending_main = (fixup, main)
+        # sys.exit() at the script's top level: the job that needed it fails, saying so;
+        # the worker serves on.
+        msg = f"the main module {main!r} raised {exc!r} as this worker ran it on demand"
+        raise RuntimeError(msg) from exc
+    finally:
+        _running_main = False
+        if not inheriting:
+            del process._inheriting  # type: ignore[attr-defined]
+    if isinstance(sys.modules["__mp_main__"], _MainOnDemand) and _replaced_main is not None:
+        # The fix-up chose to run nothing (a package's __main__, run with -m, is never run
+        # again): the worker keeps the __main__ it had, as it would have at start.
+        sys.modules["__main__"] = sys.modules["__mp_main__"] = _replaced_main
+    return sys.modules["__mp_main__"]
+
+
+def _on_demand(fixup: Callable[[str], None]) -> Callable[[str], None]:
+    """``fixup`` (multiprocessing's ``_fixup_main_from_path`` or ``_from_name``, which run
+    the host's main module in a new child), deferred in a worker of the process backend
+    whose forkserver did not preload the main module."""
+
+    def deferred(main: str) -> None:
+        global _pending_main, _replaced_main
+        ours = multiprocessing.current_process().name.startswith(WORKER_NAME_PREFIX)
+        # The host's main module runs as __mp_main__: a __main__ still named __main__
+        # is the forkserver's own (its `python -c`), and the server did not preload it.
+        preloaded = getattr(sys.modules.get("__main__"), "__name__", None) != "__main__"
+        if not ours or preloaded:
+            fixup(main)
+            return
+        _pending_main, _replaced_main = (fixup, main), sys.modules["__main__"]
+        stand_in = _MainOnDemand("__mp_main__")
+        sys.modules["__main__"] = sys.modules["__mp_main__"] = stand_in
+
+    return deferred
+
+
+def _run_the_main_module_on_demand() -> None:
+    # prepare() looks both up as it runs, in each new child.
+    spawn = multiprocessing.spawn
+    spawn._fixup_main_from_path = _on_demand(spawn._fixup_main_from_path)  # type: ignore[attr-defined]
+    spawn._fixup_main_from_name = _on_demand(spawn._fixup_main_from_name)  # type: ignore[attr-defined]
+
+
 _MAIN = _forkserver_main()
 if _MAIN is not None:
     _take_the_hosts_path(_MAIN)
@@ -78,3 +178,4 @@ if _MAIN is not None:
     signal.signal(signal.SIGTERM, _ignore)
     os.register_at_fork(after_in_child=_restore_default)
     _preload_what_every_child_imports()
+    _run_the_main_module_on_demand()
