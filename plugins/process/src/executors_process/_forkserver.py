@@ -123,11 +123,10 @@ def _run_main() -> types.ModuleType | None:
     process._inheriting = True  # type: ignore[attr-defined]
     try:
         fixup(main)
-    except Exception:
-        _pending_main = (fixup, main)  # the next lookup tries again
-        raise
     except BaseException as exc:
-        _pending_main = (fixup, main)
+        _pending_main = (fixup, main)  # the next lookup tries again
+        if isinstance(exc, Exception):
+            raise
         # sys.exit() at the script's top level: the job that needed it fails, saying so;
         # the worker serves on.
         msg = f"the main module {main!r} raised {exc!r} as this worker ran it on demand"
@@ -136,7 +135,7 @@ def _run_main() -> types.ModuleType | None:
         _running_main = False
         if not inheriting:
             del process._inheriting  # type: ignore[attr-defined]
-    if isinstance(sys.modules["__mp_main__"], _MainOnDemand) and _replaced_main is not None:
+    if _replaced_main is not None and isinstance(sys.modules["__mp_main__"], _MainOnDemand):
         # The fix-up chose to run nothing (a package's __main__, run with -m, is never run
         # again): the worker keeps the __main__ it had, as it would have at start.
         sys.modules["__main__"] = sys.modules["__mp_main__"] = _replaced_main

@@ -315,9 +315,7 @@ class ThreadExecutor:
             # The thread ends right after it reports a failed start (a failed setup, a
             # loop that could not be made): wait for it, so that the error reaches the
             # pool with nothing left behind, not while the thread is still returning.
-            await self._stopped.wait()
-            thread.join()
-            self.state = ExecutorState.CLOSED
+            await self._thread_ended()
             raise self._start_error
         if self.state is ExecutorState.STARTING:
             self.state = ExecutorState.READY
@@ -358,6 +356,11 @@ class ThreadExecutor:
             return
         self.state = ExecutorState.CLOSING
         self._stop_thread()
+        await self._thread_ended()
+
+    async def _thread_ended(self) -> None:
+        """Returns once the thread, told to stop or done, has ended; the executor is
+        CLOSED."""
         if self._thread is not None:
             await self._stopped.wait()
             # The thread has only to return now: once closed, it is gone (never alive
