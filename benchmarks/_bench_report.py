@@ -43,6 +43,15 @@ runs 64 calls in flight. Tests never assert any of these figures.
   calling task through trio's `run_sync_soon`, as `trio.to_thread` does.
 - **bare tasks**: `await asyncio.create_task(f(i))`, and a task started in a trio nursery.
 
+**A disturbed machine.** On a virtual machine, the host may give the machine's CPUs to
+other guests: Linux counts that time as *steal*. The run reads it (`psutil.cpu_times()`)
+around each part, and the page gives the share of CPU time each part lost. A quiet
+machine loses well under 1%; while the host is busy, a quarter and more, and every wake-up
+of a thread or a process by another then takes two to three times as long. The sides of
+a comparison still take turns, but a hand-off that costs one wake-up more or less than
+another's is not slowed alike, so the ratios of a part that lost more than 5% are
+flagged: run it again on a quiet machine before reading them.
+
 Worker processes run the main module again as they start (`multiprocessing` does so for
 every process it starts), so `bench.py` imports nothing at its top and no side pays for
 the harness's own imports; a real program should do the same (see
@@ -54,6 +63,10 @@ def _fmt(value: float, digits: int = 1) -> str:
     if math.isnan(value):
         return "n/a"
     return f"{value:,.{digits}f}"
+
+
+def _share(share: float) -> str:
+    return "not reported" if math.isnan(share) else f"{share:.1%}"
 
 
 def _table(group: dict[str, dict[str, float]], ours: str) -> list[str]:
@@ -90,21 +103,39 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
     ]
     if document["missing"]:
         out.append(f"- Not installed, so not measured: {', '.join(document['missing'])}")
-    out += ["", "## Targets", "", "| target | ratio | limit | met |", "| --- | ---: | --- | --- |"]
-    close = []
+    steal = ", ".join(f"{part} {_share(share)}" for part, share in document["steal"].items())
+    out.append(f"- CPU time stolen by the hypervisor, by part of the run: {steal}")
+    out += [
+        "",
+        "## Targets",
+        "",
+        "| target | ratio | limit | met | CPU stolen |",
+        "| --- | ---: | --- | --- | ---: |",
+    ]
+    close, shaken = [], []
     for row in document["targets"]:
         out.append(
             f"| {row['target']} | {_fmt(row['ratio'], 2)} | {row['limit']} "
-            f"| {'yes' if row['met'] else '**no**'} |"
+            f"| {'yes' if row['met'] else '**no**'} | {_share(row['steal'])} |"
         )
         if row["close"]:
             close.append(row["target"])
+        if row["disturbed"]:
+            shaken.append(row["target"])
     if close:
         out += [
             "",
             f"Within {document['settings']['close_share']:.0%} of their limits in this run, "
             f"so that one run cannot tell whether they hold: {'; '.join(close)}. "
             "Run it again before reading them.",
+        ]
+    if shaken:
+        out += [
+            "",
+            f"Measured while the hypervisor took more than "
+            f"{document['settings']['disturbed_share']:.0%} of the CPU time, so that this "
+            f"run cannot tell whether they hold: {'; '.join(shaken)}. "
+            "Run it again on a quiet machine before reading them.",
         ]
     sections = [
         ("Process pools (asyncio host)", "process", "process pool"),
@@ -236,5 +267,7 @@ def summary(document: dict[str, Any]) -> str:
     lines = [f"benchmarks: {document['seconds']} s"]
     for row in document["targets"]:
         mark = "met" if row["met"] else "NOT met"
+        if row["disturbed"]:
+            mark += f" (disturbed: {_share(row['steal'])} of the CPU time stolen)"
         lines.append(f"  {row['target']}: {row['ratio']:.2f} ({row['limit']}): {mark}")
     return "\n".join(lines)

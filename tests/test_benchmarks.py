@@ -4,6 +4,7 @@ never asserted: they depend on the machine, and a slow CI runner must not fail t
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import subprocess
@@ -26,6 +27,16 @@ GROUPS = {
     "thread_trio": {"thread pool", "trio.to_thread", "anyio.to_thread", "thread floor"},
     "coroutine": {"coroutine pool", "asyncio.create_task"},
     "coroutine_trio": {"coroutine pool", "trio task"},
+}
+#: the part of the run each target's figures come from
+TARGET_PARTS = {
+    "process_p50_vs_ppe": "process",
+    "process_p50_vs_floor": "process",
+    "process_throughput_vs_ppe": "process",
+    "thread_p50_vs_to_thread": "thread",
+    "coroutine_p50_vs_task": "coroutine",
+    "coroutine_memory": "coroutine_memory",
+    "warm_4_vs_ppe": "process_lifecycle",
 }
 PROCESS_POOLS = {"process pool", "ProcessPoolExecutor", "loky", "pebble"}
 
@@ -68,15 +79,29 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
     assert memory["bare_task_bytes"] > 0
     assert memory["pool_job_bytes"] > 0
     targets = document["targets"]
-    assert len(targets) == 7
+    assert [t["key"] for t in targets] == list(TARGET_PARTS)
     assert all(math.isfinite(t["ratio"]) and t["ratio"] > 0 for t in targets)
     assert all(isinstance(t["close"], bool) for t in targets)
+    # the CPU time the hypervisor took, read around every part of the run
+    assert set(document["steal"]) == {*GROUPS, "coroutine_memory", "process_lifecycle"}
+    for share in document["steal"].values():
+        assert math.isnan(share) if sys.platform != "linux" else 0 <= share <= 1
+    for t in targets:
+        part = document["steal"][TARGET_PARTS[t["key"]]]
+        assert t["steal"] == part or (math.isnan(t["steal"]) and math.isnan(part))
+        assert t["disturbed"] == (t["steal"] > document["settings"]["disturbed_share"])
     text = page.read_text(encoding="utf-8")
     flagged = [t["target"] for t in targets if t["close"]]
     if flagged:
         assert f"so that one run cannot tell whether they hold: {'; '.join(flagged)}." in text
     else:
         assert "so that one run cannot tell" not in text
+    shaken = [t["target"] for t in targets if t["disturbed"]]
+    if shaken:
+        assert f"so that this run cannot tell whether they hold: {'; '.join(shaken)}." in text
+    else:
+        assert "so that this run cannot tell" not in text
+    assert "- CPU time stolen by the hypervisor, by part of the run: process " in text
     assert "## Targets" in text
     assert document["command"] in text
     for png in ("round_trips.png", "throughput.png", "targets.png"):
@@ -94,3 +119,24 @@ def test_targets_too_close_to_their_limits_for_one_run_to_tell_are_flagged() -> 
     cases = [(0.8, 0.75), (1.9, 2.0), (0.3, 0.5), (1.55, 1.5), (0.96, 1.0), (2.25, 2.0)]
     flagged = [_harness.close_to(ratio, limit) for ratio, limit in cases]
     assert flagged == [True, True, False, True, True, False]
+
+
+def test_the_share_of_cpu_time_stolen_is_read_from_two_readings() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _harness
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    times = collections.namedtuple("times", "user system idle steal guest")
+    # 40 of 200 ticks stolen; guest time is part of user time, not counted twice
+    share = _harness.stolen_share(times(10, 5, 100, 5, 50), times(70, 25, 180, 45, 80))
+    assert share == 40 / 200
+    assert math.isnan(_harness.stolen_share(times(1, 1, 1, 1, 0), times(1, 1, 1, 1, 0)))
+    without = collections.namedtuple("without", "user system idle")
+    assert math.isnan(_harness.stolen_share(without(1, 2, 3), without(2, 3, 4)))
+    assert [_harness.disturbed(s) for s in (0.0, 0.05, 0.051, math.nan)] == [
+        False,
+        False,
+        True,
+        False,
+    ]
