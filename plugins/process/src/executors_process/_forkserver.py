@@ -101,12 +101,11 @@ class _MainOnDemand(types.ModuleType):
         return getattr(main, name)
 
 
-#: how to run the host's main module (multiprocessing's fix-up, and its argument) in a
-#: worker that has not yet run it; None once it ran, or while it runs
-_pending_main: tuple[Callable[[str], None], str] | None = None
+#: how to run the host's main module in a worker that has not yet run it:
+#: multiprocessing's fix-up, its argument, and the ``__main__`` that the stand-in
+#: replaced (the forkserver's own); None once it ran, or while it runs
+_pending_main: tuple[Callable[[str], None], str, types.ModuleType] | None = None
 _running_main = False
-#: the ``__main__`` that the stand-in replaced (the forkserver's own)
-_replaced_main: types.ModuleType | None = None
 
 
 def _run_main() -> types.ModuleType | None:
@@ -115,7 +114,7 @@ def _run_main() -> types.ModuleType | None:
     global _pending_main, _running_main
     if _pending_main is None:
         return None if _running_main else sys.modules["__mp_main__"]
-    fixup, main = _pending_main
+    fixup, main, replaced = _pending_main
     process = multiprocessing.current_process()
     _pending_main, _running_main = None, True
     # As at a start: a pool that the script opens at import is refused (NestedPoolError).
@@ -124,7 +123,7 @@ def _run_main() -> types.ModuleType | None:
     try:
         fixup(main)
     except BaseException as exc:
-        _pending_main = (fixup, main)  # the next lookup tries again
+        _pending_main = (fixup, main, replaced)  # the next lookup tries again
         if isinstance(exc, Exception):
             raise
         # sys.exit() at the script's top level: the job that needed it fails, saying so;
@@ -135,10 +134,10 @@ def _run_main() -> types.ModuleType | None:
         _running_main = False
         if not inheriting:
             del process._inheriting  # type: ignore[attr-defined]
-    if _replaced_main is not None and isinstance(sys.modules["__mp_main__"], _MainOnDemand):
+    if isinstance(sys.modules["__mp_main__"], _MainOnDemand):
         # The fix-up chose to run nothing (a package's __main__, run with -m, is never run
         # again): the worker keeps the __main__ it had, as it would have at start.
-        sys.modules["__main__"] = sys.modules["__mp_main__"] = _replaced_main
+        sys.modules["__main__"] = sys.modules["__mp_main__"] = replaced
     return sys.modules["__mp_main__"]
 
 
@@ -148,7 +147,7 @@ def _on_demand(fixup: Callable[[str], None]) -> Callable[[str], None]:
     whose forkserver did not preload the main module."""
 
     def deferred(main: str) -> None:
-        global _pending_main, _replaced_main
+        global _pending_main
         ours = multiprocessing.current_process().name.startswith(WORKER_NAME_PREFIX)
         # The host's main module runs as __mp_main__: a __main__ still named __main__
         # is the forkserver's own (its `python -c`), and the server did not preload it.
@@ -156,7 +155,7 @@ def _on_demand(fixup: Callable[[str], None]) -> Callable[[str], None]:
         if not ours or preloaded:
             fixup(main)
             return
-        _pending_main, _replaced_main = (fixup, main), sys.modules["__main__"]
+        _pending_main = (fixup, main, sys.modules["__main__"])
         stand_in = _MainOnDemand("__mp_main__")
         sys.modules["__main__"] = sys.modules["__mp_main__"] = stand_in
 
