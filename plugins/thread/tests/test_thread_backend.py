@@ -262,7 +262,7 @@ async def test_a_failed_start_raises_only_once_its_thread_has_ended(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(start, executor)
                 # the thread reported its failed start before its teardown began
-                await anyio.to_thread.run_sync(held.started.wait, PATIENCE)
+                assert await anyio.to_thread.run_sync(held.started.wait, PATIENCE)
                 await anyio.wait_all_tasks_blocked()
                 assert alive_when_raised == []  # start() still waits for the thread
                 held.release.set()
