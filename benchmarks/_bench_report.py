@@ -49,12 +49,13 @@ around each part, and the page gives the share of CPU time each part lost. A qui
 machine loses well under 1%; while the host is busy, a quarter and more, and every wake-up
 of a thread or a process by another then takes two to three times as long. The sides of
 a comparison still take turns, but a hand-off that costs one wake-up more or less than
-another's is not slowed alike, so the ratios of a part that lost more than 5% are
-flagged: run it again on a quiet machine before reading them.
+another's is not slowed alike, so the ratios of a part that lost more than the share
+given under *This run* are flagged: run it again on a quiet machine before reading them.
 
-Worker processes run the main module again as they start (`multiprocessing` does so for
-every process it starts), so `bench.py` imports nothing at its top and no side pays for
-the harness's own imports; a real program should do the same (see
+The anchors' worker processes run the main module again as they start (`multiprocessing`
+does so for every process it starts; a worker of our process pool runs it only when a
+job needs a name from it), so `bench.py` imports nothing at its top and no side pays
+for the harness's own imports; a real program should do the same (see
 [Start methods](process.md#start-methods)).
 """
 
@@ -104,7 +105,11 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
     if document["missing"]:
         out.append(f"- Not installed, so not measured: {', '.join(document['missing'])}")
     steal = ", ".join(f"{part} {_share(share)}" for part, share in document["steal"].items())
-    out.append(f"- CPU time stolen by the hypervisor, by part of the run: {steal}")
+    limit = document["settings"]["disturbed_share"]
+    out.append(
+        f"- CPU time stolen by the hypervisor, by part of the run (flagged above "
+        f"{limit:.0%}): {steal}"
+    )
     out += [
         "",
         "## Targets",
@@ -132,9 +137,8 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
     if shaken:
         out += [
             "",
-            f"Measured while the hypervisor took more than "
-            f"{document['settings']['disturbed_share']:.0%} of the CPU time, so that this "
-            f"run cannot tell whether they hold: {'; '.join(shaken)}. "
+            f"Measured while the hypervisor took more than {limit:.0%} of the CPU time, "
+            f"so that this run cannot tell whether they hold: {'; '.join(shaken)}. "
             "Run it again on a quiet machine before reading them.",
         ]
     sections = [
