@@ -3,10 +3,12 @@ through the pytest plugin, each in a subprocess (pytest does not nest well)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,43 +29,78 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def _check(backend: str) -> subprocess.CompletedProcess[str]:
-    # The table is as wide as the terminal (80 columns through a pipe), wrapping long
-    # details onto a second line: wide enough here that each rule's row is one line.
-    env = {**os.environ, "COLUMNS": "200"}
-    return _run("-m", "executors", "check", backend, "--profile", "quick", env=env)
+def _check(backend: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run("-m", "executors", "check", backend, "--profile", "quick", *args)
 
 
 def _row(stdout: str, rule: Rule) -> str:
-    rows = [line for line in stdout.splitlines() if f" {rule.id} " in line]
-    assert rows, f"no row for {rule.id} in:\n{stdout}"
-    return rows[0]
+    """The rule's row, with the detail lines under it."""
+    lines = stdout.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith(f"{rule.id} "):
+            detail = []
+            for below in lines[number + 1 :]:
+                if not below.startswith("       "):
+                    break
+                detail.append(below.strip())
+            return "\n".join([line, *detail])
+    raise AssertionError(f"no row for {rule.id} in:\n{stdout}")
+
+
+def _lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]
 
 
 # oneshot: the example third-party distribution under examples/backend-plugin
 @pytest.mark.parametrize("backend", ["coroutine", "thread", "process", "oneshot"])
 def test_check_passes_every_rule_on_each_in_repo_backend(backend: str) -> None:
-    result = _check(backend)
+    result = _check(backend, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
-    for rule in RULES:
-        row = _row(result.stdout, rule)
-        assert rule.name in row
-        assert " passed " in row or " skipped " in row, row
-    assert f"rules version {RULES_VERSION}" in result.stdout
+    start, *rows, end = _lines(result.stdout)
+    assert start["event"] == "start"
+    assert start["rules_version"] == RULES_VERSION
+    assert [row["id"] for row in rows] == [rule.id for rule in RULES]
+    statuses = {row["id"]: row["status"] for row in rows}
+    assert set(statuses.values()) <= {"passed", "skipped"}, statuses
+    assert end["event"] == "end"
+    assert end["ok"] is True
+    for row in rows:
+        # Every rule ran within the deadline it was given (its own overhead aside).
+        if row["status"] == "passed":
+            assert row["seconds"] <= row["deadline"] + 2.0, row
+    details = {row["id"]: row["detail"] for row in rows}
     if backend == "coroutine":  # EX-6: a coroutine cannot isolate a crash
-        assert "requires capability" in _row(result.stdout, RULES[5])
+        assert "requires capability isolates_crashes" in details["EX-6"]
     # A rule for a capability applies to the backends that declare it, and only to them.
     for rule_id, capability, declared_by in (
         ("EX-11", "cheap_kill", ("coroutine", "process")),
         ("EX-12", "cancel_by_task", ("thread",)),
         ("EX-13", "hands_over_at_once", ("thread", "process")),
+        ("EX-16", "measures_memory", ("process",)),
+        ("SL-11", "measures_memory", ("process",)),
     ):
-        row = _row(result.stdout, rule_with_id(rule_id))
         if backend in declared_by:
-            assert " passed " in row, row
+            assert statuses[rule_id] == "passed", rule_id
         else:
-            assert " skipped " in row, row
-            assert f"requires capability {capability}" in row, row
+            assert statuses[rule_id] == "skipped", rule_id
+            assert f"requires capability {capability}" in details[rule_id]
+    # The state machines and the wear rule say how much they did.
+    notes = {row["id"]: row["notes"] for row in rows}
+    assert notes["EX-1"]["runs"] >= 1
+    assert notes["SL-13"]["steps"] >= 1
+    assert notes["SL-9"]["jobs on one executor"] >= 1
+
+
+def test_check_prints_a_row_per_rule_as_it_ends() -> None:
+    result = _check("process")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"rules version {RULES_VERSION}" in result.stdout
+    for rule in RULES:
+        row = _row(result.stdout, rule)
+        assert rule.name in row
+        assert " passed " in row or " skipped " in row, row
+    assert "requires capability cancel_by_task" in _row(result.stdout, rule_with_id("EX-12"))
+    assert result.stdout.splitlines()[-1].endswith("backend 'process' conforms")
 
 
 def test_check_of_an_unknown_backend_exits_2_listing_the_installed_ones() -> None:
@@ -87,7 +124,7 @@ def test_the_pytest_plugin_runs_the_suite_from_the_installed_package() -> None:
         "-q",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 passed, 4 skipped" in result.stdout
+    assert "20 passed, 11 skipped" in result.stdout
 
 
 def test_without_a_backend_the_suite_is_skipped_with_a_reason() -> None:
@@ -101,9 +138,12 @@ def test_without_a_backend_the_suite_is_skipped_with_a_reason() -> None:
 def test_rules_are_numbered_in_order_with_matching_test_methods() -> None:
     from executors.testing.conformance import BackendConformance
 
-    assert [r.id for r in RULES] == [f"EX-{i}" for i in range(1, len(RULES) + 1)]
+    for prefix, level in (("EX", "pool"), ("SL", "slot")):
+        ids = [r.id for r in RULES if r.level == level]
+        assert ids == [f"{prefix}-{i}" for i in range(1, len(ids) + 1)]
     for rule in RULES:
         assert callable(getattr(BackendConformance, rule.test_name))
+        assert rule.promise, f"{rule.id} names no promise of the contract"
 
 
 def test_check_without_pytest_says_to_install_the_testing_extra(
@@ -114,23 +154,6 @@ def test_check_without_pytest_says_to_install_the_testing_extra(
     monkeypatch.setitem(sys.modules, "pytest", None)  # `import pytest` raises ImportError
     assert main(["check", "coroutine"]) == 2
     assert "install executors[testing]" in capsys.readouterr().err
-
-
-def test_check_json_is_one_document_with_a_row_per_rule() -> None:
-    import json
-
-    result = _run("-m", "executors", "check", "coroutine", "--json")
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(result.stdout)  # pytest's own report went to stderr
-    assert report["ok"] is True
-    assert report["rules_version"] == RULES_VERSION
-    assert [row["id"] for row in report["rules"]] == [rule.id for rule in RULES]
-    statuses = {row["id"]: row["status"] for row in report["rules"]}
-    assert statuses["EX-6"] == "skipped"  # a coroutine cannot isolate a crash
-    assert statuses["EX-1"] == "passed"
-    assert statuses["EX-11"] == "passed"  # its kills are cheap
-    assert statuses["EX-12"] == "skipped"  # it keeps a scope: its kills end runs instead
-    assert statuses["EX-13"] == "skipped"  # it runs each job in its caller's task
 
 
 _BROKEN_PLUGIN = """
@@ -149,8 +172,6 @@ def executors_register_backends(register):
 def test_check_of_a_broken_installed_backend_fails_naming_the_rule(tmp_path: Path) -> None:
     """A distribution installed beside executors (a module and its dist-info with an
     entry point) registers a backend whose start() hangs when its setup raises."""
-    import json
-    import os
 
     (tmp_path / "broken_plugin.py").write_text(_BROKEN_PLUGIN)
     info = tmp_path / "broken_plugin-0.1.dist-info"
@@ -168,11 +189,12 @@ def test_check_of_a_broken_installed_backend_fails_naming_the_rule(tmp_path: Pat
         env={**os.environ, "PYTHONPATH": path},
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    report = json.loads(result.stdout)
-    rows = {row["id"]: row for row in report["rules"]}
-    assert report["ok"] is False
+    *rules, end = _lines(result.stdout)
+    rows = {row["id"]: row for row in rules if row["event"] == "rule"}
+    assert end["ok"] is False
     assert rows["EX-2"]["status"] == "failed"
     assert "EX-2 acquisition_never_hangs: " in rows["EX-2"]["detail"]
     assert "InjectedFault" in rows["EX-2"]["detail"]
-    others = {rule_id: row["status"] for rule_id, row in rows.items() if rule_id != "EX-2"}
+    # SL-2 checks the same promise on a bare executor: start() must raise
+    others = {r: row["status"] for r, row in rows.items() if r not in ("EX-2", "SL-2")}
     assert set(others.values()) <= {"passed", "skipped"}, others

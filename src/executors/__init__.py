@@ -6,44 +6,93 @@
 
 from __future__ import annotations
 
-from ._config import LoadedConfig as LoadedConfig
-from ._config import PoolConfig as PoolConfig
-from ._config import build_backend_options as build_backend_options
-from ._config import load_config as load_config
-from ._entrypoints import resolve_callable as resolve_callable
-from ._exceptions import AcquireError as AcquireError
-from ._exceptions import ConfigError as ConfigError
-from ._exceptions import DuplicateBackendError as DuplicateBackendError
-from ._exceptions import EntrypointError as EntrypointError
-from ._exceptions import ExecutorsError as ExecutorsError
-from ._exceptions import JobFailed as JobFailed
-from ._exceptions import LaunchError as LaunchError
-from ._exceptions import PluginError as PluginError
-from ._exceptions import PoolClosed as PoolClosed
-from ._exceptions import PoolFull as PoolFull
-from ._exceptions import UnknownBackendError as UnknownBackendError
-from ._executor import Backend as Backend
-from ._executor import Capabilities as Capabilities
-from ._executor import ExecutorFactory as ExecutorFactory
-from ._executor import ExecutorState as ExecutorState
-from ._executor import Health as Health
-from ._executor import JobExecutor as JobExecutor
-from ._hookspecs import hookimpl as hookimpl
-from ._hookspecs import hookspec as hookspec
-from ._job import FailureReason as FailureReason
-from ._job import Job as Job
-from ._job import JobContext as JobContext
-from ._job import JobOutcome as JobOutcome
-from ._job import JobStatus as JobStatus
-from ._job import RemoteError as RemoteError
-from ._plugins import BackendInfo as BackendInfo
-from ._plugins import BrokenPlugin as BrokenPlugin
-from ._plugins import Registry as Registry
-from ._plugins import default_registry as default_registry
-from ._pool import JobHandle as JobHandle
-from ._pool import Pool as Pool
-from ._pool import PoolStatistics as PoolStatistics
-from ._pool import open_pool as open_pool
+import importlib as _importlib
+import typing as _typing
+
+# The names are imported on first use (PEP 562): a worker process that needs only the
+# job model (``from executors import JobContext``) does not import the pool, its
+# configuration and anyio. Type checkers read the imports below.
+if _typing.TYPE_CHECKING:
+    from ._config import LoadedConfig as LoadedConfig
+    from ._config import PoolConfig as PoolConfig
+    from ._config import build_backend_options as build_backend_options
+    from ._config import load_config as load_config
+    from ._entrypoints import resolve_callable as resolve_callable
+    from ._exceptions import AcquireError as AcquireError
+    from ._exceptions import ConfigError as ConfigError
+    from ._exceptions import DuplicateBackendError as DuplicateBackendError
+    from ._exceptions import EntrypointError as EntrypointError
+    from ._exceptions import ExecutorsError as ExecutorsError
+    from ._exceptions import JobFailed as JobFailed
+    from ._exceptions import LaunchError as LaunchError
+    from ._exceptions import PluginError as PluginError
+    from ._exceptions import PoolClosed as PoolClosed
+    from ._exceptions import PoolFull as PoolFull
+    from ._exceptions import UnknownBackendError as UnknownBackendError
+    from ._executor import Backend as Backend
+    from ._executor import Capabilities as Capabilities
+    from ._executor import ExecutorFactory as ExecutorFactory
+    from ._executor import ExecutorState as ExecutorState
+    from ._executor import Health as Health
+    from ._executor import JobExecutor as JobExecutor
+    from ._hookspecs import hookimpl as hookimpl
+    from ._hookspecs import hookspec as hookspec
+    from ._job import FailureReason as FailureReason
+    from ._job import Job as Job
+    from ._job import JobContext as JobContext
+    from ._job import JobOutcome as JobOutcome
+    from ._job import JobStatus as JobStatus
+    from ._job import RemoteError as RemoteError
+    from ._plugins import BackendInfo as BackendInfo
+    from ._plugins import BrokenPlugin as BrokenPlugin
+    from ._plugins import Registry as Registry
+    from ._plugins import default_registry as default_registry
+    from ._pool import JobHandle as JobHandle
+    from ._pool import Pool as Pool
+    from ._pool import PoolStatistics as PoolStatistics
+    from ._pool import open_pool as open_pool
+
+#: public name -> the private module that defines it
+_HOMES = {
+    "LoadedConfig": "._config",
+    "PoolConfig": "._config",
+    "build_backend_options": "._config",
+    "load_config": "._config",
+    "resolve_callable": "._entrypoints",
+    "AcquireError": "._exceptions",
+    "ConfigError": "._exceptions",
+    "DuplicateBackendError": "._exceptions",
+    "EntrypointError": "._exceptions",
+    "ExecutorsError": "._exceptions",
+    "JobFailed": "._exceptions",
+    "LaunchError": "._exceptions",
+    "PluginError": "._exceptions",
+    "PoolClosed": "._exceptions",
+    "PoolFull": "._exceptions",
+    "UnknownBackendError": "._exceptions",
+    "Backend": "._executor",
+    "Capabilities": "._executor",
+    "ExecutorFactory": "._executor",
+    "ExecutorState": "._executor",
+    "Health": "._executor",
+    "JobExecutor": "._executor",
+    "hookimpl": "._hookspecs",
+    "hookspec": "._hookspecs",
+    "FailureReason": "._job",
+    "Job": "._job",
+    "JobContext": "._job",
+    "JobOutcome": "._job",
+    "JobStatus": "._job",
+    "RemoteError": "._job",
+    "BackendInfo": "._plugins",
+    "BrokenPlugin": "._plugins",
+    "Registry": "._plugins",
+    "default_registry": "._plugins",
+    "JobHandle": "._pool",
+    "Pool": "._pool",
+    "PoolStatistics": "._pool",
+    "open_pool": "._pool",
+}
 
 __version__ = "0.1.0"
 
@@ -88,3 +137,19 @@ __all__ = [
     "open_pool",
     "resolve_callable",
 ]
+
+
+if not _typing.TYPE_CHECKING:  # hidden from type checkers, which then flag unknown names
+
+    def __getattr__(name: str) -> _typing.Any:
+        home = _HOMES.get(name)
+        if home is None:
+            msg = f"module {__name__!r} has no attribute {name!r}"
+            raise AttributeError(msg)
+        value = getattr(_importlib.import_module(home, __name__), name)
+        globals()[name] = value  # looked up once
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

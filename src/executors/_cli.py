@@ -19,12 +19,11 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack, contextmanager, redirect_stdout
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
@@ -210,10 +209,11 @@ def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "check",
         help="run the conformance suite against a backend",
         description="Run the conformance suite (docs/conformance.md) against the installed "
-        "backend NAME with real pools, and print one row per rule: passed, failed (with "
-        "the start of the failure) or skipped (with the capability the backend lacks). "
-        "Exits 0 when no rule failed, 1 when one did, 2 for an unknown backend or when "
-        "pytest and Hypothesis (the executors[testing] extra) are not installed.",
+        "backend NAME, on bare executors and through real pools, and print one row per "
+        "rule as it ends: passed, failed (with the start of the failure) or skipped (with "
+        "why). Exits 0 when no rule failed, 1 when one did or --timeout was reached, 2 for "
+        "an unknown backend or when pytest and Hypothesis (the executors[testing] extra) "
+        "are not installed.",
     )
     parser.add_argument("backend", metavar="NAME", help="see `executors backends`")
     parser.add_argument(
@@ -222,7 +222,19 @@ def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         default="quick",
         help="how many random programs to try (default: quick)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON lines instead of a table: one per rule as it ends, then a verdict",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="stop after this long: the rule still running fails, the rest are not run "
+        "(default: 300 quick, 600 ci, 3600 thorough)",
+    )
     parser.set_defaults(handler=_check_command)
 
 
@@ -646,52 +658,10 @@ def _run_status(report: _Report) -> int:
 
 # -- executors check -------------------------------------------------------------------------
 
-#: lines of a failure shown under its rule
-_FAILURE_LINES = 12
-
-
-@attrs.define
-class _RuleResult:
-    status: str = "not run"
-    detail: str = ""
-
-
-@attrs.define(eq=False)
-class _ReportCollector:
-    """A pytest plugin that keeps, per conformance rule, how its test went."""
-
-    tests: dict[str, str]
-    results: dict[str, _RuleResult] = attrs.field(factory=dict)
-
-    def pytest_runtest_logreport(self, report: Any) -> None:
-        name = str(report.nodeid).rsplit("::", 1)[-1].partition("[")[0]
-        rule_id = self.tests.get(name)
-        if rule_id is None:
-            return
-        result = self.results.setdefault(rule_id, _RuleResult())
-        if report.failed:
-            if result.status != "failed":
-                result.status, result.detail = "failed", _failure_summary(report.longreprtext)
-        elif report.skipped:
-            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
-            result.status, result.detail = "skipped", str(reason).removeprefix("Skipped: ")
-        elif report.when == "call" and result.status == "not run":
-            result.status = "passed"
-
-
-def _failure_summary(text: str) -> str:
-    """The error lines (pytest's ``E`` lines, which carry Hypothesis' falsifying example)
-    of a failure, else its last lines."""
-    lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
-    lines = [line for line in lines if line] or text.strip().splitlines()[-_FAILURE_LINES:]
-    if len(lines) > _FAILURE_LINES:
-        lines = [*lines[: _FAILURE_LINES - 1], "..."]
-    return "\n".join(lines)
-
 
 def _check_command(args: argparse.Namespace) -> int:
     try:
-        import pytest
+        import pytest  # noqa: F401 -- only whether it imports
 
         if importlib.util.find_spec("hypothesis") is None:
             raise ImportError("No module named 'hypothesis'")  # noqa: EM101
@@ -701,7 +671,7 @@ def _check_command(args: argparse.Namespace) -> int:
             "install executors[testing], for example: pip install 'executors[testing]'"
         )
         return EXIT_ERROR
-    from .testing.conformance._rules import RULES, RULES_VERSION
+    from ._check import DEFAULT_TIMEOUT, check
 
     installed = sorted(info.name for info in default_registry().backends())
     if args.backend not in installed:
@@ -710,74 +680,11 @@ def _check_command(args: argparse.Namespace) -> int:
             f"{', '.join(installed) or 'none'}"
         )
         return EXIT_ERROR
-    collector = _ReportCollector({r.test_name: r.id for r in RULES})
-    with tempfile.TemporaryDirectory() as directory:
-        # An empty configuration file: the suite runs the same from any directory, with
-        # no project's pytest settings or conftest.py around it.
-        ini = Path(directory, "pytest.ini")
-        ini.write_text("[pytest]\n")
-        # With --json, stdout carries the JSON document only: pytest reports on stderr.
-        output = sys.stderr if args.json else sys.stdout
-        with redirect_stdout(output):
-            status = pytest.main(
-                [
-                    "-c",
-                    str(ini),
-                    "--rootdir",
-                    directory,
-                    "-p",
-                    "no:cacheprovider",
-                    "-q",
-                    "--no-header",
-                    "--tb=short",
-                    # executors, anyio and pytest's plugins are imported before pytest starts
-                    "-W",
-                    "ignore::pytest.PytestAssertRewriteWarning",
-                    "--pyargs",
-                    "executors.testing.conformance",
-                    "--executors-backend",
-                    args.backend,
-                    "--executors-profile",
-                    args.profile,
-                ],
-                plugins=[collector],
-            )
-    results = [(checked, collector.results.get(checked.id, _RuleResult())) for checked in RULES]
-    failed = any(result.status not in ("passed", "skipped") for _, result in results)
-    if args.json:
-        _print_json(
-            {
-                "backend": args.backend,
-                "profile": args.profile,
-                "rules_version": RULES_VERSION,
-                "ok": not failed,
-                "rules": [
-                    {
-                        "id": checked.id,
-                        "name": checked.name,
-                        "status": result.status,
-                        "detail": result.detail,
-                    }
-                    for checked, result in results
-                ],
-            }
-        )
-    else:
-        table = _table(
-            f"Conformance of backend {args.backend!r} "
-            f"(rules version {RULES_VERSION}, profile {args.profile})",
-            "rule",
-            "name",
-            "result",
-            "detail",
-        )
-        for checked, result in results:
-            style = {"passed": "green", "skipped": "yellow"}.get(result.status, "red")
-            table.add_row(checked.id, checked.name, Text(result.status, style=style), result.detail)
-        Console().print(table)
-    if failed or status not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-        return EXIT_FAILED
-    return EXIT_OK
+    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT[args.profile]
+    if not timeout > 0:
+        _error(f"--timeout {args.timeout} is invalid: must be a number of seconds above 0")
+        return EXIT_ERROR
+    return check(args.backend, args.profile, as_json=args.json, timeout=timeout)
 
 
 # -- entry point ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .._config import PoolConfig
     from .._job import Job, JobOutcome
     from .._pool import JobHandle, Pool
+    from .witness import Witness
 
 
 @attrs.frozen
@@ -54,6 +55,8 @@ class Recorder:
     running: dict[str, str] = attrs.field(factory=dict)
     overlaps: list[str] = attrs.field(factory=list)
     peak_live: int = 0
+    #: marks in it the moment each job's outcome is delivered
+    witness: Witness | None = None
 
     @hookimpl
     def executors_executor_ready(self, executor_id: str) -> None:
@@ -77,6 +80,8 @@ class Recorder:
 
     @hookimpl
     def executors_job_finished(self, job: Job, outcome: JobOutcome) -> None:
+        if self.witness is not None:
+            self.witness.delivered(job.id, outcome.status.value)
         self.finished[job.id] += 1
         self.outcomes[job.id] = outcome
         executor_id = self.running.pop(job.id, None)

@@ -15,18 +15,49 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from executors._job import JobContext
 
 #: the longest any fault-injecting job or setup runs, in seconds, whatever it ignores
 BOUND = 30.0
 _POLL = 0.005
+#: the longest an async wait sleeps between two ticks
+_TICK_SLEEP = 0.02
+
+
+def _nothing() -> None:
+    pass
 
 
 class InjectedFault(RuntimeError):
     """What the raising jobs and setups raise."""
 
 
-FaultKind = Literal["echo", "raise", "sleep", "hang", "crash", "block_loop", "allocate"]
+class InjectedBaseFault(BaseException):
+    """A :class:`BaseException` that is neither an ``Exception`` nor a cancellation,
+    raised by a ``raise_base`` fault: a job's code may end with one too."""
+
+
+#: the exceptions a ``raise_base`` fault can raise, by name
+BASE_EXCEPTIONS: dict[str, type[BaseException]] = {
+    "SystemExit": SystemExit,
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "GeneratorExit": GeneratorExit,
+    "InjectedBaseFault": InjectedBaseFault,
+}
+
+FaultKind = Literal[
+    "echo",
+    "raise",
+    "raise_base",
+    "sleep",
+    "hang",
+    "ignore_cancel",
+    "crash",
+    "block_loop",
+    "allocate",
+]
 
 
 @attrs.frozen
@@ -34,21 +65,32 @@ class Fault:
     """What one job of :func:`fault` / :func:`afault` does, as its payload.
 
     ``echo`` returns ``value``; ``raise`` raises :class:`InjectedFault` with ``value`` as
-    its message; ``sleep`` waits ``value`` seconds (cancellable) and returns them;
+    its message; ``raise_base`` raises the :data:`BASE_EXCEPTIONS` member named
+    ``value``; ``sleep`` waits ``value`` seconds (cancellable) and returns them;
     ``hang`` waits until cancelled (at most :data:`BOUND` seconds; the sync job then
-    returns ``None``, as a cooperative job stops early); ``crash`` ends the
-    process with exit status ``value``; ``block_loop`` blocks the thread (an async job:
-    its event loop) for ``value`` seconds; ``allocate`` touches ``value`` MiB and returns
-    the size in bytes.
+    returns ``None``, as a cooperative job stops early); ``ignore_cancel`` waits
+    ``value`` seconds (at most :data:`BOUND`) and ignores every request to stop: the sync
+    job never looks at ``cancel_requested``, the async one shields its wait, so only a
+    kill of its slot ends it sooner; ``crash`` ends the process with exit status
+    ``value``; ``block_loop`` blocks the thread (an async job: its event loop) for
+    ``value`` seconds; ``allocate`` touches ``value`` MiB, holds them
+    ``hold`` seconds (cancellable) and returns the size in bytes.
+
+    With ``witness`` (the address of a :class:`~executors.testing.witness.Witness`), the
+    job reports to it as its body begins, every :data:`~executors.testing.witness.TICK`
+    seconds while it waits, and as its body ends.
     """
 
     kind: FaultKind
     value: object = None
+    #: seconds an ``allocate`` job holds its memory before it returns
+    hold: float = attrs.field(default=0.0, repr=False)
+    witness: str | None = attrs.field(default=None, repr=False)
 
     @property
     def succeeds(self) -> bool:
         """Whether the job, left alone, ends with a value."""
-        return self.kind in ("echo", "sleep", "block_loop", "allocate")
+        return self.kind in ("echo", "sleep", "block_loop", "allocate", "ignore_cancel")
 
     @property
     def expected(self) -> object:
@@ -59,6 +101,8 @@ class Fault:
             return float(self._number())
         if self.kind == "allocate":
             return int(self._number() * 1024 * 1024)
+        if self.kind == "ignore_cancel":
+            return "not stopped"
         return None
 
     def _number(self) -> float:
@@ -68,53 +112,109 @@ class Fault:
         return float(self.value)
 
 
+class _Witnessed:
+    """Reports a job's body to its fault's witness: ``begin`` on entry, ``end`` (how it
+    ended) on exit. A class, not a generator: it must see every exception unchanged,
+    ``GeneratorExit`` included."""
+
+    __slots__ = ("_address", "_job_id", "tick")
+
+    def __init__(self, ctx: JobContext, spec: Fault) -> None:
+        from .witness import Ticker
+
+        self._address = spec.witness
+        self._job_id = ctx.job_id
+        self.tick = Ticker(spec.witness, ctx.job_id)
+        if self._address is not None:
+            from .witness import report
+
+            report(self._address, "begin", ctx.job_id, ctx.executor_id)
+
+    def __enter__(self) -> _Witnessed:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._address is not None:
+            from .witness import report
+
+            how = "returned" if kind is None else f"raised {kind.__name__}"
+            report(self._address, "end", self._job_id, how)
+
+
 def fault(ctx: JobContext) -> object:
     """Do what the :class:`Fault` payload says (a payload of another type is echoed).
-    Waits poll ``cancel_requested``."""
+    Waits poll ``cancel_requested``, except ``ignore_cancel``'s."""
     spec = ctx.payload
     if not isinstance(spec, Fault):
         return spec
-    if spec.kind == "sleep":
-        _wait(ctx, spec._number())
-        return spec.expected
-    if spec.kind == "hang":
-        _wait(ctx, BOUND)
-        return None
-    return _fault_at_once(ctx, spec)
+    with _Witnessed(ctx, spec) as body:
+        if spec.kind == "sleep":
+            _wait(ctx, spec._number(), body.tick)
+            return spec.expected
+        if spec.kind == "hang":
+            _wait(ctx, BOUND, body.tick)
+            return None
+        if spec.kind == "ignore_cancel":
+            _wait(None, spec._number(), body.tick)
+            return spec.expected
+        if spec.kind == "allocate":
+            block = _touch(spec._number())  # held until the job returns
+            _wait(ctx, spec.hold, body.tick)
+            return len(block)
+        return _fault_at_once(spec)
 
 
 async def afault(ctx: JobContext) -> object:
-    """:func:`fault`, async: waits are ``anyio.sleep`` (cancellable), and ``block_loop``
-    blocks the event loop."""
+    """:func:`fault`, async: waits are ``anyio.sleep`` (cancellable, except
+    ``ignore_cancel``'s, which is shielded), and ``block_loop`` blocks the event loop."""
     import anyio.lowlevel
 
     spec = ctx.payload
     if not isinstance(spec, Fault):
         return spec
-    if spec.kind == "sleep":
-        await anyio.sleep(spec._number())
-        return spec.expected
-    if spec.kind == "hang":
-        await anyio.sleep(BOUND)
-        return None
-    await anyio.lowlevel.checkpoint()
-    return _fault_at_once(ctx, spec)
+    with _Witnessed(ctx, spec) as body:
+        if spec.kind == "sleep":
+            await _await(spec._number(), body.tick)
+            return spec.expected
+        if spec.kind == "hang":
+            await _await(BOUND, body.tick)
+            return None
+        if spec.kind == "ignore_cancel":
+            with anyio.CancelScope(shield=True):
+                await _await(spec._number(), body.tick)
+            return spec.expected
+        if spec.kind == "allocate":
+            block = _touch(spec._number())  # held until the job returns
+            await _await(spec.hold, body.tick)
+            return len(block)
+        await anyio.lowlevel.checkpoint()
+        return _fault_at_once(spec)
 
 
-def _fault_at_once(ctx: JobContext, spec: Fault) -> object:
+def _fault_at_once(spec: Fault) -> object:
     if spec.kind == "echo":
         return spec.value
     if spec.kind == "raise":
         raise InjectedFault(str(spec.value))
+    if spec.kind == "raise_base":
+        raise BASE_EXCEPTIONS[str(spec.value)]()
     if spec.kind == "crash":
         os._exit(int(spec._number()))
     if spec.kind == "block_loop":
         time.sleep(min(spec._number(), BOUND))
         return spec.expected
-    if spec.kind == "allocate":
-        return len(_touch(spec._number()))
     msg = f"unknown fault kind {spec.kind!r}"
     raise ValueError(msg)
+
+
+async def _await(seconds: float, tick: Callable[[], None]) -> None:
+    """Wait ``seconds`` (at most :data:`BOUND`) in the job's event loop, ticking."""
+    import anyio
+
+    deadline = time.monotonic() + min(seconds, BOUND)
+    while (left := deadline - time.monotonic()) > 0:
+        tick()
+        await anyio.sleep(min(left, _TICK_SLEEP))
 
 
 def _touch(mib: float) -> bytearray:
@@ -172,9 +272,12 @@ def scripted_sync(ctx: JobContext) -> object:
     return script.value
 
 
-def _wait(ctx: JobContext, seconds: float) -> None:
+def _wait(ctx: JobContext | None, seconds: float, tick: Callable[[], None] = _nothing) -> None:
+    """Wait ``seconds`` (at most :data:`BOUND`), polling ``ctx.cancel_requested``
+    (never with no ``ctx``) and calling ``tick``."""
     deadline = time.monotonic() + min(seconds, BOUND)
-    while time.monotonic() < deadline and not ctx.cancel_requested:
+    while time.monotonic() < deadline and not (ctx is not None and ctx.cancel_requested):
+        tick()
         time.sleep(_POLL)
 
 

@@ -95,6 +95,13 @@ class _LoopWatch:
                 )
 
 
+#: what a job's code may raise that is not the job's own ending: a cancellation (the
+#: pool's, or a kill's), and KeyboardInterrupt, which in the host's loop may be the
+#: host's own Ctrl-C. Every other BaseException (SystemExit, GeneratorExit, ...) ends the
+#: job RAISED, as an Exception does: it must not end the host.
+_HOSTS = (asyncio.CancelledError, KeyboardInterrupt)
+
+
 def _current_task() -> asyncio.Task[Any]:
     task = asyncio.current_task()
     assert task is not None, "run_job() runs in a task"
@@ -235,9 +242,13 @@ class _AsyncioExecutor(CoroutineExecutor):
             self._finish(job, task, cancelling)
             return JobOutcome.failure(job.id, FailureReason.RAISED, RemoteError.from_exception(exc))
         except BaseException as exc:
-            if self._finish(job, task, cancelling) and isinstance(exc, asyncio.CancelledError):
-                return JobOutcome.failure(job.id, FailureReason.KILLED)
-            raise
+            killed = self._finish(job, task, cancelling)
+            if isinstance(exc, _HOSTS):
+                if killed and isinstance(exc, asyncio.CancelledError):
+                    return JobOutcome.failure(job.id, FailureReason.KILLED)
+                raise
+            # SystemExit, GeneratorExit, any other BaseException: the job's own ending
+            return JobOutcome.failure(job.id, FailureReason.RAISED, RemoteError.from_exception(exc))
         self._finish(job, task, cancelling)
         return JobOutcome.success(job.id, value)
 
@@ -270,9 +281,12 @@ class _TrioExecutor(CoroutineExecutor):
     _new_scope: Callable[[], anyio.CancelScope] = attrs.field(
         init=False, default=anyio.CancelScope, repr=False
     )
+    # trio's Cancelled, looked up once: the one BaseException of a job's that is not its own
+    _cancelled: type[BaseException] = attrs.field(init=False, default=BaseException, repr=False)
 
     async def start(self) -> None:
         self._new_scope = cancel_scope_class()
+        self._cancelled = anyio.get_cancelled_exc_class()
         await super().start()
 
     async def run_job(self, job: Job) -> JobOutcome:
@@ -285,6 +299,12 @@ class _TrioExecutor(CoroutineExecutor):
                     # A job that never awaited has not yielded yet: the contract asks for it.
                     await self._checkpoint()
                 except Exception as exc:
+                    error = RemoteError.from_exception(exc)
+                    return JobOutcome.failure(job.id, FailureReason.RAISED, error)
+                except BaseException as exc:
+                    if isinstance(exc, (self._cancelled, KeyboardInterrupt)):
+                        raise
+                    # SystemExit, GeneratorExit, any other BaseException: the job's own
                     error = RemoteError.from_exception(exc)
                     return JobOutcome.failure(job.id, FailureReason.RAISED, error)
                 return JobOutcome.success(job.id, value)

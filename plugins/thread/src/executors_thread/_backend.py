@@ -548,13 +548,16 @@ class ThreadExecutor:
 
     def _run_sync(self, run: _Run) -> None:
         """Runs a sync job right in the callback that brought it to the thread's loop:
-        no task to wake, no second pass of the loop."""
+        no task to wake, no second pass of the loop. Whatever the job raises is its own
+        failure, BaseExceptions included: SystemExit, KeyboardInterrupt (never a signal's
+        here: signals reach the main thread), GeneratorExit... would otherwise end the
+        thread and leave the job without an outcome."""
         job = run.job
         try:
             outcome = JobOutcome.success(
                 job.id, self._entrypoint(run.context or self._context(run))
             )
-        except _JOB_ERRORS as exc:
+        except BaseException as exc:  # the job's own: see the docstring
             error = RemoteError.from_exception(exc)
             outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
         self._report(run, outcome)
@@ -572,7 +575,9 @@ class ThreadExecutor:
                 outcome = JobOutcome.failure(job.id, FailureReason.CANCELLED)
             else:
                 outcome = JobOutcome.success(job.id, value)
-        except _JOB_ERRORS as exc:
+        except anyio.get_cancelled_exc_class():
+            raise  # the thread's loop is ending: not the job's (its scope takes its own)
+        except BaseException as exc:  # the job's own, as in _run_sync
             error = RemoteError.from_exception(exc)
             outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
         self._report(run, outcome)
@@ -588,13 +593,6 @@ class ThreadExecutor:
         host = self._host_post
         assert host is not None
         _post_quietly(host, callback, *args)
-
-
-#: What a job may raise that is its own failure. SystemExit and KeyboardInterrupt raised
-#: by a job's code would otherwise end the executor's thread and leave the job without
-#: an outcome; a thread never receives them from signals. Cancellation (a BaseException
-#: too) is not among them: the job's cancel scope handles it.
-_JOB_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
 
 
 def _settle(run: _Run, outcome: JobOutcome) -> None:
