@@ -603,6 +603,11 @@ CASES = [
 class _Suite(BackendConformance):
     broken: ClassVar[BrokenBackend]
     shrink = False  # that a rule fails is the point here, not the minimal example
+    #: settings every pool and executor of the suite gets
+    settings: ClassVar[dict[str, Any]] = {}
+
+    def config(self, **overrides: Any) -> PoolConfig:
+        return super().config(**{**self.settings, **overrides})
 
     def registry(self) -> Registry:
         registry = Registry.empty()
@@ -612,7 +617,10 @@ class _Suite(BackendConformance):
 
 @contextlib.contextmanager
 def _suite_on(
-    case: Case, wrapper: type[Faithful], monkeypatch: pytest.MonkeyPatch | None = None
+    case: Case,
+    wrapper: type[Faithful],
+    monkeypatch: pytest.MonkeyPatch | None = None,
+    **settings: Any,
 ) -> Iterator[_Suite]:
     """The suite aimed at ``case.inner`` wrapped in ``wrapper`` (and patched, with
     ``monkeypatch``); whatever the backend left running is ended afterwards."""
@@ -623,7 +631,7 @@ def _suite_on(
     if monkeypatch is not None and case.patch is not None:
         case.patch(monkeypatch)
     backend = BrokenBackend(f"broken-{case.name.lower()}", inner, wrapper)
-    suite_class = type(f"{case.name}Suite", (_Suite,), {"broken": backend})
+    suite_class = type(f"{case.name}Suite", (_Suite,), {"broken": backend, "settings": settings})
     suite = suite_class()
     suite.prepare(backend.name, "ci")  # the state machines and the wear rule try harder
     before = {p.pid for p in psutil.Process().children(recursive=True)}

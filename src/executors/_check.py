@@ -267,7 +267,10 @@ def check(backend: str, profile: str, *, as_json: bool, timeout: float) -> int:
     from .testing.conformance._guard import abandoned_loops
 
     started = time.monotonic()
-    out = sys.stdout
+    # pytest captures file descriptor 1 while a test runs: the verdicts go to a copy of
+    # it made now, so that each is on the real stdout the moment it is written.
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     reporter = Reporter(backend, profile, out, as_json, RULES)
     collector = Collector(reporter, {r.test_name: r for r in RULES})
     reporter.begin(RULES_VERSION, timeout)
@@ -302,6 +305,7 @@ def check(backend: str, profile: str, *, as_json: bool, timeout: float) -> int:
                 plugins=[collector],
             )
     ok = reporter.end(started)
+    out.close()
     failed = not ok or status not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
     exit_status = 1 if failed else 0
     if abandoned_loops():

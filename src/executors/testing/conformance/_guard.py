@@ -103,6 +103,12 @@ class CallLog:
     calls: list[Call] = attrs.field(factory=list)
     _numbers: Iterator[int] = attrs.field(factory=itertools.count)
 
+    def cancel_all(self) -> None:
+        """Every call still running was cancelled now (the rule failed around it)."""
+        now = time.monotonic()
+        for call in self.running():
+            call.deadline = min(call.deadline, now)
+
     def running(self) -> list[Call]:
         return [call for call in list(self.calls) if call.ended is None]
 
@@ -315,10 +321,12 @@ class LoopThread:
             if self._portal is not None:
                 spare.start_soon(self._portal.stop, True)
 
+        def schedule() -> None:
+            with contextlib.suppress(Exception):  # the loop may have ended meanwhile
+                anyio.from_thread.run_sync(start, token=token)
+
         # From a thread of its own: a loop blocked for good would block the caller.
-        helper = threading.Thread(
-            target=lambda: anyio.from_thread.run_sync(start, token=token), daemon=True
-        )
+        helper = threading.Thread(target=schedule, daemon=True)
         helper.start()
         helper.join(self.grace)
 
@@ -363,7 +371,17 @@ class LoopThread:
         if self.abandoned:
             msg = f"{what}: not run, the checker's loop was abandoned by an earlier step"
             raise Overran(msg)
-        future = self.portal.start_task_soon(function, *args)
+        # Set when the task ends, whatever ends it: a cancelled future is done at once,
+        # while its task may still be held by the backend.
+        ended = threading.Event()
+
+        async def task() -> T:
+            try:
+                return await function(*args)
+            finally:
+                ended.set()
+
+        future = self.portal.start_task_soon(task)
         give_up = time.monotonic() + within
         while True:
             try:
@@ -377,14 +395,13 @@ class LoopThread:
         running = self.log.describe_running() if self.log is not None else ""
         future.cancel()
         # A call that ignored its cancellation for the whole grace already gets no more.
-        with contextlib.suppress(BaseException):
-            future.result(timeout=_LOOK if ignoring else self.grace)
-        if future.done() and not ignoring:
+        ended.wait(_LOOK if ignoring else self.grace)
+        if ended.is_set() and not ignoring:
             msg = f"{what} did not finish within {within:.1f}s" + (
                 f": {running}" if running else ""
             )
             raise Overran(msg)
-        if not future.done():
+        if not ended.is_set():
             self._abandon()
         if ignoring:
             msg = (

@@ -213,7 +213,8 @@ def run_machine(machine: type[MachineBase], *, examples: int, steps: int) -> Non
         note = ""
         if machine.shrinking and machine.smallest_failure is not None:
             note = f"\n(the smallest of the failing runs tried in {machine.shrink_budget:.0f}s)"
-        raise AssertionError(seen + note) from error
+        # What Hypothesis says of its replay (which the machine ends at once) is noise.
+        raise AssertionError(seen + note) from (None if isinstance(error, Flaky) else error)
 
 
 # -- EX-1: a real pool -------------------------------------------------------------------------

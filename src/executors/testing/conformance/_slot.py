@@ -268,6 +268,17 @@ class Rig:
             )
         raise AssertionError(msg)
 
+    @contextlib.asynccontextmanager
+    async def runs(self) -> AsyncIterator[anyio.abc.TaskGroup]:
+        """A task group for :meth:`launch`. When the rule fails inside it, every call
+        still running is cancelled with it, and must return promptly."""
+        async with anyio.create_task_group() as tg:
+            try:
+                yield tg
+            except BaseException:
+                self.backend.log.cancel_all()
+                raise
+
     def launch(
         self,
         tg: anyio.abc.TaskGroup,

@@ -150,7 +150,7 @@ async def refuses_unless_ready(rig: Rig) -> None:
 async def one_job_at_a_time(rig: Rig) -> None:
     """SL-4."""
     executor = await rig.started()
-    async with anyio.create_task_group() as tg:
+    async with rig.runs() as tg:
         first = rig.launch(tg, executor, Fault("hang"))
         await rig.began(first)
         assert executor.state is ExecutorState.BUSY, (
@@ -194,7 +194,7 @@ async def cancelled_run(rig: Rig) -> None:
     executor = await rig.started()
     bound = rig.config.close_timeout + MARGIN
     for when in ("while its body runs", "before its body began"):
-        async with anyio.create_task_group() as tg:
+        async with rig.runs() as tg:
             running = rig.launch(tg, executor, Fault("hang"))
             if when == "while its body runs":
                 await rig.began(running)
@@ -246,7 +246,7 @@ async def kill_running_job(rig: Rig) -> None:
     killable = rig.capabilities.can_kill_running_job
     fault = _unstoppable(rig) if killable else Fault("hang")
     bound = MARGIN if killable else rig.config.close_timeout + MARGIN
-    async with anyio.create_task_group() as tg:
+    async with rig.runs() as tg:
         running = rig.launch(tg, executor, fault)
         await rig.began(running)
         await rig.prompt(executor, "kill")
@@ -337,7 +337,7 @@ async def measures_memory(rig: Rig) -> None:
         "measures_memory"
     )
     within = rig.config.ping_interval + MARGIN
-    async with anyio.create_task_group() as tg:
+    async with rig.runs() as tg:
         running = rig.launch(tg, executor, Fault("allocate", ALLOCATE_MB, hold=LONG))
         await rig.began(running)
         rose = await wait_until(
@@ -362,7 +362,7 @@ async def wedged(rig: Rig) -> str | None:
     if not pings:
         return "health() of a ready executor reports no ping_latency: the backend does not ping"
     stalled = 1.0
-    async with anyio.create_task_group() as tg:
+    async with rig.runs() as tg:
         running = rig.launch(tg, executor, Fault("hang"))
         await rig.began(running)
         pid = signal_body(rig, running.job.id, signal.SIGSTOP)
