@@ -98,8 +98,8 @@ def test_a_call_that_ignores_cancellation_fails_the_rule_naming_it(
     checked = rule(rule_id)
     # Short timeouts: a call that ignores its cancellation is found close_timeout + 2 s
     # past the deadline its caller set.
-    quick = {"initialize_timeout": 1.0, "close_timeout": 0.5}
-    with _suite_on(Case(wrapper, "coroutine", rule_id), wrapper, **quick) as suite:
+    case = Case(wrapper, "coroutine", rule_id)
+    with _suite_on(case, wrapper, initialize_timeout=1.0, close_timeout=0.5) as suite:
         started = time.monotonic()
         failure = _failure_of(getattr(suite, checked.test_name))
         took = time.monotonic() - started
