@@ -46,7 +46,11 @@ class ToThreadExecutor:
     _entrypoint: Callable[[JobContext], Any] = attrs.field(repr=False)
     _setup: Callable[[], object] | None = attrs.field(repr=False)
     _limiter: anyio.CapacityLimiter = attrs.field(repr=False)
+    #: how long a cancelled job may take to stop before its thread is abandoned
+    _close_timeout: float = attrs.field(repr=False)
     state: ExecutorState = ExecutorState.STARTING
+    #: a job ignored cancellation past close_timeout: its thread runs on, the slot is gone
+    abandoned: bool = attrs.field(init=False, default=False)
     _setup_state: object = attrs.field(init=False, default=None, repr=False)
     # Set by kill() and aclose(): a thread cannot be stopped, only asked to stop.
     _stop: threading.Event = attrs.field(init=False, factory=threading.Event, repr=False)
@@ -63,32 +67,33 @@ class ToThreadExecutor:
             msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
             raise LaunchError(msg)
         self.state = ExecutorState.BUSY
-        cancelled = anyio.get_cancelled_exc_class()
-
-        def cancel_requested() -> bool:  # called in the job's thread
-            try:
-                anyio.from_thread.check_cancelled()
-            except cancelled:
-                return True
-            return self._stop.is_set()
-
+        run = _Run()
         ctx = JobContext(
             payload=job.payload,
             job_id=job.id,
             executor_id=self.id,
             state=self._setup_state,
             metadata=job.metadata,
-            cancel_check=cancel_requested,
+            cancel_check=lambda: run.stop.is_set() or self._stop.is_set(),
         )
         try:
-            # Not abandon_on_cancel: a cancelled run waits until the thread returns.
             outcome = await anyio.to_thread.run_sync(
-                _call, self._entrypoint, ctx, limiter=self._limiter
+                run.call, self._entrypoint, ctx, limiter=self._limiter, abandon_on_cancel=True
             )
             # A cancellation that came while the thread ran is raised here, so the pool
             # reports the job TIMED_OUT or CANCELLED even when it returned early.
             await anyio.lowlevel.checkpoint()
             return outcome
+        except BaseException:
+            # Cancelled: ask the job to stop and give it close_timeout to, so that none
+            # of its code runs once run_job has returned; else give the slot up.
+            if run.cancel():
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(run.returned.wait, self._close_timeout)
+                if not run.returned.is_set():
+                    self.abandoned = True
+                    self.state = ExecutorState.CLOSED
+            raise
         finally:
             if self.state is ExecutorState.BUSY:
                 self.state = ExecutorState.READY
@@ -101,16 +106,44 @@ class ToThreadExecutor:
         self._stop.set()
 
     def health(self) -> Health:
-        return Health(alive=self.state is not ExecutorState.CLOSED)
+        alive = self.state is not ExecutorState.CLOSED
+        return Health(alive=alive, abandoned=self.abandoned)
 
 
-def _call(entrypoint: Callable[[JobContext], Any], ctx: JobContext) -> JobOutcome:
-    """Runs in the worker thread: the job's exception becomes its outcome there."""
-    try:
-        value = entrypoint(ctx)
-    except Exception as exc:
-        return JobOutcome.failure(ctx.job_id, FailureReason.RAISED, RemoteError.from_exception(exc))
-    return JobOutcome.success(ctx.job_id, value)
+@attrs.define(eq=False)
+class _Run:
+    """One job between the host and its thread."""
+
+    #: set by the host when the run is cancelled: the job's cancel_requested
+    stop: threading.Event = attrs.field(factory=threading.Event)
+    #: set by the thread once the job's code has returned
+    returned: threading.Event = attrs.field(factory=threading.Event)
+    # Which came first, the thread beginning the job or the host cancelling the run;
+    # under the lock, so that a job cancelled before it began never begins.
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+    _began: bool = False
+
+    def cancel(self) -> bool:
+        """Ask the job to stop; whether it began (and may still be running)."""
+        with self._lock:
+            self.stop.set()
+            return self._began
+
+    def call(self, entrypoint: Callable[[JobContext], Any], ctx: JobContext) -> JobOutcome:
+        """Runs in the worker thread: whatever the job raises becomes its outcome there,
+        BaseExceptions (SystemExit, GeneratorExit...) included."""
+        with self._lock:
+            if self.stop.is_set():  # cancelled before it began: it never does
+                return JobOutcome.failure(ctx.job_id, FailureReason.CANCELLED)
+            self._began = True
+        try:
+            value = entrypoint(ctx)
+        except BaseException as exc:
+            error = RemoteError.from_exception(exc)
+            return JobOutcome.failure(ctx.job_id, FailureReason.RAISED, error)
+        finally:
+            self.returned.set()
+        return JobOutcome.success(ctx.job_id, value)
 
 
 @attrs.frozen
@@ -118,9 +151,12 @@ class _Factory:
     entrypoint: Callable[[JobContext], Any]
     setup: Callable[[], object] | None
     limiter: anyio.CapacityLimiter
+    close_timeout: float
 
     def create_executor(self, executor_id: str) -> ToThreadExecutor:
-        return ToThreadExecutor(executor_id, self.entrypoint, self.setup, self.limiter)
+        return ToThreadExecutor(
+            executor_id, self.entrypoint, self.setup, self.limiter, self.close_timeout
+        )
 
 
 _CAPABILITIES = Capabilities(
@@ -145,7 +181,7 @@ class ToThreadBackend:
         entrypoint = resolve_callable(config.entrypoint, what="entrypoint")
         setup = resolve_callable(config.setup, what="setup") if config.setup else None
         limiter = anyio.CapacityLimiter(options.max_threads or config.max_executors)
-        yield _Factory(entrypoint, setup, limiter)
+        yield _Factory(entrypoint, setup, limiter, config.close_timeout)
 
 
 @executors.hookimpl

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from executors.testing.conformance import RULES, RULES_VERSION, Rule
+from executors import Registry
+from executors.testing.conformance import RULES, RULES_VERSION, BackendConformance, Rule
 from executors.testing.conformance import rule as rule_with_id
 
 TIMEOUT = 120.0
@@ -160,34 +161,37 @@ _BROKEN_PLUGIN = """
 import executors
 from executors_coroutine._backend import CoroutineBackend
 
-from tests.test_broken_backends import BrokenBackend, HangsOnSetupFailure
+from tests.test_broken_backends import BrokenBackend, HangsOnSetupFailure, StaleOutcome
 
 
 @executors.hookimpl
 def executors_register_backends(register):
     register(BrokenBackend("broken-setup", CoroutineBackend(), HangsOnSetupFailure))
+    register(BrokenBackend("broken-stale", CoroutineBackend(), StaleOutcome))
 """
 
 
-def test_check_of_a_broken_installed_backend_fails_naming_the_rule(tmp_path: Path) -> None:
-    """A distribution installed beside executors (a module and its dist-info with an
-    entry point) registers a backend whose start() hangs when its setup raises."""
-
+@pytest.fixture
+def broken_plugin(tmp_path: Path) -> dict[str, str]:
+    """The environment of a process where a distribution installed beside executors
+    (a module and its dist-info with an entry point) registers two broken backends."""
     (tmp_path / "broken_plugin.py").write_text(_BROKEN_PLUGIN)
     info = tmp_path / "broken_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[executors]\nbroken-setup = broken_plugin\n")
+    (info / "entry_points.txt").write_text(
+        "[executors]\nbroken-setup = broken_plugin\nbroken-stale = broken_plugin\n"
+    )
     root = Path(__file__).resolve().parents[1]
     path = os.pathsep.join([str(tmp_path), str(root), os.environ.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, "-m", "executors", "check", "broken-setup", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-        env={**os.environ, "PYTHONPATH": path},
-    )
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def test_check_of_a_broken_installed_backend_fails_naming_the_rule(
+    broken_plugin: dict[str, str],
+) -> None:
+    """A backend whose start() hangs when its setup raises."""
+    result = _run("-m", "executors", "check", "broken-setup", "--json", env=broken_plugin)
     assert result.returncode == 1, result.stdout + result.stderr
     *rules, end = _lines(result.stdout)
     rows = {row["id"]: row for row in rules if row["event"] == "rule"}
@@ -198,3 +202,62 @@ def test_check_of_a_broken_installed_backend_fails_naming_the_rule(tmp_path: Pat
     # SL-2 checks the same promise on a bare executor: start() must raise
     others = {r: row["status"] for r, row in rows.items() if r not in ("EX-2", "SL-2")}
     assert set(others.values()) <= {"passed", "skipped"}, others
+
+
+def test_a_state_machine_failure_comes_with_the_steps_of_its_run(
+    broken_plugin: dict[str, str],
+) -> None:
+    """A backend that answers each job with the outcome of the job before it: EX-1's
+    line carries the steps of the failing run, and every rule its timing."""
+    result = _run(
+        "-m", "executors", "check", "broken-stale", "--json", "--profile", "ci", env=broken_plugin
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {row["id"]: row for row in _lines(result.stdout) if row["event"] == "rule"}
+    ex_1 = rows["EX-1"]
+    assert ex_1["status"] == "failed"
+    assert "invariant outcomes_match_jobs" in ex_1["detail"]
+    assert ex_1["example"][0].startswith("open(host=")
+    assert any(step.startswith("submit(") for step in ex_1["example"])
+    for row in rows.values():
+        assert row["seconds"] >= 0
+        assert row["deadline"] > 0 or row["status"] == "skipped", row
+
+
+def test_a_checker_killed_from_outside_leaves_every_finished_rules_verdict() -> None:
+    """Each verdict is written the moment its rule ends: the lines read before the
+    checker is killed are whole, in order, one per finished rule."""
+    checker = subprocess.Popen(
+        [sys.executable, "-m", "executors", "check", "coroutine", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert checker.stdout is not None
+    try:
+        lines: list[dict[str, Any]] = []
+        while len(lines) < 5:  # the start line and four rules
+            line = checker.stdout.readline()
+            assert line, "the checker ended before four rules had ended"
+            lines.append(json.loads(line))
+    finally:
+        checker.kill()
+        checker.wait(timeout=TIMEOUT)
+        checker.stdout.close()
+    assert lines[0]["event"] == "start"
+    assert [line["id"] for line in lines[1:]] == ["EX-1", "EX-2", "EX-3", "EX-4"]
+    assert all(line["status"] in ("passed", "skipped") for line in lines[1:])
+
+
+class TestTheDocsExampleBackendConforms(BackendConformance):
+    """The complete backend of docs/writing-a-backend.md (``to-thread``) keeps every
+    promise that applies to it: the guide shows a backend that passes the suite."""
+
+    backend = "to-thread"
+
+    def registry(self) -> Registry:
+        import examples.docs_backend
+
+        registry = Registry.empty()
+        registry.register_plugin(examples.docs_backend)
+        return registry

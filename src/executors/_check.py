@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 _FAILURE_LINES = 12
 #: seconds the whole check may take, by default, per profile
 DEFAULT_TIMEOUT = {"quick": 300.0, "ci": 600.0, "thorough": 3600.0}
-_STEP = re.compile(r"^\s{2}\S")
 
 
 @attrs.define
@@ -200,17 +198,19 @@ def failure_summary(text: str) -> str:
 
 
 def example_of(text: str) -> list[str]:
-    """The steps of the failing run a state machine reports ("steps of this run:")."""
+    """The steps of the failing run a state machine reports: the lines indented under
+    its "steps of this run:"."""
     lines = [line[1:] if line.startswith("E ") else line for line in text.splitlines()]
     steps: list[str] = []
-    inside = False
+    header: int | None = None  # the header's indentation, while under it
     for line in lines:
+        indent = len(line) - len(line.lstrip())
         if line.strip() == "steps of this run:":
-            inside, steps = True, []
-        elif inside and _STEP.match(line):
+            header, steps = indent, []
+        elif header is not None and line.strip() and indent > header:
             steps.append(line.strip())
-        elif inside:
-            inside = False
+        else:
+            header = None
     return steps
 
 

@@ -90,7 +90,11 @@ class JobExecutor(Protocol):
 
     Every method may be cancelled by the pool (it enforces ``initialize_timeout``,
     ``job_timeout`` and ``close_timeout`` with cancel scopes). A cancelled ``start()``
-    or ``run_job()`` must leave nothing behind: no process, thread or task.
+    or ``run_job()`` lets the cancellation propagate, returns within ``close_timeout``
+    and must leave nothing behind: no process, thread or task.
+
+    The conformance suite (``executors check``, docs/conformance.md) checks each
+    promise of these docstrings, on bare executors and through a pool.
 
     Optional: ``async def wait_exited(self) -> None``, which returns once the executor
     is gone for whatever reason (closed, killed, or died on its own). A backend whose
@@ -105,8 +109,9 @@ class JobExecutor(Protocol):
 
     @property
     def state(self) -> ExecutorState:
-        """The slot's current state. After ``run_job`` returns or is cancelled the pool
-        reuses the slot only if this is ``READY``."""
+        """The slot's current state, which must match what it does: ``BUSY`` while a job
+        runs; ``READY`` only if ``run_job`` would take a job now. After ``run_job``
+        returns or is cancelled the pool reuses the slot only if this is ``READY``."""
         ...
 
     async def start(self) -> None:
@@ -119,9 +124,18 @@ class JobExecutor(Protocol):
     async def run_job(self, job: Job) -> JobOutcome:
         """Run ``job`` and return its outcome.
 
-        A job's own failure, a crash of the slot and a kill are outcomes, not exceptions.
+        A job's own failure, a crash of the slot and a kill are outcomes, not exceptions:
+        whatever the job's code raises is its ``RAISED`` outcome, ``BaseException``
+        subclasses included (``SystemExit``, ``GeneratorExit``...), except a cancellation
+        (and, where the job shares the host's thread, ``KeyboardInterrupt``); a slot that
+        dies with the job may report it ``CRASHED``.
         Raise :class:`~executors.LaunchError` only when the job was never accepted (no part
-        of it ran), so the pool may safely retry it on another executor.
+        of it ran), so the pool may safely retry it on another executor; and raise it,
+        without running anything, whenever the state is not ``READY`` (one job at a time).
+
+        When cancelled, let the cancellation propagate within ``close_timeout``; once it
+        has, none of the job's code runs any more (a backend that cannot kill its job
+        waits for it to stop, or gives the slot up: ``Health.abandoned``).
 
         It must yield to the event loop at least once (a checkpoint), even for a job that
         finishes at once: ``Pool.run`` awaits it directly, and a loop of runs that never
@@ -130,13 +144,18 @@ class JobExecutor(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Stop gracefully, then kill what is left. Idempotent; never raises."""
+        """Stop gracefully, then kill what is left, within ``close_timeout`` on its own
+        (the pool's ``kill()`` after it is a fallback for broken slots). Leaves the slot
+        ``CLOSED``. Idempotent; never raises."""
 
     async def kill(self) -> None:
-        """Stop at once, abandoning any running job. Idempotent; never raises."""
+        """Stop at once, abandoning any running job, whose ``run_job`` then returns a
+        failed outcome promptly. Leaves the slot ``CLOSED``. Idempotent; never raises."""
 
     def health(self) -> Health:
-        """A cheap, non-blocking health snapshot."""
+        """A cheap, non-blocking, true snapshot: ``alive`` is false once the executor is
+        dead, ``memory_mb`` (where measured) is its real memory, and ``ping_latency``
+        (where it pings) grows while a ping goes unanswered."""
         ...
 
 

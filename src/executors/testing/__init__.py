@@ -7,14 +7,32 @@ deterministic and can run on virtual time (trio's ``MockClock``).
 
 from __future__ import annotations
 
-from ._leaks import no_leaks as no_leaks
-from ._simulated import Script as Script
-from ._simulated import SimulatedBackend as SimulatedBackend
-from ._simulated import SimulatedError as SimulatedError
-from ._simulated import SimulatedExecutor as SimulatedExecutor
-from .jobs import aecho as aecho
-from .jobs import echo as echo
-from .jobs import scripted as scripted
+import importlib as _importlib
+import typing as _typing
+
+# The names are imported on first use (PEP 562): a worker that imports a job of
+# ``executors.testing.jobs`` does not import the simulated backend, anyio or psutil.
+if _typing.TYPE_CHECKING:
+    from ._leaks import no_leaks as no_leaks
+    from ._simulated import Script as Script
+    from ._simulated import SimulatedBackend as SimulatedBackend
+    from ._simulated import SimulatedError as SimulatedError
+    from ._simulated import SimulatedExecutor as SimulatedExecutor
+    from .jobs import aecho as aecho
+    from .jobs import echo as echo
+    from .jobs import scripted as scripted
+
+#: public name -> the private module that defines it
+_HOMES = {
+    "no_leaks": "._leaks",
+    "Script": "._simulated",
+    "SimulatedBackend": "._simulated",
+    "SimulatedError": "._simulated",
+    "SimulatedExecutor": "._simulated",
+    "aecho": ".jobs",
+    "echo": ".jobs",
+    "scripted": ".jobs",
+}
 
 __all__ = [
     "Script",
@@ -26,3 +44,18 @@ __all__ = [
     "no_leaks",
     "scripted",
 ]
+
+if not _typing.TYPE_CHECKING:  # hidden from type checkers, which then flag unknown names
+
+    def __getattr__(name: str) -> _typing.Any:
+        home = _HOMES.get(name)
+        if home is None:
+            msg = f"module {__name__!r} has no attribute {name!r}"
+            raise AttributeError(msg)
+        value = getattr(_importlib.import_module(home, __name__), name)
+        globals()[name] = value  # looked up once
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -9,7 +9,6 @@ the reply. See ``_protocol`` for the messages.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import os
@@ -23,6 +22,7 @@ from executors import JobContext, RemoteError, resolve_callable
 from ._protocol import HEADER, PROTOCOL, Reply, Request, frame
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
 
 #: exit status when the host went away before the reply could be sent
@@ -109,12 +109,33 @@ def _serve(data: bytes) -> Reply:
             f"(pid {os.getpid()}): {type(exc).__name__}: {exc}"
         )
         return _error(problem)
-    # One event loop for the setup and the job, created only if one of them is async.
-    with asyncio.Runner() as runner:
-        return _run(request, label, runner)
+    loop = _Loop()
+    try:
+        return _run(request, label, loop)
+    finally:
+        loop.close()
 
 
-def _run(request: Request, label: str, runner: asyncio.Runner) -> Reply:
+class _Loop:
+    """One event loop for the setup and the job, made (and asyncio imported: a tenth of
+    a sync job's process) only if one of them is async."""
+
+    def __init__(self) -> None:
+        self._runner: asyncio.Runner | None = None
+
+    def run(self, awaitable: Any) -> object:
+        if self._runner is None:
+            import asyncio
+
+            self._runner = asyncio.Runner()
+        return self._runner.run(_awaited(awaitable))
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+
+
+def _run(request: Request, label: str, runner: _Loop) -> Reply:
     try:
         entrypoint = resolve_callable(request["entrypoint"], what="entrypoint")
         setup_ref = request["setup"]
@@ -152,10 +173,10 @@ def _run(request: Request, label: str, runner: asyncio.Runner) -> Reply:
         return _error(problem)
 
 
-def _call(runner: asyncio.Runner, function: Callable[..., Any], *args: object) -> object:
+def _call(runner: _Loop, function: Callable[..., Any], *args: object) -> object:
     result = function(*args)
     if inspect.isawaitable(result):
-        return runner.run(_awaited(result))
+        return runner.run(result)
     return result
 
 

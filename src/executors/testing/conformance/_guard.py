@@ -381,13 +381,27 @@ class LoopThread:
             finally:
                 ended.set()
 
-        future = self.portal.start_task_soon(task)
+        try:
+            future = self.portal.start_task_soon(task)
+        except RuntimeError as exc:  # the portal has stopped: what ended the loop says why
+            msg = f"{what}: the checker's event loop has ended: {self._error or exc!r}"
+            raise Overran(msg) from self._error
         give_up = time.monotonic() + within
         while True:
             try:
                 return future.result(timeout=max(0.0, min(_LOOK, give_up - time.monotonic())))
             except concurrent.futures.TimeoutError:
                 pass
+            except Exception:
+                raise
+            except BaseException as exc:
+                # SystemExit, GeneratorExit... let through by the backend into the loop:
+                # never into the checker's thread, which it would end.
+                msg = (
+                    f"{what}: {type(exc).__name__} raised in the event loop "
+                    f"({exc!r}), out of the backend or the pool: it must not escape"
+                )
+                raise Overran(msg) from None
             ignoring = self._ignoring_cancellation()
             if ignoring or time.monotonic() >= give_up:
                 break

@@ -256,9 +256,10 @@ async def kill_running_job(rig: Rig) -> None:
         f"run_job({running.job.id}) on the killed {executor.id} ended: {running.ended} "
         "(a kill is an outcome, not an exception)"
     )
-    assert running.outcome.status is not JobStatus.SUCCEEDED, (
-        f"run_job({running.job.id}) on the killed {executor.id} returned a success"
-    )
+    if killable:  # elsewhere the job, asked to stop, may return its own value
+        assert running.outcome.status is not JobStatus.SUCCEEDED, (
+            f"run_job({running.job.id}) on the killed {executor.id} returned a success"
+        )
     assert executor.state is ExecutorState.CLOSED, (
         f"kill() of {executor.id} returned, but its state is {executor.state.value}"
     )
@@ -358,7 +359,7 @@ async def wedged(rig: Rig) -> str | None:
     """SL-12: the slot's process is stopped (SIGSTOP) while its job runs."""
     executor = await rig.started()
     interval = rig.config.ping_interval
-    pings = await wait_until(lambda: executor.health().ping_latency is not None, 5 * interval)
+    pings = await wait_until(lambda: executor.health().ping_latency is not None, 3 * interval)
     if not pings:
         return "health() of a ready executor reports no ping_latency: the backend does not ping"
     stalled = 1.0

@@ -49,7 +49,7 @@ Profile = Literal["quick", "ci", "thorough"]
 PROFILES: tuple[Profile, ...] = ("quick", "ci", "thorough")
 #: per profile: how many runs the state machines (EX-1, SL-13) try at most, how many steps
 #: each, and for how many seconds at most (a run under way when they are up is the last)
-MACHINES = {"quick": (12, 20, 4.0), "ci": (40, 30, 15.0), "thorough": (200, 50, 240.0)}
+MACHINES = {"quick": (12, 20, 3.0), "ci": (40, 30, 15.0), "thorough": (200, 50, 240.0)}
 #: seconds a failing run of the thorough profile may be shrunk for
 SHRINK_BUDGET = 60.0
 #: per profile: how many jobs rule SL-9 runs on one executor, and for how long at most
@@ -88,8 +88,9 @@ def _checking(checked: Rule) -> Iterator[None]:
         yield
     except (AssertionError, BaseExceptionGroup) as err:
         failed = _first_assertion(err)
-        if failed is None:
-            raise
+        if failed is None:  # a group of what the backend or the pool raised
+            message = f"{checked.id} {checked.name}: raised {_describe_group(err)}"
+            raise AssertionError(message) from err
         if failed is err and str(err).startswith(checked.id):
             raise
         if str(failed).startswith(checked.id):
@@ -99,6 +100,12 @@ def _checking(checked: Rule) -> Iterator[None]:
     except Exception as err:  # what a backend raised where nothing should have
         message = f"{checked.id} {checked.name}: {type(err).__name__} raised: {err}"
         raise AssertionError(message) from err
+
+
+def _describe_group(error: BaseException) -> str:
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(_describe_group(inner) for inner in error.exceptions)
+    return f"{type(error).__name__}: {error}"
 
 
 def _first_assertion(error: BaseException) -> AssertionError | None:
@@ -768,7 +775,7 @@ class BackendConformance:
                 await pool.wait_until(lambda s: s.idle >= 1 and s.starting == 0)
                 idle = list(self.watched.executors().values())[-1]
                 pings = await wait_until(
-                    lambda: idle.health().ping_latency is not None, 5 * cfg.ping_interval
+                    lambda: idle.health().ping_latency is not None, 3 * cfg.ping_interval
                 )
                 if not pings:
                     return "health() of a ready executor reports no ping_latency: no pings"
