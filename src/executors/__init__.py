@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-import importlib as _importlib
 import typing as _typing
+
+from ._lazy import exports as _exports
 
 # The names are imported on first use (PEP 562): a worker process that needs only the
 # job model (``from executors import JobContext``) does not import the pool, its
@@ -140,16 +141,4 @@ __all__ = [
 
 
 if not _typing.TYPE_CHECKING:  # hidden from type checkers, which then flag unknown names
-
-    def __getattr__(name: str) -> _typing.Any:
-        home = _HOMES.get(name)
-        if home is None:
-            msg = f"module {__name__!r} has no attribute {name!r}"
-            raise AttributeError(msg)
-        value = getattr(_importlib.import_module(home, __name__), name)
-        globals()[name] = value  # looked up once
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    __getattr__, __dir__ = _exports(globals(), _HOMES)

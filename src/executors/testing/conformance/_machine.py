@@ -106,15 +106,42 @@ class MachineBase(RuleBasedStateMachine):
     runs: ClassVar[int] = 0
     steps_taken: ClassVar[int] = 0
 
+    #: builds the configuration of the pools (or bare backend) from the rule's overrides
+    make_config: ClassVar[Callable[..., PoolConfig]]
+    #: the backend under test
+    backend: ClassVar[Backend]
+
     @classmethod
-    def configured(cls, **attributes: Any) -> type[MachineBase]:
-        """A subclass with these class attributes, and fresh bookkeeping."""
+    def for_backend(
+        cls,
+        make_config: Callable[..., PoolConfig],
+        backend: Backend,
+        *,
+        label: str = "",
+        **attributes: Any,
+    ) -> type[MachineBase]:
+        """A machine class on ``backend``, whose configuration comes from
+        ``make_config(**overrides)``, with these class attributes and fresh bookkeeping."""
         fresh = {"first_failure": None, "smallest_failure": None, "runs": 0, "steps_taken": 0}
-        return type(cls.__name__, (cls,), {**fresh, **attributes})
+        return type(
+            cls.__name__,
+            (cls,),
+            {
+                **fresh,
+                "make_config": staticmethod(make_config),
+                "backend": backend,
+                "capabilities": backend.capabilities,
+                "label": label or cls.label,
+                **attributes,
+            },
+        )
 
     def __init__(self) -> None:
         super().__init__()
         self._loop: LoopThread | None = None
+        self._witness: Witness | None = None
+        self._config: PoolConfig | None = None
+        self._watched = WatchedBackend(self.backend)
         self._failed = False
         # True once this run does nothing more (see _begin_run and _live)
         self._idle = False
@@ -123,6 +150,28 @@ class MachineBase(RuleBasedStateMachine):
         # What this run did, shown in a failure: a real backend runs in real time, so a
         # replay by Hypothesis may fail a step earlier or later than the first run.
         self._steps: list[str] = []
+
+    @property
+    def config(self) -> PoolConfig:
+        assert self._config is not None
+        return self._config
+
+    @property
+    def witness(self) -> Witness:
+        assert self._witness is not None
+        return self._witness
+
+    def _enter(self, host: str) -> None:
+        """Open the run's witness, and its loop (on ``host``)."""
+        self._witness = Witness().__enter__()
+        grace = self.config.close_timeout + MARGIN
+        self._loop = LoopThread(host, self._watched.log, grace).__enter__()
+
+    def _exit(self) -> None:
+        if self._loop is not None:
+            self._loop.__exit__(None, None, None)
+        if self._witness is not None:
+            self._witness.__exit__(None, None, None)
 
     def _begin_run(self) -> bool:
         """Called first by each machine's initialize rule; False when this run does
@@ -260,41 +309,18 @@ class PoolMachine(MachineBase):
     :func:`run_machine` to run it.
     """
 
-    #: builds the pool configuration from the rule's overrides
-    make_config: ClassVar[Callable[..., PoolConfig]]
-    backend: ClassVar[Backend]
+    label: ClassVar[str] = "EX-1 exactly_one_outcome"
     #: seconds a drain may take past drain_timeout + close_timeout
     margin: ClassVar[float] = 3.0
 
-    @classmethod
-    def for_backend(
-        cls,
-        make_config: Callable[..., PoolConfig],
-        backend: Backend,
-        *,
-        label: str = "EX-1 exactly_one_outcome",
-        **attributes: Any,
-    ) -> type[MachineBase]:
-        """A machine class whose pools come from ``make_config(**overrides)``."""
-        return cls.configured(
-            make_config=staticmethod(make_config),
-            backend=backend,
-            capabilities=backend.capabilities,
-            label=label,
-            **attributes,
-        )
-
     def __init__(self) -> None:
         super().__init__()
-        self._witness: Witness | None = None
         self._holder: _PoolHolder | None = None
-        self._watched = WatchedBackend(self.backend)
         self._recorder = Recorder()
         self._jobs: list[_Job] = []
         #: submit steps drawn in this run, acted on or not
         self._submits = 0
         self._draining = False
-        self._config: PoolConfig | None = None
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -303,16 +329,6 @@ class PoolMachine(MachineBase):
         assert self._holder is not None
         assert self._holder.pool is not None
         return self._holder.pool
-
-    @property
-    def config(self) -> PoolConfig:
-        assert self._config is not None
-        return self._config
-
-    @property
-    def witness(self) -> Witness:
-        assert self._witness is not None
-        return self._witness
 
     def _step_bound(self) -> float:
         cfg = self.config
@@ -400,9 +416,7 @@ class PoolMachine(MachineBase):
         self._log(
             f"open(host={host!r}, sync={use_sync}, warm={warm}, drain_timeout={drain_timeout})"
         )
-        self._witness = Witness().__enter__()
-        grace = self.config.close_timeout + MARGIN
-        self._loop = LoopThread(host, self._watched.log, grace).__enter__()
+        self._enter(host)
         self._open_pool()
         if warm:
             target = self.config.idle_executors
@@ -535,10 +549,7 @@ class PoolMachine(MachineBase):
                 else:
                     self._drain_and_check()
         finally:
-            if self._loop is not None:
-                self._loop.__exit__(None, None, None)
-            if self._witness is not None:
-                self._witness.__exit__(None, None, None)
+            self._exit()
 
     # -- invariants ---------------------------------------------------------------------
 

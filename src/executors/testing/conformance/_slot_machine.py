@@ -20,16 +20,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
 from ..._executor import ExecutorState
-from ..witness import Witness
-from ._guard import LoopThread, WatchedBackend
 from ._machine import TIMED, MachineBase, faults
 from ._slot import MARGIN, Rig, Running, outcome_problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..._config import PoolConfig
-    from ..._executor import Backend, JobExecutor
+    from ..._executor import JobExecutor
     from ..jobs import Fault
 
 _JOBS = "executors.testing.jobs"
@@ -65,37 +62,16 @@ class _Run:
 class SlotMachine(MachineBase):
     """Drives bare executors of the backend under test."""
 
-    make_config: ClassVar[Callable[..., PoolConfig]]
-    backend: ClassVar[Backend]
-
-    @classmethod
-    def for_backend(
-        cls,
-        make_config: Callable[..., PoolConfig],
-        backend: Backend,
-        *,
-        label: str = "SL-13 slot_state_machine",
-        **attributes: Any,
-    ) -> type[MachineBase]:
-        return cls.configured(
-            make_config=staticmethod(make_config),
-            backend=backend,
-            capabilities=backend.capabilities,
-            label=label,
-            **attributes,
-        )
+    label: ClassVar[str] = "SL-13 slot_state_machine"
 
     def __init__(self) -> None:
         super().__init__()
-        self._witness: Witness | None = None
         self._rig: Rig | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._leave: anyio.Event | None = None
         self._held: Any = None
         self._slots: list[_Slot] = []
         self._runs: list[_Run] = []
-        self._config: PoolConfig | None = None
-        self._watched = WatchedBackend(self.backend)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -103,16 +79,6 @@ class SlotMachine(MachineBase):
     def rig(self) -> Rig:
         assert self._rig is not None
         return self._rig
-
-    @property
-    def config(self) -> PoolConfig:
-        assert self._config is not None
-        return self._config
-
-    @property
-    def witness(self) -> Witness:
-        assert self._witness is not None
-        return self._witness
 
     def _bound(self) -> float:
         return self.config.initialize_timeout + self.config.close_timeout + MARGIN
@@ -170,9 +136,7 @@ class SlotMachine(MachineBase):
             entrypoint=f"{_JOBS}:{'fault' if use_sync else 'afault'}", close_timeout=1.0
         )
         self._log(f"open(host={host!r}, sync={use_sync})")
-        self._witness = Witness().__enter__()
-        grace = self.config.close_timeout + MARGIN
-        self._loop = LoopThread(host, self._watched.log, grace).__enter__()
+        self._enter(host)
         self._held = self.loop.portal.start_task_soon(self._hold)
         self._call(self._held_ready, within=self._bound(), what="opening the backend")
         if self._tg is None:
@@ -363,10 +327,7 @@ class SlotMachine(MachineBase):
                     self._call(finish, within=3 * self._bound(), what="closing every executor")
                     self._held.result(timeout=self._bound())
         finally:
-            if self._loop is not None:
-                self._loop.__exit__(None, None, None)
-            if self._witness is not None:
-                self._witness.__exit__(None, None, None)
+            self._exit()
 
     # -- invariants ---------------------------------------------------------------------
 

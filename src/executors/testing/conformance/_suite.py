@@ -223,6 +223,20 @@ class BackendConformance:
                 host, function, within=within, what="the rule", log=self.watched.log, grace=grace
             )
 
+    def _run_witnessed(
+        self,
+        checked: Rule,
+        main: Callable[[Witness], Awaitable[str | None]],
+        *,
+        within: float,
+    ) -> None:
+        """:meth:`_run` ``main(witness)``; skip the rule if it returns why it does not
+        apply."""
+        with Witness() as witness:
+            skipped = self._run(checked, functools.partial(main, witness), within=within)
+        if skipped:
+            pytest.skip(skipped)
+
     def _closed_gracefully(self, checked: Rule) -> None:
         """Every aclose() the pool called returned on its own: none needed the pool's
         kill() fallback after close_timeout."""
@@ -748,15 +762,10 @@ class BackendConformance:
                     lambda: pool.statistics().idle >= 1, cfg.initialize_timeout + MARGIN
                 )
                 assert back, "the pool did not come back to its idle target"
-                after = await (await pool.submit(Fault("echo", "after"))).outcome()
-                assert after.value == "after", f"the pool stopped serving: {after}"
+                await _still_serving(pool)
             return None
 
-        with Witness() as witness:
-            within = pool_bound(cfg, starts=3) + noticed_within
-            skipped = self._run(checked, functools.partial(main, witness), within=within)
-        if skipped:
-            pytest.skip(skipped)
+        self._run_witnessed(checked, main, within=pool_bound(cfg, starts=3) + noticed_within)
 
     def test_ex_15_wedged_executor_found(self) -> None:
         checked = rule("EX-15")
@@ -799,15 +808,10 @@ class BackendConformance:
                 assert wedged.reason is FailureReason.UNRESPONSIVE, (
                     f"expected UNRESPONSIVE, got {wedged}"
                 )
-                after = await (await pool.submit(Fault("echo", "after"))).outcome()
-                assert after.value == "after", f"the pool stopped serving: {after}"
+                await _still_serving(pool)
             return None
 
-        with Witness() as witness:
-            within = pool_bound(cfg, starts=3) + found_within
-            skipped = self._run(checked, functools.partial(main, witness), within=within)
-        if skipped:
-            pytest.skip(skipped)
+        self._run_witnessed(checked, main, within=pool_bound(cfg, starts=3) + found_within)
 
     def test_ex_16_memory_limit_enforced(self) -> None:
         checked = rule("EX-16")
@@ -845,12 +849,9 @@ class BackendConformance:
                 assert over.reason is FailureReason.MEMORY_LIMIT, (
                     f"expected MEMORY_LIMIT, got {over}"
                 )
-                after = await (await pool.submit(Fault("echo", "after"))).outcome()
-                assert after.value == "after", f"the pool stopped serving: {after}"
+                await _still_serving(pool)
 
-        with Witness() as witness:
-            within = pool_bound(cfg, starts=3) + found_within
-            self._run(checked, functools.partial(main, witness), within=within)
+        self._run_witnessed(checked, main, within=pool_bound(cfg, starts=3) + found_within)
 
     def test_ex_17_graceful_close(self) -> None:
         checked = rule("EX-17")
@@ -901,8 +902,7 @@ class BackendConformance:
                 timed_out: JobOutcome | None = None
                 with anyio.move_on_after(timed_limit):
                     timed_out = await timed.outcome()
-                after = await (await pool.submit(Fault("echo", "after"))).outcome()
-                assert after.value == "after", f"the pool stopped serving: {after}"
+                await _still_serving(pool)
                 running = await pool.submit(ignoring, timeout=10 * stubborn)
                 await _began(witness, running.id, cfg.initialize_timeout + MARGIN)
                 start = anyio.current_time()
@@ -1197,6 +1197,12 @@ class _EndedAtDrain:
             f"{on} an executor outlived the drain: "
             f"{sorted(self.recorder.ready - self.recorder.closed)}"
         )
+
+
+async def _still_serving(pool: Pool) -> None:
+    """After the fault, the pool goes on serving: a new job ends with its value."""
+    after = await (await pool.submit(Fault("echo", "after"))).outcome()
+    assert after.value == "after", f"the pool stopped serving: {after}"
 
 
 async def _began(witness: Witness, job_id: str, within: float) -> None:
