@@ -199,6 +199,26 @@ class BreaksAfterRaise(Faithful):
         return outcome
 
 
+class ExitedOnlyOnCrash(Faithful):
+    """Its wait_exited() reports only the deaths it did not cause: once the slot has
+    been closed or killed, it waits for a crash that never comes."""
+
+    closed: bool = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.inner.aclose()
+
+    async def kill(self) -> None:
+        self.closed = True
+        await self.inner.kill()
+
+    async def wait_exited(self) -> None:
+        await self.inner.wait_exited()  # type: ignore[attr-defined]
+        if self.closed:
+            await anyio.sleep_forever()
+
+
 #: scopes the broken backends shield themselves with, and the loop of each; the test
 #: cancels them once the rule has failed, so that nothing it abandoned runs on
 _SHIELDS: list[tuple[anyio.CancelScope, object]] = []
@@ -304,6 +324,22 @@ def _start_leaves_starting(monkeypatch: pytest.MonkeyPatch) -> None:
         self._setup_state = await self._setup.get()
 
     monkeypatch.setattr(CoroutineExecutor, "start", start)
+
+
+@patched(
+    "NeverYields",
+    "coroutine",
+    "SL-14",
+    "run_job() awaits the job and nothing else: a job that never awaits runs without "
+    "the loop getting a turn",
+)
+def _never_yields(monkeypatch: pytest.MonkeyPatch) -> None:
+    import executors_coroutine._backend
+
+    async def nothing() -> None:
+        pass
+
+    monkeypatch.setattr(executors_coroutine._backend, "checkpoint_function", lambda: nothing)
 
 
 @patched(
@@ -584,7 +620,14 @@ CASES = [
     Case(StateNeverBusy, "thread", "SL-4", what="reports READY while a job runs"),
     Case(BreaksAfterRaise, "coroutine", "SL-5", what="stays BUSY after a job that raised"),
     Case(ShieldedRunJob, "coroutine", "SL-6", what="shields run_job from cancellation"),
+    Case(
+        ExitedOnlyOnCrash,
+        "process",
+        "SL-1",
+        what="wait_exited() never returns once the slot was closed",
+    ),
     _start_leaves_starting,
+    _never_yields,
     _shielded_start,
     _cancel_leaves_job_running,
     _unbounded_stop,

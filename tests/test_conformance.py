@@ -125,7 +125,7 @@ def test_the_pytest_plugin_runs_the_suite_from_the_installed_package() -> None:
         "-q",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "20 passed, 11 skipped" in result.stdout
+    assert "21 passed, 11 skipped" in result.stdout
 
 
 def test_without_a_backend_the_suite_is_skipped_with_a_reason() -> None:

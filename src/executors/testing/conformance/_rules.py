@@ -233,9 +233,9 @@ RULES: tuple[Rule, ...] = (
         "leaves it READY and alive; jobs return their payloads (READY after each, where "
         "reusable); aclose() returns within close_timeout, CLOSED and not alive; aclose() "
         "and kill() again, after either, or before start(), return at once, never raise, "
-        "and leave it CLOSED.",
+        "and leave it CLOSED; wait_exited(), where provided, returns once it is closed.",
         promise="State STARTING -> READY <-> BUSY -> CLOSING -> CLOSED; aclose() and kill() "
-        "are idempotent and never raise.",
+        "are idempotent and never raise; wait_exited() returns once the executor is gone.",
     ),
     Rule(
         "SL-2",
@@ -355,6 +355,16 @@ RULES: tuple[Rule, ...] = (
         "the witness shows no two jobs at once, none run twice and no job code after its "
         "outcome; the reported state matches what the executor does.",
         promise="Every promise of the contract, in any order of calls.",
+    ),
+    Rule(
+        "SL-14",
+        "run_job_yields",
+        None,
+        "run_job() of a job that finishes at once (echo, or aecho where the backend runs "
+        "async entrypoints) lets another task of the loop run before it returns, for each "
+        "kind of entrypoint.",
+        promise="run_job() yields to the event loop at least once, even for a job that "
+        "is done at once.",
     ),
 )
 

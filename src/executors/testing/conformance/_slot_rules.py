@@ -9,6 +9,7 @@ import signal
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import psutil
 
 from ..._executor import ExecutorState
@@ -68,6 +69,7 @@ async def lifecycle(rig: Rig) -> None:
             )
     await rig.close(executor)
     assert not executor.health().alive, f"health() of the closed {executor.id} says alive"
+    await _exited(executor)
     await _closed_stays_closed(rig, executor, "aclose()")
     killed = await rig.started()
     await rig.prompt(killed, "kill")
@@ -82,6 +84,46 @@ async def lifecycle(rig: Rig) -> None:
     )
     await _closed_stays_closed(rig, never_started, "aclose() before start()")
     rig.check_witness()
+
+
+async def _exited(executor: JobExecutor) -> None:
+    """``wait_exited()``, where the backend provides it, returns once the executor is
+    closed (the pool awaits it for every executor it has)."""
+    wait_exited = getattr(executor, "wait_exited", None)
+    if wait_exited is None:
+        return
+    with anyio.move_on_after(MARGIN) as late:
+        await wait_exited()
+    assert not late.cancelled_caught, (
+        f"wait_exited() of {executor.id} did not return although it was closed"
+    )
+
+
+async def run_job_yields(rig: Rig) -> None:
+    """SL-14: ``rig``'s entrypoint is echo or aecho, which finish without awaiting."""
+    executor = await rig.started()
+    for attempt in range(3):
+        others = 0
+
+        async def another_task() -> None:
+            nonlocal others
+            while True:
+                others += 1
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(another_task)
+            await anyio.lowlevel.checkpoint()  # it runs, and waits for its next turn
+            before = others
+            job = rig.job(Fault("echo", attempt))  # an echo entrypoint returns its payload
+            outcome = await executor.run_job(job)
+            after = others
+            tg.cancel_scope.cancel()
+        rig.witness.delivered(job.id, outcome.status.value)
+        assert after > before, (
+            f"run_job({job.id}) on {executor.id} returned without yielding to the event "
+            "loop: a loop of runs would starve every other task (await a checkpoint)"
+        )
 
 
 async def _closed_stays_closed(rig: Rig, executor: JobExecutor, how: str) -> None:

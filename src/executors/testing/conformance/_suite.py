@@ -944,18 +944,21 @@ class BackendConformance:
         body: Callable[[Rig], Awaitable[str | None]],
         *,
         each_entrypoint: bool = False,
+        entrypoints: list[str] | None = None,
         leaks: bool = False,
         calls: int = 6,
         extra: float = 0.0,
         **overrides: Any,
     ) -> None:
-        """Run ``body`` on a rig of a bare backend (for each kind of entrypoint it runs,
-        or the default one), within a deadline of ``calls`` calls that may each take up
-        to initialize_timeout or close_timeout."""
+        """Run ``body`` on a rig of a bare backend (for each of ``entrypoints``, for each
+        kind of fault entrypoint the backend runs, or the default one), within a deadline
+        of ``calls`` calls that may each take up to initialize_timeout or close_timeout."""
         self._require(checked)
         kinds = entrypoint_kinds(self.capabilities)
+        if entrypoints is None:
+            entrypoints = kinds if each_entrypoint else kinds[:1]
         skipped: str | None = None
-        for entrypoint in kinds if each_entrypoint else kinds[:1]:
+        for entrypoint in entrypoints:
             cfg = self.config(entrypoint=entrypoint, **overrides)
             within = calls * (max(cfg.initialize_timeout, cfg.close_timeout) + MARGIN) + extra
 
@@ -1018,6 +1021,18 @@ class BackendConformance:
 
     def test_sl_12_health_sees_a_wedge(self) -> None:
         self._slot_rule(rule("SL-12"), _slot_rules.wedged, ping_interval=0.1)
+
+    def test_sl_14_run_job_yields(self) -> None:
+        checked = rule("SL-14")
+        self._require(checked)
+        entrypoints = self._instant_entrypoints()
+        self._slot_rule(checked, _slot_rules.run_job_yields, entrypoints=entrypoints)
+
+    def _instant_entrypoints(self) -> list[str]:
+        """Entrypoints that return their payload without awaiting: aecho, echo."""
+        caps = self.capabilities
+        kinds = [("aecho", caps.async_entrypoints), ("echo", caps.sync_entrypoints)]
+        return [f"{_JOBS}:{name}" for name, runs in kinds if runs]
 
     def test_sl_13_slot_state_machine(self) -> None:
         from ._slot_machine import SlotMachine
