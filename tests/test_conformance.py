@@ -145,6 +145,9 @@ def test_rules_are_numbered_in_order_with_matching_test_methods() -> None:
     for rule in RULES:
         assert callable(getattr(BackendConformance, rule.test_name))
         assert rule.promise, f"{rule.id} names no promise of the contract"
+    # pytest runs them in the order they are defined: the verdicts come in RULES' order
+    defined = [name for name in vars(BackendConformance) if name.startswith("test_")]
+    assert defined == [rule.test_name for rule in RULES]
 
 
 def test_check_without_pytest_says_to_install_the_testing_extra(

@@ -1022,6 +1022,13 @@ class BackendConformance:
     def test_sl_12_health_sees_a_wedge(self) -> None:
         self._slot_rule(rule("SL-12"), _slot_rules.wedged, ping_interval=0.1)
 
+    def test_sl_13_slot_state_machine(self) -> None:
+        from ._slot_machine import SlotMachine
+
+        checked = rule("SL-13")
+        self._require(checked)
+        self._run_machine(checked, SlotMachine)
+
     def test_sl_14_run_job_yields(self) -> None:
         checked = rule("SL-14")
         self._require(checked)
@@ -1033,13 +1040,6 @@ class BackendConformance:
         caps = self.capabilities
         kinds = [("aecho", caps.async_entrypoints), ("echo", caps.sync_entrypoints)]
         return [f"{_JOBS}:{name}" for name, runs in kinds if runs]
-
-    def test_sl_13_slot_state_machine(self) -> None:
-        from ._slot_machine import SlotMachine
-
-        checked = rule("SL-13")
-        self._require(checked)
-        self._run_machine(checked, SlotMachine)
 
 
 @contextlib.contextmanager
