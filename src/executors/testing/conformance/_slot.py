@@ -1,4 +1,4 @@
-"""The SL rules: promises a backend keeps on a bare executor, with no pool around it.
+"""The rig of the SL rules, which check a backend on bare executors with no pool.
 
 A :class:`Rig` opens the backend under test as the pool would (``Backend.open``), makes
 executors with its factory and calls their methods in the orders the contract allows and
@@ -125,7 +125,7 @@ class Running:
     scope: anyio.CancelScope
     done: anyio.Event = attrs.field(factory=anyio.Event)
     outcome: JobOutcome | None = None
-    #: ``cancelled``, ``refused`` (LaunchError), or the exception it raised
+    #: ``returned``, ``cancelled``, ``refused`` (LaunchError) or ``raised <type>``
     ended: str = ""
     error: BaseException | None = None
 

@@ -4,7 +4,6 @@ this backend after all (found only by trying it)."""
 
 from __future__ import annotations
 
-import contextlib
 import signal
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ import anyio.lowlevel
 import psutil
 
 from ..._executor import ExecutorState
-from ..._job import FailureReason, JobStatus
+from ..._job import JobStatus
 from ..jobs import Fault
 from ._slot import (
     MARGIN,
@@ -421,23 +420,4 @@ async def wedged(rig: Rig) -> str | None:
         f"health().ping_latency of {executor.id} was {latency} {within:.1f}s after its process "
         f"{pid} was stopped (SIGSTOP): a wedged executor would never be found unresponsive"
     )
-    with contextlib.suppress(Exception):
-        await rig.prompt(executor, "aclose")
     return None
-
-
-__all__ = [
-    "FailureReason",
-    "cancelled_run",
-    "cancelled_start",
-    "dead_when_killed",
-    "every_ending",
-    "failed_start",
-    "kill_running_job",
-    "lifecycle",
-    "measures_memory",
-    "one_job_at_a_time",
-    "refuses_unless_ready",
-    "wear",
-    "wedged",
-]
