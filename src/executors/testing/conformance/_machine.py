@@ -284,6 +284,8 @@ class _Job:
 class _PoolHolder:
     """Holds one pool open in a task of the machine's loop until told to leave."""
 
+    #: set once the pool is open, or its opening failed (made on the machine's loop)
+    opened: anyio.Event
     pool: Pool | None = None
     leave: anyio.Event | None = None
     left: anyio.Event | None = None
@@ -293,13 +295,11 @@ class _PoolHolder:
         try:
             async with open_pool(config, registry=registry, observers=[recorder]) as pool:
                 self.pool = pool
+                self.opened.set()
                 await self.leave.wait()
         finally:
+            self.opened.set()
             self.left.set()
-
-    async def opened(self) -> None:
-        while self.pool is None and not (self.left is not None and self.left.is_set()):  # noqa: ASYNC110 -- set by a task on the same loop, once
-            await anyio.sleep(0.001)
 
 
 class PoolMachine(MachineBase):
@@ -338,10 +338,10 @@ class PoolMachine(MachineBase):
         self._recorder = Recorder(witness=self._witness)
         self._jobs = []
         self._draining = False
-        holder = self._holder = _PoolHolder()
+        holder = self._holder = _PoolHolder(self._call(loop_event, within=MARGIN, what="an event"))
         registry = _registry_of(self._watched)
         held = self.loop.portal.start_task_soon(holder.hold, self.config, registry, self._recorder)
-        self._call(holder.opened, within=self._step_bound(), what="open_pool()")
+        self._call(holder.opened.wait, within=self._step_bound(), what="open_pool()")
         if holder.pool is None:
             error = held.exception(timeout=MARGIN) if held.done() else None
             self._fail("pool_opens", f"open_pool() failed: {error!r}")
@@ -649,6 +649,11 @@ class _Snapshot:
     live: int | None
     #: jobs whose executor was closed "abandoned"
     abandoned: set[str]
+
+
+async def loop_event() -> anyio.Event:
+    """An event of the loop this runs on."""
+    return anyio.Event()
 
 
 def _registry_of(backend: WatchedBackend) -> Registry:

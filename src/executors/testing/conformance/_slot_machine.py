@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
 from ..._executor import ExecutorState
-from ._machine import TIMED, MachineBase, faults
-from ._slot import MARGIN, Rig, Running, outcome_problem
+from ._machine import TIMED, MachineBase, faults, loop_event
+from ._slot import MARGIN, Rig, Running, outcome_problem, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,19 +88,19 @@ class SlotMachine(MachineBase):
         killed or closed."""
         return self.config.close_timeout + MARGIN
 
-    async def _hold(self) -> None:
+    async def _hold(self, ready: anyio.Event) -> None:
         """Holds the rig (the opened backend) and a task group for the runs, until the
-        machine's teardown."""
+        machine's teardown; sets ``ready`` once they are there, or failed."""
         self._leave = anyio.Event()
-        rig_cm = Rig.open(self.config, self.capabilities, self._watched, self.witness)
-        async with rig_cm as rig, anyio.create_task_group() as tg:
-            self._rig, self._tg = rig, tg
-            await self._leave.wait()
-            tg.cancel_scope.cancel()
-
-    async def _held_ready(self) -> None:
-        while self._tg is None and not self._held.done():  # noqa: ASYNC110 -- set once by _hold
-            await anyio.sleep(0.001)
+        try:
+            rig_cm = Rig.open(self.config, self.capabilities, self._watched, self.witness)
+            async with rig_cm as rig, anyio.create_task_group() as tg:
+                self._rig, self._tg = rig, tg
+                ready.set()
+                await self._leave.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            ready.set()
 
     def _slot(self, number: int, which: Callable[[_Slot], bool]) -> _Slot | None:
         candidates = [slot for slot in self._slots if which(slot)]
@@ -117,8 +117,10 @@ class SlotMachine(MachineBase):
 
     async def _ended_or_began(self, run: _Run) -> None:
         job_id = run.running.job.id
-        while not run.running.done.is_set() and self.witness.began(job_id) is None:  # noqa: ASYNC110 -- the witness is fed by a thread
-            await anyio.sleep(0.002)
+        await wait_until(
+            lambda: run.running.done.is_set() or self.witness.began(job_id) is not None,
+            self._bound(),
+        )
 
     async def _until_done(self, runs: list[_Run]) -> None:
         for run in runs:
@@ -137,8 +139,9 @@ class SlotMachine(MachineBase):
         )
         self._log(f"open(host={host!r}, sync={use_sync})")
         self._enter(host)
-        self._held = self.loop.portal.start_task_soon(self._hold)
-        self._call(self._held_ready, within=self._bound(), what="opening the backend")
+        ready = self._call(loop_event, within=MARGIN, what="an event")
+        self._held = self.loop.portal.start_task_soon(self._hold, ready)
+        self._call(ready.wait, within=self._bound(), what="opening the backend")
         if self._tg is None:
             error = self._held.exception(timeout=MARGIN) if self._held.done() else None
             self._fail("backend_opens", f"Backend.open() failed: {error!r}")
@@ -213,11 +216,7 @@ class SlotMachine(MachineBase):
             f"submit({executor.id}, {fault}{', timed' if timed else ''}) -> {job_id} "
             f"(executor {state.value})"
         )
-        within = self._bound()
-        try:
-            self._call(self._ended_or_began, run, within=within, what=f"run_job({job_id})")
-        except AssertionError:
-            raise
+        self._call(self._ended_or_began, run, within=self._bound(), what=f"run_job({job_id})")
         refused = run.running.ended == "refused"
         if state is ExecutorState.READY and not beside and refused:
             self._fail(
