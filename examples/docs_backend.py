@@ -11,23 +11,23 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-import executors
-from executors import (
+from executors.backend import (
     Capabilities,
     ExecutorState,
     FailureReason,
     Health,
     JobContext,
     JobOutcome,
-    LaunchError,
     RemoteError,
+    hookimpl,
+    not_ready,
     resolve_callable,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from executors import Backend, ExecutorFactory, Job, PoolConfig
+    from executors.backend import Backend, ExecutorFactory, Job, PoolConfig
 
 
 @attrs.frozen
@@ -64,8 +64,7 @@ class ToThreadExecutor:
 
     async def run_job(self, job: Job) -> JobOutcome:
         if self.state is not ExecutorState.READY:
-            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
-            raise LaunchError(msg)
+            raise not_ready(self.id, job.id, self.state)
         self.state = ExecutorState.BUSY
         run = _Run()
         ctx = JobContext(
@@ -184,6 +183,6 @@ class ToThreadBackend:
         yield _Factory(entrypoint, setup, limiter, config.close_timeout)
 
 
-@executors.hookimpl
+@hookimpl
 def executors_register_backends(register: Callable[[Backend], None]) -> None:
     register(ToThreadBackend())

@@ -7,10 +7,11 @@ import types
 import pytest
 
 import executors
+import executors.backend
 import executors.testing
 
 
-@pytest.mark.parametrize("module", [executors, executors.testing])
+@pytest.mark.parametrize("module", [executors, executors.backend, executors.testing])
 def test_all_lists_exactly_the_public_names(module: types.ModuleType) -> None:
     for name in module.__all__:  # executors imports its names on first use
         getattr(module, name)
@@ -24,7 +25,7 @@ def test_all_lists_exactly_the_public_names(module: types.ModuleType) -> None:
     assert len(module.__all__) == len(set(module.__all__))
 
 
-@pytest.mark.parametrize("module", [executors, executors.testing])
+@pytest.mark.parametrize("module", [executors, executors.backend, executors.testing])
 def test_public_objects_claim_a_public_home(module: types.ModuleType) -> None:
     for name in module.__all__:
         value = getattr(module, name)
@@ -71,3 +72,44 @@ def test_the_job_model_imports_without_the_pool() -> None:
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         executors.Nope  # type: ignore[attr-defined]  # noqa: B018 -- the lookup is the test
+
+
+def test_backends_and_examples_import_no_private_module_of_the_core() -> None:
+    """A backend uses only what a third party can: ``executors`` and
+    ``executors.backend``, never ``executors._*`` (tests aside)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    private = re.compile(r"^\s*(from|import)\s+executors\._", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("plugins", "examples")
+        for path in (root / folder).rglob("*.py")
+        if "tests" not in path.parts and private.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_backend_helpers() -> None:
+    import anyio
+
+    from executors import EntrypointError, ExecutorState, LaunchError
+    from executors.backend import call, callable_ref, factory, not_ready
+    from executors.testing.jobs import echo
+
+    refusal = not_ready("pool1-2", "pool1-job-3", ExecutorState.CLOSED)
+    assert isinstance(refusal, LaunchError)
+    assert str(refusal) == "executor pool1-2 cannot take job pool1-job-3: it is closed"
+    assert callable_ref(echo) == "executors.testing.jobs:echo"
+    assert callable_ref("a.b:c") == "a.b:c"
+    with pytest.raises(EntrypointError, match="cannot be imported by name"):
+        callable_ref(lambda ctx: ctx)
+
+    async def twice(value: int) -> int:
+        return 2 * value
+
+    assert anyio.run(call, twice, 21) == 42
+    assert anyio.run(call, abs, -3) == 3
+    made = factory(lambda executor_id: executor_id)  # type: ignore[arg-type,return-value]
+    assert made.create_executor("pool1-1") == "pool1-1"  # type: ignore[comparison-overlap]

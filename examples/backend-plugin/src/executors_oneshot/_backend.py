@@ -17,7 +17,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from executors import (
+from executors.backend import (
     Capabilities,
     ExecutorsError,
     ExecutorState,
@@ -26,6 +26,7 @@ from executors import (
     JobOutcome,
     LaunchError,
     RemoteError,
+    not_ready,
 )
 
 from ._protocol import HEADER, PROTOCOL, RUNNER, Reply, Request, frame
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import ByteReceiveStream, Process
 
-    from executors import ExecutorFactory, Job, PoolConfig
+    from executors.backend import ExecutorFactory, Job, PoolConfig
 
 _CAPABILITIES = Capabilities(
     isolates_crashes=True,  # a job that crashes takes only its own process down
@@ -168,8 +169,7 @@ class OneshotExecutor:
 
     async def run_job(self, job: Job) -> JobOutcome:
         if self.state is not ExecutorState.READY:
-            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
-            raise LaunchError(msg)
+            raise not_ready(self.id, job.id, self.state)
         label = f"job {job.id}"
         try:
             request = self._request(

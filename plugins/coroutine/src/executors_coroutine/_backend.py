@@ -20,12 +20,13 @@ from executors import (
     Job,
     JobContext,
     JobOutcome,
-    LaunchError,
     PoolConfig,
     RemoteError,
     resolve_callable,
 )
-from executors._clock import cancel_scope_class, checkpoint_function, on_asyncio
+from executors.backend import not_ready
+
+from ._loops import cancel_scope_class, checkpoint_function, on_asyncio
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -183,8 +184,7 @@ class CoroutineExecutor:
 
     def _begin(self, job: Job) -> JobContext:
         if self.state is not ExecutorState.READY:
-            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
-            raise LaunchError(msg)
+            raise not_ready(self.id, job.id, self.state)
         self.state = ExecutorState.BUSY
         if self._watch is not None:
             self._watch.begin(job.id, self.id)

@@ -26,7 +26,7 @@ from executors import (
     LaunchError,
     RemoteError,
 )
-from executors._limits import os_problem
+from executors.backend import describe_os_error, not_ready
 
 from . import _worker
 from ._forkserver import WORKER_NAME_PREFIX
@@ -146,7 +146,7 @@ class ProcessExecutor:
             try:
                 self._launch_process()
             except OSError as exc:
-                msg = f"cannot start {self._where()}: {os_problem(exc)}"
+                msg = f"cannot start {self._where()}: {describe_os_error(exc)}"
                 raise WorkerError(msg) from exc
             await self._send_frame(encode(("init", *self._init_args())), self._sock)
             reply = await self._reply()
@@ -166,8 +166,7 @@ class ProcessExecutor:
 
     async def run_job(self, job: Job) -> JobOutcome:
         if self.state is not ExecutorState.READY:
-            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
-            raise LaunchError(msg)
+            raise not_ready(self.id, job.id, self.state)
         try:
             frame = encode(("job", job.id, job.payload))
         except Exception as exc:

@@ -25,8 +25,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from executors._entrypoints import resolve_callable
-from executors._job import JobContext
+from executors import JobContext, resolve_callable
 
 from ._protocol import FrameBuffer, Message, encode, error_info
 

@@ -26,12 +26,12 @@ from executors import (
     Health,
     JobContext,
     JobOutcome,
-    LaunchError,
     RemoteError,
     resolve_callable,
 )
-from executors._clock import event_class, loop_clock, on_asyncio
-from executors._limits import os_problem, task_limits
+from executors.backend import describe_os_error, not_ready, task_limits
+
+from ._loops import event_class, loop_clock, on_asyncio
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -322,8 +322,7 @@ class ThreadExecutor:
 
     async def run_job(self, job: Job) -> JobOutcome:
         if self.state is not _READY or self._thread_post is None:
-            msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
-            raise LaunchError(msg)
+            raise not_ready(self.id, job.id, self.state)
         run = _Run(job)
         jobs = self._queue
         if jobs is not None:
@@ -504,7 +503,7 @@ class ThreadExecutor:
                 raise
             # The thread's event loop could not be made: the start fails, saying why.
             msg = f"cannot start the {self._loop} event loop of executor {self.id}: "
-            msg += os_problem(exc) if isinstance(exc, OSError) else repr(exc)
+            msg += describe_os_error(exc) if isinstance(exc, OSError) else repr(exc)
             error = ThreadStartError(msg)
             error.__cause__ = exc
             self._start_error = error
