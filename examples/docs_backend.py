@@ -54,6 +54,8 @@ class ToThreadExecutor:
     _setup_state: object = attrs.field(init=False, default=None, repr=False)
     # Set by kill() and aclose(): a thread cannot be stopped, only asked to stop.
     _stop: threading.Event = attrs.field(init=False, factory=threading.Event, repr=False)
+    # The running job's wait for its thread, which kill() cancels; None between runs.
+    _wait: anyio.CancelScope | None = attrs.field(init=False, default=None, repr=False)
 
     async def start(self) -> None:
         if self._setup is not None:
@@ -76,13 +78,18 @@ class ToThreadExecutor:
             cancel_check=lambda: run.stop.is_set() or self._stop.is_set(),
         )
         try:
-            outcome = await anyio.to_thread.run_sync(
-                run.call, self._entrypoint, ctx, limiter=self._limiter, abandon_on_cancel=True
-            )
-            # A cancellation that came while the thread ran is raised here, so the pool
-            # reports the job TIMED_OUT or CANCELLED even when it returned early.
-            await anyio.lowlevel.checkpoint()
-            return outcome
+            with anyio.CancelScope() as self._wait:
+                outcome = await anyio.to_thread.run_sync(
+                    run.call, self._entrypoint, ctx, limiter=self._limiter, abandon_on_cancel=True
+                )
+                # A cancellation that came while the thread ran is raised here, so the pool
+                # reports the job TIMED_OUT or CANCELLED even when it returned early.
+                await anyio.lowlevel.checkpoint()
+                return outcome
+            # Killed: the run ends now, failed; a job that ignores the request to stop
+            # runs on in its thread, and the slot is given up.
+            self.abandoned = run.cancel() and not run.returned.is_set()
+            return JobOutcome.failure(job.id, FailureReason.KILLED)
         except BaseException:
             # Cancelled: ask the job to stop and give it close_timeout to, so that none
             # of its code runs once run_job has returned; else give the slot up.
@@ -94,6 +101,7 @@ class ToThreadExecutor:
                     self.state = ExecutorState.CLOSED
             raise
         finally:
+            self._wait = None
             if self.state is ExecutorState.BUSY:
                 self.state = ExecutorState.READY
 
@@ -103,6 +111,8 @@ class ToThreadExecutor:
     async def kill(self) -> None:
         self.state = ExecutorState.CLOSED
         self._stop.set()
+        if self._wait is not None:
+            self._wait.cancel()
 
     def health(self) -> Health:
         alive = self.state is not ExecutorState.CLOSED

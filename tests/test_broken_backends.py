@@ -383,7 +383,7 @@ def _cancel_leaves_job_running(monkeypatch: pytest.MonkeyPatch) -> None:
 @patched(
     "UnboundedStop",
     "thread",
-    "EX-18",
+    "EX-16",
     "a cancelled run_job waits for its job without close_timeout: a job that ignores "
     "cancellation holds it past every bound",
 )
@@ -482,7 +482,7 @@ def _launch_error_after_start(monkeypatch: pytest.MonkeyPatch) -> None:
 @patched(
     "AlwaysAlive",
     "process",
-    "EX-14",
+    "EX-12",
     "health() says alive while the worker has a process object, dead or not, and there "
     "is no wait_exited(): a dead idle executor is never replaced",
 )
@@ -515,7 +515,7 @@ def _ping_never_stale(monkeypatch: pytest.MonkeyPatch) -> None:
 @patched(
     "MemoryOfTheHost",
     "process",
-    "EX-16",
+    "EX-14",
     "health().memory_mb measures the host's process, not the worker's: memory limits "
     "are never enforced",
 )
@@ -531,7 +531,7 @@ def _memory_of_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
 @patched(
     "CloseOnlyByKill",
     "process",
-    "EX-17",
+    "EX-15",
     "aclose() waits for the worker to exit without telling it to: it only ends through "
     "the pool's kill() after close_timeout",
 )

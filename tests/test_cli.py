@@ -3,6 +3,7 @@ the real ``python -m executors`` in a subprocess."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,7 +13,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from executors import Registry, hookimpl
+from executors._check import Reporter
 from executors._cli import main
+from executors._config import ConfigRow
+from executors.testing.conformance import RULES, RULES_VERSION
 from executors_coroutine import CoroutineBackend
 
 if TYPE_CHECKING:
@@ -84,6 +88,35 @@ def test_backends_reports_broken_plugins_and_exits_0(
     assert broken["plugin"] == "broken"
     assert broken["error"] == "RuntimeError: the plugin's own bug"
     assert "Traceback" in broken["traceback"]
+
+
+class Unmarked:
+    """A plugin whose hook lacks the hookimpl marker: it implements no hook."""
+
+    def executors_register_backends(self, register: Callable[[Backend], None]) -> None:
+        raise AssertionError("never called")
+
+
+def test_backends_lists_a_plugin_that_implements_no_hook_as_broken(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = Registry.empty()
+    registry.add_backend(CoroutineBackend(), distribution="executors-coroutine", version="0.1.0")
+    registry.register_plugin(Unmarked(), "unmarked", distribution="unmarked-dist", version="1.0")
+    use_registry(monkeypatch, registry)
+    assert main(["backends", "--json"]) == 0
+    (broken,) = json.loads(capsys.readouterr().out)["broken"]
+    assert (broken["plugin"], broken["distribution"], broken["kind"]) == (
+        "unmarked",
+        "unmarked-dist",
+        "no_hooks",
+    )
+    assert "executors_register_backends is not marked with @executors.hookimpl" in broken["error"]
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "Broken plugins" in out
+    assert "unmarked-dist" in out
+    assert "no_hooks" in out
 
 
 def test_backends_exits_1_when_none_is_installed(
@@ -212,8 +245,59 @@ def test_run_unknown_backend_exits_2_listing_the_installed_ones(
 ) -> None:
     assert main(["run", "examples.demo:work", "--backend", "nosuch"]) == 2
     err = capsys.readouterr().err
-    assert "error: unknown backend 'nosuch': installed backends are" in err
+    assert (
+        "error: unknown backend 'nosuch' (backend = 'nosuch' from --backend on the command "
+        "line): installed backends are"
+    ) in err
     assert "coroutine" in err
+
+
+@pytest.mark.parametrize(
+    ("where", "source"),
+    [
+        ("pyproject.toml", "pyproject.toml [tool.executors] ({dir}/pyproject.toml)"),
+        ("executors.toml", "executors.toml ({dir}/executors.toml)"),
+        ("env", "env EXECUTORS_BACKEND"),
+        ("--set", "--set on the command line"),
+    ],
+)
+@pytest.mark.parametrize("command", [["run", "examples.demo:work"], ["config"]])
+def test_an_unknown_backend_names_where_its_name_came_from(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    where: str,
+    source: str,
+) -> None:
+    args = command
+    if where == "pyproject.toml":
+        (tmp_path / "pyproject.toml").write_text('[tool.executors]\nbackend = "proces"\n')
+    elif where == "executors.toml":
+        (tmp_path / "executors.toml").write_text('backend = "proces"\n')
+    elif where == "env":
+        monkeypatch.setenv("EXECUTORS_BACKEND", "proces")
+    else:
+        args = [*args, "--set", "backend=proces"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    expected = source.format(dir=tmp_path)
+    assert err.startswith(f"error: unknown backend 'proces' (backend = 'proces' from {expected}): ")
+    assert "(did you mean 'process'?)" in err
+
+
+def test_an_unknown_default_backend_says_how_to_choose_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = Registry.empty()
+    registry.add_backend(CoroutineBackend())
+    use_registry(monkeypatch, registry)
+    assert main(["config"]) == 2
+    assert capsys.readouterr().err == (
+        "error: unknown backend 'process' (backend = 'process' by default; set backend in "
+        "pyproject.toml [tool.executors], executors.toml or EXECUTORS_BACKEND to choose "
+        "another): installed backends are coroutine\n"
+    )
 
 
 def test_run_unimportable_entrypoint_exits_2_naming_the_module(
@@ -241,6 +325,116 @@ def test_run_imports_entrypoints_from_the_working_directory(
     finally:
         sys.modules.pop("local_jobs", None)
     assert "2 ok, 0 failed" in capsys.readouterr().out
+
+
+# -- check -----------------------------------------------------------------------------------
+# These stop before any rule runs; tests/test_conformance.py runs the checker itself.
+
+
+def test_check_of_an_unknown_backend_says_it_came_from_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "proces"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: unknown backend 'proces' (backend = 'proces' from the command line): "
+        "installed backends are "
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "setting", "error"),
+    [
+        (
+            "pyproject.toml",
+            "[tool.executors.coroutine]\nloop_lag_intervl = 0.5\n",
+            "error: pyproject.toml [tool.executors.coroutine] ({dir}/pyproject.toml): "
+            "coroutine.loop_lag_intervl = 0.5 is invalid: unknown key; did you mean "
+            "'coroutine.loop_lag_interval'?",
+        ),
+        (
+            "executors.toml",
+            '[coroutine]\nloop_lag_interval = "soon"\n',
+            "error: executors.toml [coroutine] ({dir}/executors.toml): "
+            "coroutine.loop_lag_interval = 'soon' is invalid: expected a number",
+        ),
+        (
+            "env",
+            "EXECUTORS_COROUTINE__LOOP_LAG_INTERVAL=-1",
+            "error: env EXECUTORS_COROUTINE__LOOP_LAG_INTERVAL: "
+            "coroutine.loop_lag_interval = '-1' is invalid: 'loop_lag_interval' must be > 0.0",
+        ),
+        (
+            "--set",
+            "coroutine.loop_lag_warn=often",
+            "error: override: coroutine.loop_lag_warn = 'often' is invalid: expected a number",
+        ),
+    ],
+)
+def test_check_refuses_invalid_backend_options_as_run_does(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+    setting: str,
+    error: str,
+) -> None:
+    extra = []
+    if where == "env":
+        name, _, value = setting.partition("=")
+        monkeypatch.setenv(name, value)
+    elif where == "--set":
+        extra = ["--set", setting]
+    else:
+        (tmp_path / where).write_text(setting)
+
+    assert main(["check", "coroutine", *extra]) == 2
+    checked = capsys.readouterr()
+    assert main(["run", "examples.demo:work", "--backend", "coroutine", *extra]) == 2
+    ran = capsys.readouterr()
+
+    assert checked.err.startswith(error.format(dir=tmp_path)), checked.err
+    assert checked.err == ran.err
+    assert checked.err.count("\n") == 1  # one line: no traceback
+    assert checked.out == ""
+
+
+def _reporter(as_json: bool, options: list[ConfigRow]) -> tuple[Reporter, io.StringIO]:
+    out = io.StringIO()
+    return Reporter("coroutine", "quick", out, as_json, RULES, options), out
+
+
+OPTIONS = [
+    ConfigRow("coroutine.loop_lag_warn", 2.0, "env EXECUTORS_COROUTINE__LOOP_LAG_WARN"),
+    ConfigRow("coroutine.loop_lag_interval", 0.2, "override"),
+]
+
+
+def test_check_names_the_options_it_checks_with_their_sources() -> None:
+    reporter, out = _reporter(False, OPTIONS)
+    reporter.begin(RULES_VERSION, 300)
+    assert out.getvalue().splitlines()[1:] == [
+        "Backend options:",
+        "  coroutine.loop_lag_warn = 2.0 (from env EXECUTORS_COROUTINE__LOOP_LAG_WARN)",
+        "  coroutine.loop_lag_interval = 0.2 (from override)",
+    ]
+    reporter, out = _reporter(False, [])
+    reporter.begin(RULES_VERSION, 300)
+    assert out.getvalue().splitlines()[1:] == ["Backend options: none set (the backend's defaults)"]
+
+
+def test_check_json_start_record_lists_the_options() -> None:
+    reporter, out = _reporter(True, OPTIONS)
+    reporter.begin(RULES_VERSION, 300)
+    start = json.loads(out.getvalue())
+    assert start["event"] == "start"
+    assert start["options"] == [
+        {
+            "key": "coroutine.loop_lag_warn",
+            "value": 2.0,
+            "source": "env EXECUTORS_COROUTINE__LOOP_LAG_WARN",
+        },
+        {"key": "coroutine.loop_lag_interval", "value": 0.2, "source": "override"},
+    ]
 
 
 # -- the installed command -------------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 from executors._exceptions import DuplicateBackendError, PluginError, UnknownBackendError
 from executors._executor import Backend, Capabilities
 from executors._hookspecs import hookimpl
-from executors._plugins import Registry, default_registry, reset_default_registry
+from executors._plugins import Registry, closest_hook, default_registry, reset_default_registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -328,6 +328,56 @@ def test_unknown_backend_lists_installed_and_suggests_close_match() -> None:
         registry.backend("zzz")
 
 
+@pytest.mark.parametrize(
+    ("source", "where"),
+    [
+        (
+            "pyproject.toml [tool.executors] (/srv/app/pyproject.toml)",
+            "(backend = 'proces' from pyproject.toml [tool.executors] (/srv/app/pyproject.toml))",
+        ),
+        (
+            "executors.toml (/srv/app/executors.toml)",
+            "(backend = 'proces' from executors.toml (/srv/app/executors.toml))",
+        ),
+        ("env EXECUTORS_BACKEND", "(backend = 'proces' from env EXECUTORS_BACKEND)"),
+        (
+            "--backend on the command line",
+            "(backend = 'proces' from --backend on the command line)",
+        ),
+        ("override", "(backend = 'proces' from override)"),
+        (
+            "default",
+            "(backend = 'proces' by default; set backend in pyproject.toml [tool.executors], "
+            "executors.toml or EXECUTORS_BACKEND to choose another)",
+        ),
+    ],
+)
+def test_unknown_backend_names_where_its_name_came_from(source: str, where: str) -> None:
+    registry = Registry.empty()
+    registry.add_backend(FakeBackend("process"))
+
+    with pytest.raises(UnknownBackendError) as info:
+        registry.backend("proces", source=source)
+
+    assert str(info.value) == (
+        f"unknown backend 'proces' {where}: installed backends are process "
+        "(did you mean 'process'?)"
+    )
+
+
+def test_unavailable_backend_names_where_its_name_came_from(site: FakeSite) -> None:
+    site.add("fake-b", {"fakeb": registering("fakeb")})
+    registry = Registry.from_entry_points({**only("fakeb"), "EXECUTORS_BLOCK_PLUGINS": "fakeb"})
+
+    with pytest.raises(UnknownBackendError) as info:
+        registry.backend("fakeb", source="env EXECUTORS_BACKEND")
+
+    assert str(info.value) == (
+        "backend 'fakeb' (backend = 'fakeb' from env EXECUTORS_BACKEND) is unavailable: "
+        "plugin 'fakeb' from fake-b 1.0 is not loaded: EXECUTORS_BLOCK_PLUGINS names it"
+    )
+
+
 def test_unknown_backend_when_none_is_installed() -> None:
     with pytest.raises(UnknownBackendError, match=r"no backend is installed.*pip install"):
         Registry.empty().backend("process")
@@ -511,6 +561,12 @@ class TypoPlugin:
         pass
 
 
+class NothingLikeAHookPlugin:
+    @hookimpl
+    def executors_frobnicate_the_widgets(self) -> None:
+        pass
+
+
 class WrongArgumentPlugin:
     @hookimpl
     def executors_register_backends(self, registr: object) -> None:
@@ -529,6 +585,131 @@ def test_invalid_hook_implementations_are_reported(plugin: object, error: str) -
     [broken] = registry.broken()
     assert broken.kind == "validate"
     assert error in broken.error
+    assert registry.plugins() == []
+
+
+def test_an_unknown_hook_is_reported_with_the_closest_known_one() -> None:
+    registry = Registry.empty()
+
+    registry.register_plugin(TypoPlugin(), "typo")
+
+    [broken] = registry.broken()
+    assert (
+        "unknown hook 'executors_job_finishd': no executors hook has that name "
+        "(did you mean 'executors_job_finished'?)"
+    ) in broken.error
+
+
+def test_an_unknown_hook_like_no_other_is_reported_with_every_known_one() -> None:
+    registry = Registry.empty()
+
+    registry.register_plugin(NothingLikeAHookPlugin(), "odd")
+
+    [broken] = registry.broken()
+    assert "did you mean" not in broken.error
+    assert (
+        "unknown hook 'executors_frobnicate_the_widgets': no executors hook has that name; "
+        "the hooks are executors_"
+    ) in broken.error
+    assert "executors_register_backends" in broken.error
+
+
+@pytest.mark.parametrize(
+    ("name", "closest"),
+    [
+        ("executors_job_finishd", "executors_job_finished"),
+        ("executors_register_backend", "executors_register_backends"),
+        ("register_backends", "executors_register_backends"),  # the prefix left out
+        ("executors_job_finished", "executors_job_finished"),
+        ("executors_frobnicate_the_widgets", None),
+        ("executors_", None),  # the shared prefix alone is close to nothing
+    ],
+)
+def test_closest_hook(name: str, closest: str | None) -> None:
+    assert closest_hook(name) == closest
+
+
+NO_HOOKS = """
+from executors._hookspecs import hookimpl
+
+def executors_register_backends(register):  # the marker forgotten
+    raise AssertionError("never called")
+
+def helper():
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        (
+            NO_HOOKS,
+            "PluginError: executors_register_backends is not marked with "
+            "@executors.hookimpl, so it would never be called: decorate it with "
+            "@executors.hookimpl",
+        ),
+        (
+            "def register(registry):\n    pass\n",
+            "PluginError: it has no function marked with @executors.hookimpl: implement "
+            "executors_register_backends (to register a backend) or an observer hook, "
+            "marked with @executors.hookimpl, or remove its entry point 'fakeempty' from "
+            "the group 'executors'",
+        ),
+    ],
+    ids=["unmarked", "nothing"],
+)
+def test_an_entry_point_that_implements_no_hook_is_reported_and_others_load(
+    site: FakeSite, caplog: pytest.LogCaptureFixture, source: str, error: str
+) -> None:
+    site.add("fake-a", {"fakea": registering("a")})
+    site.add("fake-empty", {"fakeempty": source}, version="0.2")
+
+    with caplog.at_level(logging.WARNING, logger="executors.plugins"):
+        registry = Registry.from_entry_points(only("fakea", "fakeempty"))
+
+    [broken] = registry.broken()
+    assert (broken.plugin, broken.distribution, broken.version, broken.kind) == (
+        "fakeempty",
+        "fake-empty",
+        "0.2",
+        "no_hooks",
+    )
+    assert broken.error == error
+    assert broken.summary == (
+        f"plugin 'fakeempty' from fake-empty 0.2 implements no executors hook: {error}"
+    )
+    assert [record.getMessage() for record in caplog.records] == [broken.summary]
+    # It is not registered: a plugin that does nothing is not listed as one that works.
+    assert [name for name, _ in registry.plugins()] == ["fakea"]
+    assert [b.name for b in registry.backends()] == ["a"]
+    # Asked for by its name, the backend it was meant to register says why it is not there.
+    with pytest.raises(UnknownBackendError, match=r"'fakeempty' is unavailable: .* no executors"):
+        registry.backend("fakeempty")
+
+
+class Inert:
+    """A runtime plugin with several hook-like methods and no marker."""
+
+    def executors_job_started(self) -> None:
+        pass
+
+    def executors_job_finished(self) -> None:
+        pass
+
+
+def test_a_runtime_plugin_that_implements_no_hook_is_reported() -> None:
+    registry = Registry.empty()
+
+    registry.register_plugin(Inert(), "inert")
+
+    [broken] = registry.broken()
+    assert broken.kind == "no_hooks"
+    assert broken.error == (
+        "PluginError: executors_job_finished, executors_job_started are not marked with "
+        "@executors.hookimpl, so they would never be called: decorate each with "
+        "@executors.hookimpl"
+    )
     assert registry.plugins() == []
 
 

@@ -22,19 +22,24 @@ from hypothesis.stateful import (
     rule,
 )
 
-from executors import FailureReason, JobStatus
+from executors import FailureReason, Health, JobOutcome, JobStatus, LaunchError
 from executors._pool_state import (
     Action,
+    Admission,
     CancelJob,
     CancelSpawn,
     CloseExecutor,
+    CloseReason,
+    EndJob,
     FinishJob,
+    KillExecutor,
     LaunchJob,
     Limits,
     PoolState,
     ReportUnhealthy,
     Slot,
     SpawnExecutor,
+    WarnMemory,
 )
 
 limits_strategy = st.builds(
@@ -48,7 +53,27 @@ limits_strategy = st.builds(
     spawn_backoff=st.sampled_from([0.0, 0.1, 1.0]),
     spawn_backoff_max=st.just(5.0),
     consecutive_failure_limit=st.integers(1, 4),
+    ping_timeout=st.just(30.0),
+    memory_limit_mb=st.none() | st.just(500.0),
+    memory_warn_mb=st.none() | st.just(100.0),
+    max_pending=st.none() | st.integers(0, 3),
+    when_full=st.sampled_from(["wait", "reject"]),
 )
+
+
+#: what the status of an outcome a backend returns implies of its reason
+_REASON_OF = {
+    JobStatus.SUCCEEDED: None,
+    JobStatus.FAILED: FailureReason.RAISED,
+    JobStatus.CANCELLED: FailureReason.CANCELLED,
+    JobStatus.TIMED_OUT: FailureReason.TIMED_OUT,
+}
+
+
+def _outcome(job_id: str, status: JobStatus) -> JobOutcome:
+    """What a backend's run_job returns for a run that ended with ``status``."""
+    reason = _REASON_OF[status]
+    return JobOutcome.success(job_id, 1) if reason is None else JobOutcome.failure(job_id, reason)
 
 
 class Driver:
@@ -57,9 +82,17 @@ class Driver:
     def __init__(self, state: PoolState) -> None:
         self.state = state
         self.spawning: set[str] = set()
-        self.running: dict[str, str] = {}  # job -> executor
+        self.running: dict[str, str] = {}  # job -> executor, from its launch to its end
+        self.returned: set[str] = set()  # runs over, whose outcome waits for a kill
+        self.killing: set[str] = set()  # kills in flight
+        self.killed: set[str] = set()  # every executor ever killed
+        self.stopped: set[str] = set()  # executors whose current run the pool stopped
+        # the executor whose run ended last in this step, and whether the pool stopped it
+        self.just_ended: tuple[str, bool] | None = None
+        self.scoped: dict[str, bool] = {}
         self.cancel_requested: dict[str, FailureReason] = {}
         self.closing: set[str] = set()
+        self.close_reasons: dict[str, CloseReason] = {}
         self.accepted: set[str] = set()
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.reasons: dict[str, FailureReason | None] = {}
@@ -67,8 +100,10 @@ class Driver:
         self.launches: collections.Counter[str] = collections.Counter()
         self.unhealthy_reports = 0
         self.spawn_delays: list[tuple[int, float]] = []
+        self.now = 0.0
 
     def apply(self, actions: list[Action]) -> None:
+        self.just_ended = None
         for action in actions:
             self._check(action)
 
@@ -82,26 +117,53 @@ class Driver:
                 # invariant 2: one job per slot, one slot per job
                 assert executor_id not in self.running.values()
                 assert job_id not in self.running
+                # a killed executor is never handed a job again
+                assert executor_id not in self.killed, f"{job_id} launched on killed {executor_id}"
                 # invariant 5: a job that was accepted somewhere never runs again
                 assert job_id not in self.ran, f"{job_id} relaunched after it ran"
                 self.launches[job_id] += 1
                 assert attempt == self.launches[job_id]
                 self.running[job_id] = executor_id
             case CancelJob(job_id, executor_id, reason):
+                # only a run that holds a cancel scope is cancelled through it
+                assert self.scoped[job_id], f"{job_id} holds no scope"
                 assert self.running.get(job_id) == executor_id
                 self.cancel_requested.setdefault(job_id, reason)
+                self.stopped.add(executor_id)
+            case KillExecutor(executor_id, _):
+                assert executor_id in self.running.values(), f"{executor_id} killed while not busy"
+                assert executor_id not in self.killing, f"{executor_id} killed twice at once"
+                self.killing.add(executor_id)
+                self.killed.add(executor_id)
+                self.stopped.add(executor_id)
             case CancelSpawn(executor_id):
                 assert executor_id in self.spawning
-            case CloseExecutor(executor_id, _):
+            case CloseExecutor(executor_id, reason):
                 assert executor_id not in self.closing
                 assert executor_id not in self.running.values()
+                # only an executor that failed by itself is broken, not one closed as
+                # the run the pool stopped ends
+                if reason is CloseReason.BROKEN:
+                    assert self.just_ended != (executor_id, True), f"{executor_id}: broken?"
                 self.closing.add(executor_id)
+                self.close_reasons[executor_id] = reason
+            case EndJob(job_id, executor_id, _, reason, attempt, _, _):
+                assert self.running.get(job_id) == executor_id, f"{job_id} ended off its executor"
+                assert attempt == self.launches[job_id]
+                del self.running[job_id]
+                self.just_ended = (executor_id, executor_id in self.stopped)
+                self.stopped.discard(executor_id)
+                self.returned.discard(job_id)
+                self.ran.add(job_id)
+                self.record_outcome(job_id, reason)
             case FinishJob(job_id, reason, _, _):
                 assert job_id not in self.running
                 self.record_outcome(job_id, reason)
             case ReportUnhealthy(count, _):
                 self.unhealthy_reports += 1
                 assert count == self.state.limits.consecutive_failure_limit
+            case WarnMemory():
+                pass
 
     def record_outcome(self, job_id: str, reason: FailureReason | None) -> None:
         assert job_id in self.accepted
@@ -110,7 +172,12 @@ class Driver:
         # invariant 1: exactly one outcome, reported once
         assert self.outcomes[job_id] == 1, f"{job_id} got a second outcome"
 
-    # -- resolving what is in flight --
+    # -- events --
+
+    def submit(self, job_id: str, *, scoped: bool = True) -> None:
+        self.accepted.add(job_id)
+        self.scoped[job_id] = scoped
+        self.apply(self.state.submit(job_id, scoped=scoped))
 
     def spawn_ok(self, executor_id: str) -> None:
         self.spawning.remove(executor_id)
@@ -120,36 +187,96 @@ class Driver:
         self.spawning.remove(executor_id)
         self.apply(self.state.spawn_failed(executor_id, RuntimeError("setup failed")))
 
-    def job_end(self, job_id: str, status: JobStatus, *, reusable: bool) -> None:
-        executor_id = self.running.pop(job_id)
-        self.ran.add(job_id)
-        reason = self.cancel_requested.pop(job_id, None)
-        if reason is not None:
-            status = JobStatus.CANCELLED if reason is not FailureReason.TIMED_OUT else status
-        self.record_outcome(job_id, None if status is JobStatus.SUCCEEDED else reason)
-        self.apply(self.state.job_ended(job_id, executor_id, status, reusable=reusable))
+    def job_end(
+        self, job_id: str, status: JobStatus | None, *, reusable: bool, abandoned: bool = False
+    ) -> None:
+        """The run returned an outcome of ``status`` (None: it was cancelled)."""
+        executor_id = self.running[job_id]
+        self.returned.add(job_id)
+        outcome = None if status is None else _outcome(job_id, status)
+        self.apply(
+            self.state.run_ended(
+                job_id, executor_id, outcome, reusable=reusable, abandoned=abandoned
+            )
+        )
+
+    def stale_answer(self, job_id: str) -> None:
+        self.returned.add(job_id)
+        other = JobOutcome.success("some-other-job", 1)
+        self.apply(self.state.run_ended(job_id, self.running[job_id], other, reusable=True))
+
+    def interrupted(self, job_id: str, *, reusable: bool) -> None:
+        self.returned.add(job_id)
+        self.apply(self.state.run_interrupted(job_id, self.running[job_id], reusable=reusable))
+
+    def not_started(self, job_id: str) -> None:
+        self.returned.add(job_id)
+        self.apply(self.state.run_not_started(job_id, self.running[job_id]))
 
     def launch_error(self, job_id: str) -> None:
         executor_id = self.running.pop(job_id)
         self.cancel_requested.pop(job_id, None)
-        self.apply(self.state.launch_failed(job_id, executor_id, RuntimeError("refused")))
+        self.apply(self.state.run_raised(job_id, executor_id, LaunchError("refused")))
+
+    def raised(self, job_id: str) -> None:
+        """run_job raised something else than LaunchError: the contract is broken."""
+        self.returned.add(job_id)
+        self.apply(self.state.run_raised(job_id, self.running[job_id], RuntimeError("bug")))
+
+    def kill_done(self, executor_id: str) -> None:
+        self.killing.remove(executor_id)
+        self.apply(self.state.kill_done(executor_id))
+
+    def health(self, executor_id: str, health: Health) -> None:
+        self.now += 1.0
+        self.apply(self.state.health_checked(executor_id, health, self.now))
 
     def close_done(self, executor_id: str) -> None:
         self.closing.remove(executor_id)
         self.apply(self.state.executor_closed(executor_id))
+
+    def live_runs(self) -> list[str]:
+        """Runs still in run_job (not over)."""
+        return sorted(set(self.running) - self.returned)
 
     def settle_without_faults(self, budget: int = 500) -> None:
         """Resolve everything in flight successfully until nothing is left."""
         for _ in range(budget):
             if self.spawning:
                 self.spawn_ok(min(self.spawning))
-            elif self.running:
-                self.job_end(min(self.running), JobStatus.SUCCEEDED, reusable=True)
+            elif self.killing:
+                self.kill_done(min(self.killing))
+            elif live := self.live_runs():
+                job_id = live[0]
+                killed = self.running[job_id] in self.killed
+                status = JobStatus.FAILED if killed else JobStatus.SUCCEEDED
+                self.job_end(job_id, status, reusable=not killed)
             elif self.closing:
                 self.close_done(min(self.closing))
             else:
                 return
         raise AssertionError("the pool did not settle: it keeps acting without faults")
+
+
+_ENDS = [
+    "succeeded",
+    "raised",
+    "crashed",
+    "cancelled",
+    "abandoned",
+    "launch_error",
+    "contract_breach",
+    "stale",
+    "interrupted",
+    "not_started",
+]
+
+healths = st.builds(
+    Health,
+    alive=st.booleans(),
+    memory_mb=st.none() | st.sampled_from([10.0, 150.0, 600.0]),
+    ping_latency=st.none() | st.sampled_from([0.01, 5.0, 60.0]),
+)
 
 
 class PoolStateMachine(RuleBasedStateMachine):
@@ -171,13 +298,11 @@ class PoolStateMachine(RuleBasedStateMachine):
 
     # -- rules: events --
 
-    @precondition(lambda self: not self.state.draining)
-    @rule()
-    def submit(self) -> None:
+    @precondition(lambda self: self.state.admission() is Admission.ACCEPT)
+    @rule(scoped=st.booleans())
+    def submit(self, scoped: bool) -> None:
         self.serial += 1
-        job_id = f"job-{self.serial}"
-        self.driver.accepted.add(job_id)
-        self.driver.apply(self.state.submit(job_id))
+        self.driver.submit(f"job-{self.serial}", scoped=scoped)
 
     @precondition(lambda self: bool(self.driver.spawning))
     @rule(data=st.data(), ok=st.booleans())
@@ -185,23 +310,38 @@ class PoolStateMachine(RuleBasedStateMachine):
         executor_id = data.draw(st.sampled_from(sorted(self.driver.spawning)))
         (self.driver.spawn_ok if ok else self.driver.spawn_fail)(executor_id)
 
-    @precondition(lambda self: bool(self.driver.running))
-    @rule(
-        data=st.data(),
-        end=st.sampled_from(["succeeded", "raised", "crashed", "timed_out", "launch_error"]),
-    )
+    @precondition(lambda self: bool(self.driver.live_runs()))
+    @rule(data=st.data(), end=st.sampled_from(_ENDS))
     def run_settles(self, data: st.DataObject, end: str) -> None:
-        job_id = data.draw(st.sampled_from(sorted(self.driver.running)))
+        d = self.driver
+        job_id = data.draw(st.sampled_from(d.live_runs()))
+        if end == "not_started" and self.state.may_start(job_id):
+            end = "interrupted"  # the caller was cancelled as the launch was handed over
         if end == "launch_error":
-            self.driver.launch_error(job_id)
+            d.launch_error(job_id)
+        elif end == "contract_breach":
+            d.raised(job_id)
+        elif end == "stale":
+            d.stale_answer(job_id)
+        elif end == "interrupted":
+            d.interrupted(job_id, reusable=data.draw(st.booleans()))
+        elif end == "not_started":
+            d.not_started(job_id)
         elif end == "succeeded":
-            self.driver.job_end(job_id, JobStatus.SUCCEEDED, reusable=True)
+            d.job_end(job_id, JobStatus.SUCCEEDED, reusable=True)
         elif end == "raised":
-            self.driver.job_end(job_id, JobStatus.FAILED, reusable=True)
-        elif end == "timed_out":
-            self.driver.job_end(job_id, JobStatus.TIMED_OUT, reusable=False)
+            d.job_end(job_id, JobStatus.FAILED, reusable=True)
+        elif end == "cancelled":
+            d.job_end(job_id, None, reusable=data.draw(st.booleans()))
+        elif end == "abandoned":
+            d.job_end(job_id, None, reusable=False, abandoned=True)
         else:
-            self.driver.job_end(job_id, JobStatus.FAILED, reusable=False)
+            d.job_end(job_id, JobStatus.FAILED, reusable=False)
+
+    @precondition(lambda self: bool(self.driver.killing))
+    @rule(data=st.data())
+    def kill_settles(self, data: st.DataObject) -> None:
+        self.driver.kill_done(data.draw(st.sampled_from(sorted(self.driver.killing))))
 
     @precondition(lambda self: bool(self.driver.closing))
     @rule(data=st.data())
@@ -213,13 +353,11 @@ class PoolStateMachine(RuleBasedStateMachine):
     def cancel(self, data: st.DataObject) -> None:
         self.driver.apply(self.state.cancel(data.draw(st.sampled_from(sorted(self.state.jobs)))))
 
-    @precondition(lambda self: bool(self.state.idle))
-    @rule(data=st.data())
-    def supervisor_retires_idle(self, data: st.DataObject) -> None:
-        from executors._pool_state import CloseReason
-
-        executor_id = data.draw(st.sampled_from(sorted(self.state.idle)))
-        self.driver.apply(self.state.retire(executor_id, CloseReason.MEMORY_LIMIT))
+    @precondition(lambda self: bool(self.state.supervised()))
+    @rule(data=st.data(), health=healths)
+    def supervisor_reads_health(self, data: st.DataObject, health: Health) -> None:
+        executor_id = data.draw(st.sampled_from(self.state.supervised()))
+        self.driver.health(executor_id, health)
 
     @rule(data=st.data())
     def change_idle_target(self, data: st.DataObject) -> None:
@@ -254,6 +392,7 @@ class PoolStateMachine(RuleBasedStateMachine):
         assert set(self.state.idle) == {
             r.id for r in self.state.executors.values() if r.slot is Slot.IDLE
         }
+        assert not self.driver.killed & set(self.state.idle), "a killed executor is idle"
 
     @invariant()
     def invariant_3_acquisition_never_hangs(self) -> None:
@@ -275,6 +414,9 @@ class PoolStateMachine(RuleBasedStateMachine):
             assert (
                 state.count(Slot.STARTING) > 0 or len(state.executors) >= state.limits.max_executors
             ), "jobs wait but nothing is starting and there is room"
+        # a run whose outcome waits for a kill has one in flight
+        for job_id in self.driver.returned:
+            assert self.driver.running[job_id] in self.driver.killing, f"{job_id} waits forever"
 
     @invariant()
     def slot_counters_match_the_records(self) -> None:
@@ -307,6 +449,19 @@ class PoolStateMachine(RuleBasedStateMachine):
         assert len(self.state.executors) <= limits.max_executors
 
     @invariant()
+    def backpressure(self) -> None:
+        state, limit = self.state, self.state.limits.max_pending
+        admission = state.admission()
+        if state.draining:
+            assert admission is Admission.CLOSED
+        elif limit is None or len(state.waiting) < limit:
+            assert admission is Admission.ACCEPT
+        else:
+            assert admission is (
+                Admission.WAIT if state.limits.when_full == "wait" else Admission.FULL
+            )
+
+    @invariant()
     def invariant_7_convergence(self) -> None:
         if self.state.draining:
             return
@@ -334,10 +489,12 @@ class PoolStateMachine(RuleBasedStateMachine):
             return
         future = copy.deepcopy(self.driver)
         future.apply(future.state.abort())
-        # after abort, runs end as cancelled and spawns as failed: the driver's view
+        # after abort, runs end as cancelled (or killed) and spawns as failed
         for _ in range(200):
-            if future.running:
-                future.job_end(min(future.running), JobStatus.CANCELLED, reusable=False)
+            if future.killing:
+                future.kill_done(min(future.killing))
+            elif live := future.live_runs():
+                future.job_end(live[0], None, reusable=False)
             elif future.spawning:
                 future.spawn_fail(min(future.spawning))
             elif future.closing:
@@ -359,8 +516,7 @@ def test_invariant_3_every_spawn_failing_fails_the_job_after_acquire_attempts_cy
 ) -> None:
     driver = Driver(PoolState(limits))
     driver.apply(driver.state.start())
-    driver.accepted.add("job")
-    driver.apply(driver.state.submit("job"))
+    driver.submit("job")
     failures = 0
     while not driver.outcomes["job"]:
         # fail spawns one at a time, oldest first, while the pool keeps respawning
@@ -379,8 +535,7 @@ def test_invariant_3_a_peer_spawn_in_flight_burns_no_attempt() -> None:
     )
     driver = Driver(PoolState(limits))
     for job in ("a", "b"):
-        driver.accepted.add(job)
-        driver.apply(driver.state.submit(job))
+        driver.submit(job)
     assert len(driver.spawning) == 2
     first, second = sorted(driver.spawning)
     driver.spawn_fail(first)
@@ -400,8 +555,7 @@ def _busy_pool_with_a_waiting_job(spawn_failures: int) -> tuple[Driver, str]:
     driver.apply(driver.state.start())
     driver.spawn_ok(next(iter(driver.spawning)))
     for job in ("first", "second"):
-        driver.accepted.add(job)
-        driver.apply(driver.state.submit(job))
+        driver.submit(job)
     busy = driver.running["first"]
     for _ in range(spawn_failures):
         driver.spawn_fail(next(iter(driver.spawning)))

@@ -36,6 +36,8 @@ if _typing.TYPE_CHECKING:
     from ._executor import ExecutorState as ExecutorState
     from ._executor import Health as Health
     from ._executor import JobExecutor as JobExecutor
+    from ._handle import JobHandle as JobHandle
+    from ._handle import PoolStatistics as PoolStatistics
     from ._hookspecs import hookimpl as hookimpl
     from ._hookspecs import hookspec as hookspec
     from ._job import FailureReason as FailureReason
@@ -48,9 +50,7 @@ if _typing.TYPE_CHECKING:
     from ._plugins import BrokenPlugin as BrokenPlugin
     from ._plugins import Registry as Registry
     from ._plugins import default_registry as default_registry
-    from ._pool import JobHandle as JobHandle
     from ._pool import Pool as Pool
-    from ._pool import PoolStatistics as PoolStatistics
     from ._pool import open_pool as open_pool
 
 #: public name -> the private module that defines it
@@ -89,9 +89,9 @@ _HOMES = {
     "BrokenPlugin": "._plugins",
     "Registry": "._plugins",
     "default_registry": "._plugins",
-    "JobHandle": "._pool",
+    "JobHandle": "._handle",
     "Pool": "._pool",
-    "PoolStatistics": "._pool",
+    "PoolStatistics": "._handle",
     "open_pool": "._pool",
 }
 

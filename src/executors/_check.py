@@ -1,6 +1,9 @@
 """``executors check``: the conformance suite against one installed backend.
 
-The suite runs under pytest, in this process, with an empty configuration of its own.
+The suite runs under pytest, in this process, with an empty configuration of its own;
+its pools get the backend's options the command line read from the configuration (as
+``executors run`` reads them), and pool settings of their own. Hypothesis keeps its
+files in a temporary directory, so that nothing is left in the current one.
 Each rule's verdict is written the moment the rule ends (a row of the table, or a JSON
 line), so a checker stopped from outside still leaves every finished rule's verdict.
 ``--timeout`` bounds the whole run: when it is up, the rule still running fails, naming
@@ -23,8 +26,9 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
+    from ._config import ConfigRow
     from .testing.conformance import Rule
 
 #: lines of a failure shown under its rule in the table
@@ -72,6 +76,8 @@ class Reporter:
     out: IO[str]
     as_json: bool
     rules: tuple[Rule, ...]
+    #: the backend's options the rules' pools get, with where each came from
+    options: Sequence[ConfigRow] = ()
     results: dict[str, RuleResult] = attrs.field(factory=dict)
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
     _done: bool = False
@@ -85,14 +91,21 @@ class Reporter:
                     "profile": self.profile,
                     "rules_version": rules_version,
                     "timeout": timeout,
+                    "options": [row._asdict() for row in self.options],
                     "rules": [r.id for r in self.rules],
                 }
             )
-        else:
-            self._write(
-                f"Conformance of backend {self.backend!r} (rules version {rules_version}, "
-                f"profile {self.profile}, timeout {timeout:g}s)\n"
-            )
+            return
+        self._write(
+            f"Conformance of backend {self.backend!r} (rules version {rules_version}, "
+            f"profile {self.profile}, timeout {timeout:g}s)\n"
+        )
+        if not self.options:
+            self._write("Backend options: none set (the backend's defaults)\n")
+            return
+        self._write("Backend options:\n")
+        for key, value, source in self.options:
+            self._write(f"  {key} = {value!r} (from {source})\n")
 
     def rule_ended(self, checked: Rule, result: RuleResult) -> None:
         with self._lock:
@@ -103,7 +116,8 @@ class Reporter:
                 self._line(result.as_json(checked))
                 return
             timing = f"{result.seconds:6.1f}s" if result.status != "not run" else " " * 7
-            self._write(f"{checked.id:<6} {checked.name:<32} {result.status:<8} {timing}\n")
+            width = max(len(r.name) for r in self.rules)
+            self._write(f"{checked.id:<6} {checked.name:<{width}} {result.status:<8} {timing}\n")
             for line in result.detail.splitlines() if result.status != "passed" else []:
                 self._write(f"       {line}\n")
 
@@ -214,6 +228,37 @@ def example_of(text: str) -> list[str]:
     return steps
 
 
+@attrs.frozen
+class OptionsPlugin:
+    """A pytest plugin: hands the backend's options to the suite (through the
+    ``executors_backend_options`` fixture of the executors pytest plugin)."""
+
+    backend: str
+    options: Sequence[ConfigRow]
+
+    def pytest_configure(self, config: Any) -> None:
+        from .testing.pytest_plugin import BACKEND_OPTIONS
+
+        prefix = f"{self.backend}."
+        options = {row.key.removeprefix(prefix): row.value for row in self.options}
+        config.stash[BACKEND_OPTIONS] = {self.backend: options}
+
+
+@contextlib.contextmanager
+def _hypothesis_files_in(directory: str) -> Iterator[None]:
+    """Hypothesis keeps its files (example database, caches) in ``directory`` meanwhile,
+    instead of a ``.hypothesis`` directory it would make in the current one."""
+    from hypothesis import configuration
+
+    configuration.set_hypothesis_home_dir(directory)
+    try:
+        yield
+    finally:
+        # Back to where Hypothesis looks by default (HYPOTHESIS_STORAGE_DIRECTORY, else
+        # the current directory): check() is the only one to choose another.
+        configuration.set_hypothesis_home_dir(None)
+
+
 @contextlib.contextmanager
 def _watchdog(collector: Collector, timeout: float, started: float) -> Iterator[None]:
     """After ``timeout`` seconds: fail the rule still running, report the rest not run,
@@ -259,8 +304,17 @@ def end_now(status: int) -> None:
     os._exit(status)
 
 
-def check(backend: str, profile: str, *, as_json: bool, timeout: float) -> int:
-    """Run the suite against ``backend``; the exit status (0: it conforms, 1: not)."""
+def check(
+    backend: str,
+    profile: str,
+    *,
+    as_json: bool,
+    timeout: float,
+    options: Sequence[ConfigRow] = (),
+) -> int:
+    """Run the suite against ``backend``, its pools with ``options`` (rows of the
+    backend's options: ``"<backend>.<option>"``, a value of the option's type, where it
+    came from); the exit status (0: it conforms, 1: not)."""
     import pytest
 
     from .testing.conformance import RULES, RULES_VERSION
@@ -271,10 +325,14 @@ def check(backend: str, profile: str, *, as_json: bool, timeout: float) -> int:
     # it made now, so that each is on the real stdout the moment it is written.
     sys.stdout.flush()
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
-    reporter = Reporter(backend, profile, out, as_json, RULES)
+    reporter = Reporter(backend, profile, out, as_json, RULES, options)
     collector = Collector(reporter, {r.test_name: r for r in RULES})
     reporter.begin(RULES_VERSION, timeout)
-    with tempfile.TemporaryDirectory() as directory, _watchdog(collector, timeout, started):
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        _hypothesis_files_in(directory),
+        _watchdog(collector, timeout, started),
+    ):
         # An empty configuration file: the suite runs the same from any directory, with
         # no project's pytest settings or conftest.py around it.
         ini = Path(directory, "pytest.ini")
@@ -302,7 +360,7 @@ def check(backend: str, profile: str, *, as_json: bool, timeout: float) -> int:
                     "--executors-profile",
                     profile,
                 ],
-                plugins=[collector],
+                plugins=[collector, OptionsPlugin(backend, options)],
             )
     ok = reporter.end(started)
     out.close()

@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ._config import build_backend_options, load_config
+from ._config import ConfigRow, load_config, typed_backend_options
 from ._exceptions import ExecutorsError, PoolClosed, PoolFull
 from ._plugins import default_registry
 from ._pool import open_pool
@@ -69,8 +69,6 @@ _CAPABILITY_LABELS = {
     "reusable": "reusable",
     "remote": "remote",
     "setup_per_pool": "setup-per-pool",
-    "cheap_kill": "cheap-kill",
-    "cancel_by_task": "cancel-by-task",
 }
 # Failures that are no FailureReason: submit() refused the job (when_full = "reject").
 _REJECTED = "rejected"
@@ -204,16 +202,22 @@ def _add_run_command(
     parser.set_defaults(handler=_run_command)
 
 
-def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_check_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
+) -> None:
     parser = commands.add_parser(
         "check",
+        parents=[parent],
         help="run the conformance suite against a backend",
         description="Run the conformance suite (docs/conformance.md) against the installed "
         "backend NAME, on bare executors and through real pools, and print one row per "
         "rule as it ends: passed, failed (with the start of the failure) or skipped (with "
-        "why). Exits 0 when no rule failed, 1 when one did or --timeout was reached, 2 for "
-        "an unknown backend or when pytest and Hypothesis (the executors[testing] extra) "
-        "are not installed.",
+        "why). The pools get NAME's options from the configuration, as `executors run` "
+        "reads them ([tool.executors.NAME] in pyproject.toml, [NAME] in executors.toml, "
+        "EXECUTORS_NAME__OPTION, --set NAME.OPTION=VALUE); pool settings are the suite's "
+        "own. Exits 0 when no rule failed, 1 when one did or --timeout was reached, 2 for "
+        "an unknown backend, invalid options, or when pytest and Hypothesis (the "
+        "executors[testing] extra) are not installed.",
     )
     parser.add_argument("backend", metavar="NAME", help="see `executors backends`")
     parser.add_argument(
@@ -247,7 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_backends_command(commands)
     _add_config_command(commands, parent)
     _add_run_command(commands, parent)
-    _add_check_command(commands)
+    _add_check_command(commands, parent)
     return parser
 
 
@@ -366,18 +370,47 @@ def _backends_command(args: argparse.Namespace) -> int:
 # -- executors config ----------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace, **overrides: object) -> LoadedConfig:
-    """The configuration with ``--set`` and ``overrides`` on top, fully validated: the
-    backend is installed and its options are valid.
+#: where the backend's name came from, for an error about it, when the command's own
+#: argument named it (``run --backend NAME``, ``check NAME``) or ``--set backend=NAME`` did
+_NAMED_BACKEND = "--backend on the command line"
+_CHECKED_BACKEND = "the command line"
+_SET_BACKEND = "--set on the command line"
 
-    Raises :class:`ConfigError` naming the source of a bad value, as ``open_pool`` would.
+
+def _load(args: argparse.Namespace, **overrides: object) -> LoadedConfig:
+    """The configuration with ``--set`` and ``overrides`` (the command's own options) on
+    top, fully validated: the backend is installed and its options are valid.
+
+    Raises :class:`ConfigError` naming the source of a bad value, as ``open_pool`` would,
+    and :class:`UnknownBackendError` naming where the backend's name came from.
     """
-    settings: list[tuple[str, str]] = args.settings
-    loaded = load_config({**dict(settings), **overrides}, directory=args.dir)
+    return _load_with_options(args, overrides, named=_NAMED_BACKEND)[0]
+
+
+def _load_with_options(
+    args: argparse.Namespace, overrides: dict[str, object], *, named: str
+) -> tuple[LoadedConfig, list[ConfigRow]]:
+    """:func:`_load`, and the selected backend's options as rows (``"<backend>.<option>"``,
+    the value parsed to the option's type, its source). ``named`` is where the backend's
+    name came from when ``overrides`` holds it."""
+    settings = dict(args.settings)
+    loaded = load_config({**settings, **overrides}, directory=args.dir)
+    if "backend" in overrides:
+        source = named
+    elif "backend" in settings:
+        source = _SET_BACKEND
+    else:
+        source = loaded.source("backend")
     # Checked before anything runs, so `executors config` reports it too.
-    backend = default_registry().backend(loaded.config.backend)
-    build_backend_options(backend.options, loaded)
-    return loaded
+    backend = loaded.config.backend
+    options = typed_backend_options(
+        default_registry().backend(backend, source=source).options, loaded
+    )
+    rows = [
+        ConfigRow(f"{backend}.{option}", value, loaded.source(f"{backend}.{option}"))
+        for option, value in options.items()
+    ]
+    return loaded, rows
 
 
 def _config_command(args: argparse.Namespace) -> int:
@@ -673,18 +706,15 @@ def _check_command(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     from ._check import DEFAULT_TIMEOUT, check
 
-    installed = sorted(info.name for info in default_registry().backends())
-    if args.backend not in installed:
-        _error(
-            f"unknown backend {args.backend!r}; installed backends: "
-            f"{', '.join(installed) or 'none'}"
-        )
-        return EXIT_ERROR
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT[args.profile]
     if not timeout > 0:
         _error(f"--timeout {args.timeout} is invalid: must be a number of seconds above 0")
         return EXIT_ERROR
-    return check(args.backend, args.profile, as_json=args.json, timeout=timeout)
+    # The backend's options as `run` reads them; invalid ones end it here, as they would
+    # end `run`, before any rule runs.
+    overrides: dict[str, object] = {"backend": args.backend}
+    _, options = _load_with_options(args, overrides, named=_CHECKED_BACKEND)
+    return check(args.backend, args.profile, as_json=args.json, timeout=timeout, options=options)
 
 
 # -- entry point ------------------------------------------------------------------------------

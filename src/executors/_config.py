@@ -695,12 +695,30 @@ def build_backend_options(options_cls: type[T], loaded: LoadedConfig) -> T:
     key, value and rule for an unknown option (listing the valid ones), a missing required
     option, a value of the wrong type, or a value the class's validators reject.
     """
+    return _build_backend_options(options_cls, loaded)[0]
+
+
+def typed_backend_options(options_cls: type, loaded: LoadedConfig) -> dict[str, object]:
+    """The selected backend's options in ``loaded`` as :func:`build_backend_options`
+    passes them to ``options_cls``: text from env or ``--set`` parsed by the field's type.
+    A :class:`PoolConfig` can carry them on as ``backend_options`` once their sources are
+    no longer known (a value still text would then be refused as the wrong type).
+
+    Raises :class:`ConfigError` as :func:`build_backend_options` does.
+    """
+    return _build_backend_options(options_cls, loaded)[1]
+
+
+def _build_backend_options(
+    options_cls: type[T], loaded: LoadedConfig
+) -> tuple[T, dict[str, object]]:
+    """The options instance, and the keyword arguments it was built from."""
     params = _init_params(options_cls)
     backend = loaded.config.backend
     given = dict(loaded.config.backend_options)
     sources = {o: loaded.provenance.get(f"{backend}.{o}", "PoolConfig") for o in given}
     hints = _type_hints(options_cls)
-    kwargs = {}
+    kwargs: dict[str, object] = {}
     for option, value in given.items():
         key, attr = f"{backend}.{option}", params.get(option)
         if attr is None:
@@ -711,7 +729,7 @@ def build_backend_options(options_cls: type[T], loaded: LoadedConfig) -> T:
         )
     _check_required(backend, params, kwargs)
     try:
-        return options_cls(**kwargs)
+        return options_cls(**kwargs), kwargs
     except (TypeError, ValueError) as err:
         raise _rejected(err, backend, given, sources) from err
 

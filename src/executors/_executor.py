@@ -51,22 +51,6 @@ class Capabilities:
     remote: bool = False
     #: the setup function runs once per pool and its state is shared by every executor
     setup_per_pool: bool = False
-    #: ``kill()`` costs no more than cancelling the run: the slot is a task of the host
-    #: loop, or a cancelled run kills its slot anyway (a process). With
-    #: ``can_kill_running_job``, the pool ends a ``Pool.run()`` job without a timeout at
-    #: the end of a drain by killing its executor, and holds no cancel scope for it
-    cheap_kill: bool = False
-    #: ``run_job`` may be cancelled as asyncio cancels a task (``Task.cancel()``), which
-    #: an anyio shield inside it does not hold off. On an asyncio host the pool then
-    #: holds no cancel scope for a ``Pool.run()`` job without a timeout: the end of a
-    #: drain cancels the caller's task instead, and takes that cancellation back
-    cancel_by_task: bool = False
-    #: ``run_job`` has handed the job over (to a thread, a process) when it first
-    #: suspends, and has run none of the job's code on the host's loop by then. The pool
-    #: may then start a ``Pool.run()`` job without a cancel scope (see ``cheap_kill`` and
-    #: ``cancel_by_task``) before its bookkeeping for the launch, which it does while the
-    #: executor picks the job up
-    hands_over_at_once: bool = False
 
 
 @attrs.frozen

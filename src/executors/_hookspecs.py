@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._executor import Backend
+    from ._handle import PoolStatistics
     from ._job import Job, JobOutcome
-    from ._pool import PoolStatistics
 
 hookspec = pluggy.HookspecMarker("executors")
 hookimpl = pluggy.HookimplMarker("executors")
@@ -35,17 +35,25 @@ def executors_executor_ready(pool_name: str, executor_id: str) -> None:
 
 @hookspec
 def executors_executor_closed(pool_name: str, executor_id: str, reason: str) -> None:
-    """An executor is gone. ``reason`` is one of: ``recycled`` (max jobs reached),
-    ``idle_surplus``, ``spawn_failed``, ``broken`` (not reusable after a job),
-    ``launch_failed``, ``unresponsive``, ``memory_limit``, ``pool_closed``,
-    ``abandoned`` (its job ignored cancellation; a thread that runs on)."""
+    """An executor is gone. ``reason`` says why:
+
+    - ``broken``: it failed by itself (it died, or was not ready after a job nobody
+      stopped). The only reason that is the executor's fault.
+    - decisions of the pool's: ``recycled`` (``max_jobs_per_executor`` reached),
+      ``idle_surplus``, ``pool_closed``;
+    - a job stopped, which stopped its executor too: ``timed_out``, ``cancelled``;
+    - a limit: ``unresponsive`` (``ping_timeout``), ``memory_limit`` (``memory_limit_mb``);
+    - ``killed``: it broke the contract (``run_job`` raised, or answered with another
+      job's outcome);
+    - ``spawn_failed``, ``launch_failed`` (it refused a job with ``LaunchError``);
+    - ``abandoned``: its job ignored cancellation and it was given up (a thread that
+      runs on)."""
 
 
 @hookspec
 def executors_job_started(pool_name: str, job: Job, executor_id: str, attempt: int) -> None:
-    """``job`` is being launched on ``executor_id`` (``attempt`` counts from 1). On a
-    backend that hands jobs over at once (``Capabilities.hands_over_at_once``), the
-    executor may already have begun it."""
+    """``job`` is being launched on ``executor_id`` (``attempt`` counts from 1): called
+    just before the pool calls ``run_job``."""
 
 
 @hookspec

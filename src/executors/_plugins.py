@@ -32,6 +32,7 @@ Plugins left out by these variables are not broken: they are listed by
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.metadata
 import inspect
 import logging
@@ -49,7 +50,7 @@ from ._exceptions import DuplicateBackendError, PluginError, UnknownBackendError
 from ._executor import Backend, Capabilities
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "BackendInfo",
@@ -58,6 +59,7 @@ __all__ = [
     "PluginFailure",
     "PluginInfo",
     "Registry",
+    "closest_hook",
     "default_registry",
     "reset_default_registry",
 ]
@@ -70,16 +72,20 @@ BLOCK_VAR = "EXECUTORS_BLOCK_PLUGINS"
 
 logger = logging.getLogger("executors.plugins")
 
+_HOOK_PREFIX = "executors_"
+
 #: What failed: importing the entry point, pluggy's validation of its hook
 #: implementations, its ``executors_register_backends`` hook, or a name it shares with
-#: another plugin (a backend name, or the plugin name itself).
-PluginFailure = Literal["import", "validate", "register_backends", "duplicate"]
+#: another plugin (a backend name, or the plugin name itself); or the plugin loaded but
+#: implements no hook at all, so that it could never do anything ("no_hooks").
+PluginFailure = Literal["import", "validate", "register_backends", "duplicate", "no_hooks"]
 
 _FAILURE_PHRASES: Mapping[PluginFailure, str] = {
     "import": "failed to import",
     "validate": "has invalid hook implementations",
     "register_backends": "failed in executors_register_backends",
     "duplicate": "conflicts with another plugin",
+    "no_hooks": "implements no executors hook",
 }
 
 
@@ -320,16 +326,71 @@ def _collect_backends(impl: pluggy.HookImpl) -> list[Backend]:
     return collector.backends
 
 
+@functools.cache
+def _hook_names() -> tuple[str, ...]:
+    """The name of every hook the specs declare, sorted."""
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    specs = (name for name in dir(_hookspecs) if pm.parse_hookspec_opts(_hookspecs, name))
+    return tuple(sorted(specs))
+
+
+def closest_hook(name: str) -> str | None:
+    """The hook whose name is closest to ``name`` (a misspelt hook name), or ``None``
+    when none is close.
+
+    The ``executors_`` prefix every hook shares is left out of the comparison: it would
+    make every name that has it look close.
+    """
+    known = {hook.removeprefix(_HOOK_PREFIX): hook for hook in _hook_names()}
+    close = difflib.get_close_matches(name.removeprefix(_HOOK_PREFIX), known, n=1)
+    return known[close[0]] if close else None
+
+
+def _unknown_hook_message(name: str) -> str:
+    message = f"unknown hook {name!r}: no executors hook has that name"
+    close = closest_hook(name)
+    if close is not None:
+        return f"{message} (did you mean {close!r}?)"
+    return f"{message}; the hooks are {', '.join(_hook_names())}"
+
+
 def _check_known_hooks(pm: pluggy.PluginManager, plugin: object) -> None:
     """Raise if ``plugin`` implements a hook no spec declares (most likely a typo), which
-    would otherwise never be called."""
+    would otherwise never be called; the message names the closest hook."""
     for caller in pm.get_hookcallers(plugin) or ():
         if caller.has_spec():
             continue
         for impl in caller.get_hookimpls():
             if impl.plugin is plugin and not impl.optionalhook:
-                msg = f"unknown hook {caller.name!r}: no executors hook has that name"
-                raise pluggy.PluginValidationError(plugin, msg)
+                raise pluggy.PluginValidationError(plugin, _unknown_hook_message(caller.name))
+
+
+def _no_hooks_error(plugin: object, origin: _Origin) -> PluginError:
+    """What to tell the author of ``plugin``, which loaded but implements no hook."""
+    unmarked = sorted(
+        name
+        for name in dir(plugin)
+        if name.startswith(_HOOK_PREFIX) and inspect.isroutine(getattr(plugin, name, None))
+    )
+    if unmarked:
+        names = ", ".join(unmarked)
+        are, they, them = ("is", "it", "it") if len(unmarked) == 1 else ("are", "they", "each")
+        msg = (
+            f"{names} {are} not marked with @executors.hookimpl, so {they} would never be "
+            f"called: decorate {them} with @executors.hookimpl"
+        )
+        return PluginError(msg)
+    remedy = (
+        "register it only once it does"
+        if origin.distribution == RUNTIME
+        else f"remove its entry point {origin.plugin!r} from the group {ENTRY_POINT_GROUP!r}"
+    )
+    msg = (
+        "it has no function marked with @executors.hookimpl: implement "
+        "executors_register_backends (to register a backend) or an observer hook, "
+        f"marked with @executors.hookimpl, or {remedy}"
+    )
+    return PluginError(msg)
 
 
 def _new_plugin_manager() -> pluggy.PluginManager:
@@ -349,6 +410,10 @@ class Registry:
     _backends: dict[str, BackendInfo] = attrs.field(init=False, factory=dict)
     _broken: list[BrokenPlugin] = attrs.field(init=False, factory=list)
     _blocked: list[BlockedPlugin] = attrs.field(init=False, factory=list)
+    # the observers of the last hooks_for() that had some, and its plugin manager
+    _observer_pm: tuple[tuple[object, ...], pluggy.PluginManager] | None = attrs.field(
+        init=False, default=None
+    )
 
     @classmethod
     def from_entry_points(cls, environ: Mapping[str, str] | None = None) -> Registry:
@@ -401,15 +466,21 @@ class Registry:
         checked = _as_backend(backend)
         self._add(BackendInfo(checked.name, distribution, version, plugin, checked))
 
-    def backend(self, name: str) -> Backend:
+    def backend(self, name: str, *, source: str | None = None) -> Backend:
         """The backend registered as ``name``.
 
-        Raises :class:`UnknownBackendError` saying which backends are installed, which is
-        closest to ``name``, or why a plugin of that name is unavailable.
+        ``source`` says where ``name`` came from, for the error: a provenance of
+        :class:`LoadedConfig` (``"env EXECUTORS_BACKEND"``, ``"pyproject.toml
+        [tool.executors] (/path)"``, ``"default"``, ...) or a phrase such as ``"--backend
+        on the command line"``.
+
+        Raises :class:`UnknownBackendError` saying where the name came from, which
+        backends are installed, which is closest to ``name``, or why a plugin of that
+        name is unavailable.
         """
         info = self._backends.get(name)
         if info is None:
-            msg = self._explain_unknown(name)
+            msg = self._explain_unknown(name, _where(name, source))
             raise UnknownBackendError(msg)
         return info.backend
 
@@ -433,6 +504,39 @@ class Registry:
         return [
             (name, plugin) for name, plugin in self._pm.list_name_plugin() if plugin is not None
         ]
+
+    def hooks_for(self, observers: Sequence[object] = ()) -> pluggy.PluginManager:
+        """The plugin manager whose hooks a pool calls: this registry's own, or, for a
+        pool with ``observers`` of its own, one that holds every registered plugin and
+        them (the last one made is reused for the same observers).
+
+        Raises :class:`PluginError` naming an observer's hook that no spec declares (and
+        the closest that does), or whose arguments do not match its spec.
+        """
+        if not observers:
+            return self._pm
+        cached = self._observer_pm
+        if (
+            cached is not None
+            and len(cached[0]) == len(observers)
+            and all(a is b for a, b in zip(cached[0], observers, strict=True))
+        ):
+            return cached[1]
+        pm = _new_plugin_manager()
+        for name, plugin in self.plugins():
+            pm.register(plugin, name=name)
+        for observer in observers:
+            if pm.is_registered(observer):
+                continue
+            try:
+                pm.register(observer)
+                _check_known_hooks(pm, observer)
+            except (ValueError, pluggy.PluginValidationError) as err:
+                msg = f"observer {observer!r} cannot be used: {err}"
+                raise PluginError(msg) from err
+        # Holds the observers themselves, not their ids: an id is never reused meanwhile.
+        self._observer_pm = (tuple(observers), pm)
+        return pm
 
     def plugin_infos(self) -> list[PluginInfo]:
         """Every registered plugin with its origin and hooks, in registration order."""
@@ -462,6 +566,7 @@ class Registry:
         self._register(plugin, origin)
 
     def _register(self, plugin: object, origin: _Origin) -> None:
+        self._observer_pm = None  # made before this plugin came
         try:
             self._add_to_plugin_manager(plugin, origin)
         except PluginError as err:
@@ -469,6 +574,11 @@ class Registry:
             return
         except pluggy.PluginValidationError as err:
             self._record(origin, "validate", err)
+            return
+        if not self._pm.get_hookcallers(plugin):
+            # It would do nothing: most likely its hooks lack the hookimpl marker.
+            self._pm.unregister(plugin)
+            self._record(origin, "no_hooks", _no_hooks_error(plugin, origin))
             return
         try:
             backends = self._call_register_backends(plugin)
@@ -545,18 +655,20 @@ class Registry:
         logger.warning("%s", broken.summary)
         logger.debug("traceback of plugin %r:\n%s", broken.plugin, broken.traceback)
 
-    def _explain_unknown(self, name: str) -> str:
+    def _explain_unknown(self, name: str, where: str) -> str:
         unavailable = self._why_unavailable(name)
         if unavailable is not None:
-            return f"backend {name!r} is unavailable: {unavailable}"
+            return f"backend {name!r}{where} is unavailable: {unavailable}"
         names = sorted(self._backends)
         if names:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            message = f"unknown backend {name!r}: installed backends are {', '.join(names)}{hint}"
+            message = (
+                f"unknown backend {name!r}{where}: installed backends are {', '.join(names)}{hint}"
+            )
         else:
             message = (
-                f"unknown backend {name!r}: no backend is installed; install a backend"
+                f"unknown backend {name!r}{where}: no backend is installed; install a backend"
                 " distribution (for example `pip install executors-process`)"
             )
         # A plugin that failed may have been the one to register ``name``.
@@ -576,6 +688,19 @@ class Registry:
             if blocked.plugin == name:
                 return blocked.summary
         return None
+
+
+def _where(name: str, source: str | None) -> str:
+    """`` (backend = 'name' from <source>)``, for a message about backend ``name``; ``""``
+    when the source is not known."""
+    if source is None:
+        return ""
+    if source == "default":
+        return (
+            f" (backend = {name!r} by default; set backend in pyproject.toml "
+            "[tool.executors], executors.toml or EXECUTORS_BACKEND to choose another)"
+        )
+    return f" (backend = {name!r} from {source})"
 
 
 # The default registry is built once per process: importing plugins is slow and has

@@ -24,10 +24,14 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ._exceptions import LaunchError
 from ._job import FailureReason, JobStatus, status_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from ._executor import Health
+    from ._job import JobOutcome
 
 
 class Slot(enum.Enum):
@@ -44,7 +48,11 @@ class Slot(enum.Enum):
 
 
 class CloseReason(enum.Enum):
-    """Why the pool closes an executor (passed to the ``executor_closed`` hook)."""
+    """Why the pool closes an executor (passed to the ``executor_closed`` hook).
+
+    Only ``BROKEN`` means the executor failed by itself (it died, or was not ready after
+    a job nobody stopped); every other reason is a decision of the pool's.
+    """
 
     RECYCLED = "recycled"
     IDLE_SURPLUS = "idle_surplus"
@@ -55,6 +63,37 @@ class CloseReason(enum.Enum):
     MEMORY_LIMIT = "memory_limit"
     POOL_CLOSED = "pool_closed"
     ABANDONED = "abandoned"
+    #: its job ran past its timeout, and stopping the job stopped the executor
+    TIMED_OUT = "timed_out"
+    #: its job was cancelled, and stopping the job stopped the executor
+    CANCELLED = "cancelled"
+    #: the pool killed it: it broke the contract (``run_job`` raised, or answered with
+    #: another job's outcome)
+    KILLED = "killed"
+
+
+class Admission(enum.Enum):
+    """What becomes of a job offered to the pool now (see :meth:`PoolState.admission`)."""
+
+    ACCEPT = "accept"
+    #: ``max_pending`` jobs wait and ``when_full = "wait"``: offer it again at the next change
+    WAIT = "wait"
+    #: ``max_pending`` jobs wait and ``when_full = "reject"``
+    FULL = "full"
+    #: the pool drains: it accepts no new job
+    CLOSED = "closed"
+
+
+#: the executor's close reason when the pool stopped its run for this reason and that
+#: stopped the executor too
+_CLOSE_REASON_OF_STOP = {
+    FailureReason.POOL_CLOSED: CloseReason.POOL_CLOSED,
+    FailureReason.TIMED_OUT: CloseReason.TIMED_OUT,
+    FailureReason.CANCELLED: CloseReason.CANCELLED,
+    FailureReason.UNRESPONSIVE: CloseReason.UNRESPONSIVE,
+    FailureReason.MEMORY_LIMIT: CloseReason.MEMORY_LIMIT,
+    FailureReason.CRASHED: CloseReason.KILLED,
+}
 
 
 # -- actions -------------------------------------------------------------------------
@@ -75,15 +114,53 @@ class LaunchJob:
     job_id: str
     executor_id: str
     attempt: int
+    #: the run holds a cancel scope (see ``submit``)
+    scoped: bool = True
 
 
 @attrs.frozen
 class CancelJob:
-    """Cancel the run of job ``job_id`` (its run ends later with a ``job_ended`` event)."""
+    """Cancel the run of job ``job_id`` through its cancel scope (its run ends later with
+    a ``run_ended`` event)."""
 
     job_id: str
     executor_id: str
     reason: FailureReason
+
+
+@attrs.frozen
+class KillExecutor:
+    """Kill ``executor_id`` now, abandoning its job if it runs one (the backend then ends
+    that run promptly); report ``kill_done`` after."""
+
+    executor_id: str
+    reason: FailureReason
+    #: what the executor did, where it broke the contract
+    detail: str = ""
+
+
+@attrs.frozen
+class EndJob:
+    """The run of ``job_id`` on ``executor_id`` is over: deliver its outcome, with this
+    status and reason. ``outcome`` is what ``run_job`` returned (None: the run was
+    cancelled, or never started); its value and error are kept. ``error``, where set,
+    is the error to report instead (the backend broke the contract)."""
+
+    job_id: str
+    executor_id: str
+    status: JobStatus
+    reason: FailureReason | None
+    attempt: int
+    outcome: JobOutcome | None
+    error: BaseException | None = None
+
+
+@attrs.frozen
+class WarnMemory:
+    """``executor_id`` uses ``memory_mb``, over ``memory_warn_mb`` (at most once a minute)."""
+
+    executor_id: str
+    memory_mb: float
 
 
 @attrs.frozen
@@ -124,10 +201,13 @@ Action = (
     SpawnExecutor
     | LaunchJob
     | CancelJob
+    | KillExecutor
     | CancelSpawn
     | CloseExecutor
+    | EndJob
     | FinishJob
-    | (ReportUnhealthy)
+    | ReportUnhealthy
+    | WarnMemory
 )
 
 
@@ -142,6 +222,13 @@ class ExecutorRecord:
     jobs_done: int = 0
     # Invariant: job_id is not None exactly when slot is BUSY.
     job_id: str | None = None
+    # Why the pool killed it while busy (its run's outcome then has this reason); None
+    # while nobody killed it. A killed executor is never reused.
+    kill_reason: FailureReason | None = None
+    # a KillExecutor of it has not reported kill_done yet
+    killing: bool = False
+    # when memory_warn_mb was last reported for it
+    memory_warned_at: float | None = None
 
 
 @attrs.define
@@ -155,6 +242,8 @@ class JobRecord:
     failed_cycles: int = 0
     # The acquisition cycle this job waits on. Invariant: set exactly while waiting.
     cycle: Cycle | None = None
+    # Its runs hold a cancel scope (else a run is stopped by killing its executor).
+    scoped: bool = True
 
 
 @attrs.define(eq=False)
@@ -186,6 +275,11 @@ class Limits:
     spawn_backoff: float = 0.1
     spawn_backoff_max: float = 10.0
     consecutive_failure_limit: int = 5
+    ping_timeout: float = 30.0
+    memory_limit_mb: float | None = None
+    memory_warn_mb: float | None = None
+    max_pending: int | None = None
+    when_full: str = "wait"
 
 
 @attrs.define
@@ -234,6 +328,13 @@ class PoolState:
     _open_cycle: Cycle | None = attrs.field(init=False, default=None)
     # Spawn id -> the cycles it is a member of (at most a few).
     _cycles_of: dict[str, list[Cycle]] = attrs.field(init=False, factory=dict)
+    # Running job -> why the pool stopped its run (the first reason stands). Kept here,
+    # not in the records, like the breaches: few jobs have one, and every running job
+    # holds its record.
+    _stops: dict[str, FailureReason] = attrs.field(init=False, factory=dict)
+    # Running job -> the error it ends with once its executor, which broke the contract
+    # during its run, is dead.
+    _breaches: dict[str, BaseException] = attrs.field(init=False, factory=dict)
     _serial: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
@@ -248,6 +349,14 @@ class PoolState:
     def healthy(self) -> bool:
         return self.consecutive_failures < self.limits.consecutive_failure_limit
 
+    def supervised(self) -> list[str]:
+        """The executors whose health the supervisor reports: the idle and busy ones."""
+        return [r.id for r in self.executors.values() if r.slot in (Slot.IDLE, Slot.BUSY)]
+
+    def supervises(self, executor_id: str) -> bool:
+        record = self.executors.get(executor_id)
+        return record is not None and record.slot in (Slot.IDLE, Slot.BUSY)
+
     @property
     def settled(self) -> bool:
         """No job and no executor left: a draining pool is done."""
@@ -259,16 +368,33 @@ class PoolState:
         """The pool opened: warm up to the idle target."""
         return self._rebalance()
 
-    def submit(self, job_id: str) -> list[Action]:
-        """Job ``job_id`` was accepted (the driver checked draining and backpressure)."""
+    def admission(self) -> Admission:
+        """Whether a job offered now is accepted (backpressure): the driver asks before
+        each ``submit``, and waits for the next change of state on ``WAIT``."""
+        limit = self.limits.max_pending
+        if self.draining:
+            return Admission.CLOSED
+        if limit is None or len(self.waiting) < limit:
+            return Admission.ACCEPT
+        return Admission.WAIT if self.limits.when_full == "wait" else Admission.FULL
+
+    def submit(self, job_id: str, *, scoped: bool = True) -> list[Action]:
+        """Job ``job_id`` was accepted (``admission()`` said ``ACCEPT``). ``scoped``: its
+        runs hold a cancel scope; without one, a run is stopped by killing its executor
+        (the contract's ``kill()`` ends a run promptly)."""
         assert not self.draining, "submit after drain"
         assert job_id not in self.jobs, f"job {job_id} submitted twice"
-        job = self.jobs[job_id] = JobRecord(job_id)
+        job = self.jobs[job_id] = JobRecord(job_id, scoped=scoped)
         self.waiting.append(job_id)
         if not self.idle:
             # It will wait (with an idle executor, _assign hands it over at once).
             self._join_cycle(job)
         return self._rebalance()
+
+    def may_start(self, job_id: str) -> bool:
+        """Whether the run of ``job_id``, launched and not yet begun, may begin: not once
+        it was cancelled (the driver then reports ``run_not_started``)."""
+        return job_id not in self._stops
 
     def spawn_succeeded(self, executor_id: str) -> list[Action]:
         record = self._expect(executor_id, Slot.STARTING)
@@ -300,50 +426,93 @@ class PoolState:
         actions.extend(self._settle_cycles(executor_id, error))
         return actions + self._rebalance()
 
-    def job_ended(
+    def run_ended(
         self,
         job_id: str,
         executor_id: str,
-        status: JobStatus,
+        outcome: JobOutcome | None,
         *,
         reusable: bool,
-        broken: CloseReason = CloseReason.BROKEN,
+        abandoned: bool = False,
     ) -> list[Action]:
-        """The run of ``job_id`` on ``executor_id`` returned (or was cancelled).
+        """The run of ``job_id`` on ``executor_id`` returned ``outcome``, or was cancelled
+        (None: by the pool, for its ``cancel_reason``, else by its deadline).
 
-        ``reusable`` says the executor is READY again; otherwise it is closed, for the
-        reason ``broken``.
+        ``reusable``: the executor is READY again. ``abandoned``: it is not, because it
+        gave up a job that ignored cancellation (``Health.abandoned``).
         """
         record = self._expect(executor_id, Slot.BUSY)
         assert record.job_id == job_id, f"job {job_id} ended on {executor_id}, not its executor"
-        del self.jobs[job_id]
-        self._count_outcome(status)
-        record.job_id = None
-        record.jobs_done += 1
-        limit = self.limits.max_jobs_per_executor
-        if not reusable:
-            return [self._close(record, broken), *self._rebalance()]
-        if self.aborted:
-            # the drain's end closes every executor, this one too: not a recycling
-            return [self._close(record, CloseReason.POOL_CLOSED), *self._rebalance()]
-        if limit is not None and record.jobs_done >= limit:
-            return [self._close(record, CloseReason.RECYCLED), *self._rebalance()]
-        self._move(record, Slot.IDLE)
-        self.idle.append(executor_id)
-        return self._rebalance()
+        job = self.jobs[job_id]
+        if outcome is not None and outcome.job_id != job_id:
+            msg = (
+                f"executor {executor_id} answered job {job_id} with the outcome of job "
+                f"{outcome.job_id}"
+            )
+            return self._breached(job, record, RuntimeError(msg))
+        stop = record.kill_reason or self._stops.get(job_id)
+        if outcome is None:
+            # cancelled: by a request (its reason), else by the deadline
+            reason: FailureReason | None = stop or FailureReason.TIMED_OUT
+            status = status_of(reason)
+            stop = reason
+        else:
+            status, reason = outcome.status, outcome.reason
+            if record.kill_reason is not None and status is not JobStatus.SUCCEEDED:
+                # the kill the pool meant, not the crash the backend saw
+                reason = record.kill_reason
+                status = status_of(reason)
+        end = EndJob(job_id, executor_id, status, reason, job.launches, outcome)
+        if reusable and record.kill_reason is None:
+            return [end, *self._job_left(record, status)]
+        if abandoned:
+            close = CloseReason.ABANDONED
+        elif stop is not None:
+            close = _CLOSE_REASON_OF_STOP.get(stop, CloseReason.KILLED)
+        else:
+            close = CloseReason.BROKEN
+        return [end, *self._job_left(record, status, close)]
 
-    def launch_failed(
-        self, job_id: str, executor_id: str, error: BaseException | None
+    def run_interrupted(
+        self, job_id: str, executor_id: str, *, reusable: bool, abandoned: bool = False
     ) -> list[Action]:
-        """The executor refused the job before accepting it (``LaunchError``)."""
+        """The run was cancelled from outside the pool (the caller of ``Pool.run()`` was
+        cancelled: the job ran in its task). The job still gets its one outcome."""
+        self._stops.setdefault(job_id, FailureReason.CANCELLED)
+        return self.run_ended(job_id, executor_id, None, reusable=reusable, abandoned=abandoned)
+
+    def run_not_started(self, job_id: str, executor_id: str) -> list[Action]:
+        """A launch the driver did not begin: the job was cancelled before it could start
+        (``may_start`` said no, or its ``Pool.run()`` caller was cancelled meanwhile).
+        The job ends with that reason; the executor, which ran nothing, is kept."""
         record = self._expect(executor_id, Slot.BUSY)
         assert record.job_id == job_id, f"job {job_id} launched on {executor_id}, not its executor"
+        job = self.jobs[job_id]
+        reason = self._stops.get(job_id, FailureReason.CANCELLED)
+        status = status_of(reason)
+        end = EndJob(job_id, executor_id, status, reason, job.launches, None)
+        close = None
+        if record.kill_reason is not None:
+            close = _CLOSE_REASON_OF_STOP.get(record.kill_reason, CloseReason.KILLED)
+        return [end, *self._job_left(record, status, close, ran=False)]
+
+    def run_raised(self, job_id: str, executor_id: str, error: Exception) -> list[Action]:
+        """``run_job`` raised ``error``. A :class:`LaunchError` means the executor refused
+        the job and ran none of it: it goes back in line (or fails after
+        ``launch_attempts``). Anything else breaks the contract: the job may have run, so
+        it is not retried; the executor is killed, and the job then ends CRASHED."""
+        record = self._expect(executor_id, Slot.BUSY)
+        assert record.job_id == job_id, f"job {job_id} launched on {executor_id}, not its executor"
+        if not isinstance(error, LaunchError):
+            return self._breached(self.jobs[job_id], record, error)
         record.job_id = None
         actions: list[Action] = [self._close(record, CloseReason.LAUNCH_FAILED)]
         job = self.jobs[job_id]
         job.executor_id = None
         if self.aborted:
             actions.append(self._finish(job_id, FailureReason.POOL_CLOSED, None))
+        elif job_id in self._stops:
+            actions.append(self._finish(job_id, self._stops[job_id], None))
         elif job.launches >= self.limits.launch_attempts:
             actions.append(self._finish(job_id, FailureReason.LAUNCH_FAILED, error))
         else:
@@ -352,25 +521,71 @@ class PoolState:
             self._join_cycle(job)
         return actions + self._rebalance()
 
+    def kill_done(self, executor_id: str) -> list[Action]:
+        """A ``KillExecutor`` returned. A run the kill was for ends by itself (the backend
+        returns its outcome); a run whose executor broke the contract ends now."""
+        record = self.executors.get(executor_id)
+        if record is None:
+            return []
+        record.killing = False
+        if record.slot is not Slot.BUSY:
+            return []
+        assert record.job_id is not None
+        job = self.jobs[record.job_id]
+        error = self._breaches.pop(job.id, None)
+        if error is None:
+            return []
+        status = JobStatus.FAILED
+        end = EndJob(job.id, executor_id, status, FailureReason.CRASHED, job.launches, None, error)
+        return [end, *self._job_left(record, status, CloseReason.KILLED)]
+
+    def health_checked(self, executor_id: str, health: Health, now: float) -> list[Action]:
+        """The supervisor read ``health`` of ``executor_id`` at ``now`` (seconds of the
+        pool's clock). An idle executor that is dead or over a limit is closed; a busy one
+        still alive is killed (its run then ends with the problem as its reason); a busy
+        one that died ends its run by itself."""
+        record = self.executors.get(executor_id)
+        if record is None or record.slot not in (Slot.IDLE, Slot.BUSY):
+            return []
+        limits = self.limits
+        problem: FailureReason | None = None
+        if not health.alive:
+            problem = FailureReason.CRASHED
+        elif health.ping_latency is not None and health.ping_latency > limits.ping_timeout:
+            problem = FailureReason.UNRESPONSIVE
+        elif health.memory_mb is not None:
+            if limits.memory_limit_mb is not None and health.memory_mb > limits.memory_limit_mb:
+                problem = FailureReason.MEMORY_LIMIT
+            elif limits.memory_warn_mb is not None and health.memory_mb > limits.memory_warn_mb:
+                # At most once a minute per executor: a leaking job would flood the log.
+                last = record.memory_warned_at
+                if last is None or now - last >= 60.0:
+                    record.memory_warned_at = now
+                    return [WarnMemory(executor_id, health.memory_mb)]
+        if problem is None:
+            return []
+        if record.slot is Slot.IDLE:
+            # dead by itself: broken; over a limit: closed for that limit
+            close = (
+                CloseReason.BROKEN
+                if problem is FailureReason.CRASHED
+                else _CLOSE_REASON_OF_STOP[problem]
+            )
+            self.idle.remove(executor_id)
+            return [self._close(record, close), *self._rebalance()]
+        if not health.alive or record.kill_reason is not None:
+            return []
+        return [self._kill(record, problem)]
+
     def executor_closed(self, executor_id: str) -> list[Action]:
         self._expect(executor_id, Slot.CLOSING)
         del self.executors[executor_id]
         self._slots[Slot.CLOSING] -= 1
         return self._rebalance()
 
-    def retire(self, executor_id: str, reason: CloseReason) -> list[Action]:
-        """Close an executor the supervisor found dead or over a limit while idle.
-
-        Busy executors are killed by the driver instead; their run then ends.
-        """
-        record = self.executors.get(executor_id)
-        if record is None or record.slot is not Slot.IDLE:
-            return []
-        self.idle.remove(executor_id)
-        return [self._close(record, reason), *self._rebalance()]
-
     def cancel(self, job_id: str, reason: FailureReason = FailureReason.CANCELLED) -> list[Action]:
-        """Stop ``job_id`` wherever it is. A finished or unknown job is left alone."""
+        """Stop ``job_id`` wherever it is. A finished or unknown job is left alone, and a
+        run already being stopped keeps its first reason."""
         job = self.jobs.get(job_id)
         if job is None:
             return []
@@ -378,7 +593,15 @@ class PoolState:
             self.waiting.remove(job_id)
             self._leave_cycle(job)
             return [self._finish(job_id, reason, None), *self._rebalance()]
-        return [CancelJob(job_id, job.executor_id, reason)]
+        if job_id in self._stops:
+            return []
+        self._stops[job_id] = reason
+        if job.scoped:
+            return [CancelJob(job_id, job.executor_id, reason)]
+        record = self.executors[job.executor_id]
+        if record.kill_reason is not None:
+            return []
+        return [self._kill(record, reason)]
 
     def set_idle_target(self, idle_executors: int) -> list[Action]:
         if not 0 <= idle_executors <= self.limits.max_executors:
@@ -404,10 +627,10 @@ class PoolState:
             self._finish(job_id, FailureReason.POOL_CLOSED, None) for job_id in self.waiting
         ]
         self.waiting.clear()
-        for record in self.executors.values():
+        for record in list(self.executors.values()):
             if record.slot is Slot.BUSY:
                 assert record.job_id is not None
-                actions.append(CancelJob(record.job_id, record.id, FailureReason.POOL_CLOSED))
+                actions.extend(self.cancel(record.job_id, FailureReason.POOL_CLOSED))
             elif record.slot is Slot.STARTING:
                 actions.append(CancelSpawn(record.id))
         return actions + self._rebalance()
@@ -449,7 +672,7 @@ class PoolState:
             record.job_id = job.id
             job.executor_id = record.id
             job.launches += 1
-            actions.append(LaunchJob(job.id, record.id, job.launches))
+            actions.append(LaunchJob(job.id, record.id, job.launches, job.scoped))
 
     def _close_surplus(self, actions: list[Action], keep: int) -> None:
         # _assign ran first, so idle executors and waiting jobs never coexist here.
@@ -534,6 +757,58 @@ class PoolState:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _job_left(
+        self,
+        record: ExecutorRecord,
+        status: JobStatus,
+        close: CloseReason | None = None,
+        *,
+        ran: bool = True,
+    ) -> list[Action]:
+        """The job of busy ``record`` has its outcome: forget it; the executor is closed
+        for ``close``, or is idle again (or recycled, or closed by the drain's end).
+        ``ran``: the job ran on it (counted toward ``max_jobs_per_executor``)."""
+        job_id = record.job_id
+        assert job_id is not None
+        del self.jobs[job_id]
+        if self._stops:
+            self._stops.pop(job_id, None)
+        self._count_outcome(status)
+        record.job_id = None
+        record.kill_reason = None
+        record.jobs_done += ran
+        if close is not None:
+            return [self._close(record, close), *self._rebalance()]
+        if self.aborted:
+            # the drain's end closes every executor, this one too: not a recycling
+            return [self._close(record, CloseReason.POOL_CLOSED), *self._rebalance()]
+        limit = self.limits.max_jobs_per_executor
+        if limit is not None and record.jobs_done >= limit:
+            return [self._close(record, CloseReason.RECYCLED), *self._rebalance()]
+        self._move(record, Slot.IDLE)
+        self.idle.append(record.id)
+        return self._rebalance()
+
+    def _breached(
+        self, job: JobRecord, record: ExecutorRecord, error: BaseException
+    ) -> list[Action]:
+        """The executor of ``job`` broke the contract: it is killed before the job ends
+        (so nothing of the job runs after its outcome), then the job ends CRASHED."""
+        self._breaches[job.id] = error
+        if record.killing:
+            return []  # a kill is on its way: the job ends when it is done
+        if record.kill_reason is not None:
+            return self.kill_done(record.id)  # killed already
+        detail = f"{type(error).__name__}: {error}"
+        return [self._kill(record, FailureReason.CRASHED, detail)]
+
+    def _kill(
+        self, record: ExecutorRecord, reason: FailureReason, detail: str = ""
+    ) -> KillExecutor:
+        record.kill_reason = reason
+        record.killing = True
+        return KillExecutor(record.id, reason, detail)
+
     def _close(self, record: ExecutorRecord, reason: CloseReason) -> CloseExecutor:
         self._move(record, Slot.CLOSING)
         return CloseExecutor(record.id, reason)
@@ -545,6 +820,7 @@ class PoolState:
 
     def _finish(self, job_id: str, reason: FailureReason, error: BaseException | None) -> FinishJob:
         job = self.jobs.pop(job_id)
+        self._stops.pop(job_id, None)
         self._count_outcome(status_of(reason))
         return FinishJob(job_id, reason, error, job.launches)
 

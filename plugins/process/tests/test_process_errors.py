@@ -11,8 +11,9 @@ import process_jobs
 import pytest
 from process_helpers import PATIENCE, config
 
-from executors import FailureReason, JobFailed, JobOutcome, JobStatus, Pool, open_pool
+from executors import FailureReason, JobFailed, JobOutcome, JobStatus, Pool, RemoteError, open_pool
 from executors_process import WorkerError
+from executors_process._protocol import error_info
 
 pytestmark = pytest.mark.anyio
 
@@ -63,6 +64,41 @@ async def test_an_exception_that_does_not_pickle_still_comes_back_clearly(
     # It could not be rebuilt, so it stands in as a WorkerError naming the original.
     assert isinstance(outcome.error.exception, WorkerError)
     assert str(outcome.error.exception) == f"{type_name}: {message}"
+
+
+def _raised(exc: BaseException) -> BaseException:
+    """``exc`` with the traceback of being raised."""
+    try:
+        raise exc
+    except BaseException as raised:
+        return raised
+
+
+@pytest.mark.parametrize(
+    ("exc", "pickles"),
+    [
+        (process_jobs.JobBoom("boom: on the wire"), True),
+        (ValueError("builtin"), True),
+        (process_jobs.HoldsALock("this exception holds a lock"), False),
+        (process_jobs.NeedsTwoArguments("one", "two"), False),
+    ],
+    ids=["custom", "builtin", "does-not-pickle", "does-not-unpickle"],
+)
+def test_the_wire_error_is_the_remote_error_and_the_exception_where_it_pickles(
+    exc: BaseException, pickles: bool
+) -> None:
+    raised = _raised(exc)
+    remote = RemoteError.from_exception(raised)
+
+    type_name, message, text, pickled = error_info(raised)
+
+    assert (type_name, message, text) == (remote.type_name, remote.message, remote.traceback)
+    assert "in _raised" in text
+    if pickles:
+        assert pickled is not None
+        assert pickle.loads(pickled).args == raised.args
+    else:
+        assert pickled is None
 
 
 async def failure_between_two_runs(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from process_helpers import (
 )
 
 from executors import ExecutorState, FailureReason, JobOutcome, JobStatus, open_pool
+from executors.testing._program import Recorder
 
 if TYPE_CHECKING:
     from executors import JobHandle, Pool
@@ -108,11 +110,18 @@ async def test_a_worker_that_stops_answering_pings_ends_its_job_unresponsive() -
     assert outcome.reason is FailureReason.UNRESPONSIVE
 
 
+def _no_alarm(caplog: pytest.LogCaptureFixture) -> None:
+    """A kill the pool meant is no executor failure: nothing was logged as a warning."""
+    alarms = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert alarms == [], alarms
+
+
 async def test_cancelling_a_running_job_kills_its_worker_and_the_pool_replaces_it(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     payload = hold(tmp_path)
-    async with open_pool(config()) as pool:
+    recorder = Recorder()
+    async with open_pool(config(), observers=[recorder]) as pool:
         handle = await pool.submit(payload)
         victim = await pid_of(payload)
         handle.cancel()
@@ -124,17 +133,36 @@ async def test_cancelling_a_running_job_kills_its_worker_and_the_pool_replaces_i
     assert outcome.status is JobStatus.CANCELLED
     assert outcome.reason is FailureReason.CANCELLED
     assert successor != victim
+    # closed for what the pool did, not as broken
+    assert recorder.closed_reasons[str(outcome.executor_id)] == "cancelled"
+    _no_alarm(caplog)
 
 
-async def test_job_timeout_ends_a_job_timed_out_and_kills_its_worker(tmp_path: Path) -> None:
+async def test_job_timeout_ends_a_job_timed_out_and_kills_its_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     payload = hold(tmp_path)
-    async with open_pool(config(job_timeout=0.3)) as pool:
+    recorder = Recorder()
+    async with open_pool(config(job_timeout=0.3), observers=[recorder]) as pool:
         handle = await pool.submit(payload)
         worker = await pid_of(payload)
         outcome = await outcome_of(handle)
         await wait_until_gone([worker])
     assert outcome.status is JobStatus.TIMED_OUT
     assert outcome.reason is FailureReason.TIMED_OUT
+    assert recorder.closed_reasons[str(outcome.executor_id)] == "timed_out"
+    _no_alarm(caplog)
+
+
+async def test_a_worker_that_dies_by_itself_is_the_only_one_closed_broken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder()
+    async with open_pool(config(entrypoint="process_jobs:exit_with"), observers=[recorder]) as pool:
+        crashed = await outcome_of(await pool.submit(3))
+    assert crashed.reason is FailureReason.CRASHED
+    assert recorder.closed_reasons[str(crashed.executor_id)] == "broken"
+    assert f"{crashed.executor_id} is broken" in caplog.text
 
 
 # -- a SIGKILLed host ------------------------------------------------------------------------

@@ -40,7 +40,6 @@ _CAPABILITIES = Capabilities(
     reusable=True,
     remote=False,
     setup_per_pool=True,
-    cheap_kill=True,
 )
 
 

@@ -33,11 +33,6 @@ _CAPABILITIES = Capabilities(
     reusable=True,
     remote=False,
     setup_per_pool=False,
-    # a cancelled job kills its worker anyway (it cannot be stopped half-way in another
-    # process): a kill is no dearer, and the pool holds no cancel scope for a run
-    cheap_kill=True,
-    # run_job writes the job to the worker's socket before it first waits
-    hands_over_at_once=True,
 )
 
 

@@ -1,7 +1,8 @@
 """Frames between the host and a worker: a 4-byte big-endian length, then a pickle.
 
-Imported by the worker, so it imports only the standard library. Every message is a
-tuple whose first item names it:
+Imported by the worker, so it imports only the standard library and the core's job
+model (``executors.RemoteError``, which the worker's ``JobContext`` imports anyway).
+Every message is a tuple whose first item names it:
 
 host -> worker: ("init", entrypoint, setup, executor_id, log_level) | ("job", job_id, payload)
                 | ("ping", seq) | ("shutdown",)
@@ -12,15 +13,17 @@ worker -> host: ("ready",) | ("init_failed", error)
 A frame that does not unpickle is read as ``("undecodable", error)``; the worker sends
 that on as ``undecodable_in_worker``, and the host fails the job it belonged to.
 
-``error`` is ``(type_name, message, traceback_text, pickled_exception_or_None)``.
+``error`` is ``(type_name, message, traceback_text, pickled_exception_or_None)``: the
+fields of :class:`executors.RemoteError`, and the exception itself where it pickles.
 """
 
 from __future__ import annotations
 
 import pickle
 import struct
-import traceback
 from typing import Any
+
+from executors import RemoteError
 
 HEADER = struct.Struct("!I")
 #: frames above this are refused: a corrupt length must not make us allocate gigabytes
@@ -80,13 +83,10 @@ def _decode(frame: bytes | bytearray | memoryview) -> Message:
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
-    """``exc`` as data: names, traceback text, and the exception itself if it pickles."""
-    cls = type(exc)
-    name = cls.__qualname__
-    if cls.__module__ not in ("builtins", "__main__"):
-        name = f"{cls.__module__}.{name}"
-    text = "".join(traceback.format_exception(exc))
-    return (name, str(exc), text, _pickled(exc))
+    """``exc`` as data: the fields of its :class:`RemoteError` (type name, message,
+    traceback text), and the exception itself if it pickles."""
+    remote = RemoteError.from_exception(exc)
+    return (remote.type_name, remote.message, remote.traceback, _pickled(exc))
 
 
 def _pickled(exc: BaseException) -> bytes | None:

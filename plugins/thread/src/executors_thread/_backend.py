@@ -63,11 +63,6 @@ _CAPABILITIES = Capabilities(
     reusable=True,
     remote=False,
     setup_per_pool=False,
-    # run_job shields nothing from the pool's cancellation (its stop after one is
-    # shielded, and comes after the cancellation landed)
-    cancel_by_task=True,
-    # run_job puts the job on the thread's queue (or loop) before it first waits
-    hands_over_at_once=True,
 )
 
 
@@ -374,7 +369,7 @@ class ThreadExecutor:
         if run is not None:
             self._request_cancel(run)
             if not run.done.is_set():
-                self._abandon()
+                self._abandon("it was killed while its job ran (the job was asked to stop)")
                 # run_job must return promptly after kill(): the job ends ABANDONED now
                 # (the pool reports the reason it killed for), whatever the thread does.
                 run.outcome = JobOutcome.failure(run.job.id, FailureReason.ABANDONED)
@@ -395,11 +390,11 @@ class ThreadExecutor:
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._close_timeout):
             await run.done.wait()
         if not run.done.is_set():
-            self._abandon()
+            self._abandon(f"its job ignored cancellation for {self._close_timeout} s")
         elif self.state is ExecutorState.BUSY:
             self.state = ExecutorState.READY
 
-    def _abandon(self) -> None:
+    def _abandon(self, why: str) -> None:
         if not self.abandoned:
             self.abandoned = True
             self.state = ExecutorState.CLOSED
@@ -407,10 +402,9 @@ class ThreadExecutor:
             # once the job returns, or the thread would wait for jobs forever.
             self._stop_thread()
             logger.warning(
-                "executor %s abandoned: its job ignored cancellation for %s s; the thread "
-                "runs on as a daemon",
+                "executor %s abandoned: %s; the thread runs on as a daemon until its job returns",
                 self.id,
-                self._close_timeout,
+                why,
             )
 
     def _request_cancel(self, run: _Run) -> None:

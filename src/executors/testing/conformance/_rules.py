@@ -11,7 +11,7 @@ from typing import Literal
 import attrs
 
 #: bumped whenever a rule is added, removed or changes meaning
-RULES_VERSION = "6"
+RULES_VERSION = "7"
 
 
 @attrs.frozen
@@ -138,43 +138,18 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "EX-11",
-        "cheap_kill_at_drain",
+        "run_without_timeout_ended_at_drain",
         9,
-        "On a backend with cheap kills, a Pool.run() job without a timeout that still "
-        "runs when a drain's drain_timeout ends is killed: it ends once, POOL_CLOSED (its "
-        "caller gets JobFailed), the drain stays bounded, the executor is closed "
-        "pool_closed and nothing is left; a run() job with a timeout still times out.",
-        requires=("cheap_kill", "can_kill_running_job"),
-        promise="With cheap_kill, kill() alone ends the job a busy executor runs.",
+        "A Pool.run() job without a timeout holds no cancel scope of the pool's: when it "
+        "still runs as a drain's drain_timeout ends, the pool kills its executor. For each "
+        "kind of entrypoint, on asyncio and trio, the job ends once, POOL_CLOSED (its "
+        "caller gets JobFailed and is not left cancelled), the drain stays bounded, the "
+        "executor is closed pool_closed (abandoned where a running job cannot be killed) "
+        "and nothing is left; a run() job with a timeout still times out.",
+        promise="kill() ends the run of a busy executor promptly, with a failed outcome.",
     ),
     Rule(
         "EX-12",
-        "cancel_by_task_at_drain",
-        9,
-        "On a backend that cancels by task, a Pool.run() job without a timeout that still "
-        "runs when a drain's drain_timeout ends is stopped by the cancellation of its "
-        "caller's task (on asyncio; through its scope on trio), for each kind of "
-        "entrypoint: it ends once, POOL_CLOSED (its caller gets JobFailed and is not left "
-        "cancelled), the drain stays bounded, the executor is closed pool_closed and "
-        "nothing is left; a run() job with a timeout still times out.",
-        requires=("cancel_by_task",),
-        promise="With cancel_by_task, run_job() meets Task.cancel() as it meets a scope's.",
-    ),
-    Rule(
-        "EX-13",
-        "hands_over_at_once",
-        None,
-        "On a backend that hands jobs over at once, a Pool.run() job that the pool hands "
-        "over before its launch bookkeeping (one without a cancel scope, for an idle "
-        "executor) has begun, for each kind of entrypoint, while the pool's loop is held "
-        "in its executors_job_started hook, and not in the pool's own thread; it then "
-        "ends with its value.",
-        requires=("hands_over_at_once",),
-        promise="With hands_over_at_once, run_job() has handed the job over when it first "
-        "suspends.",
-    ),
-    Rule(
-        "EX-14",
         "dead_idle_executor_replaced",
         None,
         "The process of an idle executor is killed from outside (SIGKILL to the pid its "
@@ -185,7 +160,7 @@ RULES: tuple[Rule, ...] = (
         promise="health() says alive=False once the executor is dead (or wait_exited() returns).",
     ),
     Rule(
-        "EX-15",
+        "EX-13",
         "wedged_executor_found",
         None,
         "The process of a busy executor is stopped (SIGSTOP): its job ends UNRESPONSIVE "
@@ -195,7 +170,7 @@ RULES: tuple[Rule, ...] = (
         promise="health().ping_latency grows while the executor does not answer.",
     ),
     Rule(
-        "EX-16",
+        "EX-14",
         "memory_limit_enforced",
         None,
         "A job holding 128 MiB more than memory_limit_mb allows ends MEMORY_LIMIT within "
@@ -204,7 +179,7 @@ RULES: tuple[Rule, ...] = (
         promise="health().memory_mb is the executor's real memory.",
     ),
     Rule(
-        "EX-17",
+        "EX-15",
         "graceful_close",
         None,
         "Pools with idle executors, executors that ran jobs of every ending and an "
@@ -214,7 +189,7 @@ RULES: tuple[Rule, ...] = (
         promise="aclose() stops the slot gracefully, within close_timeout.",
     ),
     Rule(
-        "EX-18",
+        "EX-16",
         "ignored_cancellation_bounded",
         9,
         "A sync job that never polls cancel_requested ends TIMED_OUT within job_timeout + "

@@ -1,9 +1,9 @@
-"""Rule EX-11 (cheap_kill_at_drain) catches what it is for, and applies only where it can.
+"""Rule EX-11 (run_without_timeout_ended_at_drain) catches what it is for.
 
 As in ``test_broken_backends.py``: a backend wrapping a real one breaks the promise the
 rule checks, the rule must fail naming itself, and the same wrapper with nothing broken
 passes it. The rule also checks the pool's half of the promise (a run() job with a
-timeout keeps its cancel scope on such a backend): a pool that loses it fails the rule.
+timeout keeps its cancel scope): a pool that loses it fails the rule.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ EX_11 = rule("EX-11")
 
 @attrs.define(eq=False)
 class KillSparesRunningJob(Faithful):
-    """Declares cheap kills (its inner backend does), but its ``kill()`` closes only an
-    idle executor: a running job runs on until something cancels its run, and the end
-    of a drain, which kills instead of cancelling, never ends it."""
+    """Its ``kill()`` closes only an idle executor: a running job runs on until something
+    cancels its run, and the end of a drain, which kills the executor of a run() job
+    without a timeout, never ends it."""
 
     running: bool = False
 
@@ -48,14 +48,13 @@ BROKEN = Case(KillSparesRunningJob, "coroutine", "EX-11")
 
 def test_a_kill_that_spares_the_running_job_fails_the_rule_naming_it() -> None:
     with _suite_on(BROKEN, BROKEN.wrapper) as suite:
-        assert suite.capabilities.cheap_kill, "the broken backend must claim cheap kills"
         failure = _failure_of(getattr(suite, EX_11.test_name))
     assert f"{EX_11.id} {EX_11.name}: " in failure
     assert "was still running when the drain returned" in failure
     assert "did not end it" in failure
 
 
-@pytest.mark.parametrize("inner", ["coroutine", "process"])
+@pytest.mark.parametrize("inner", ["coroutine", "process", "thread"])
 def test_the_same_wrapper_unbroken_passes(inner: str) -> None:
     with _suite_on(Case(KillSparesRunningJob, inner, "EX-11"), Faithful) as suite:
         getattr(suite, EX_11.test_name)()
@@ -65,20 +64,12 @@ def test_a_pool_that_drops_the_scope_of_a_timed_run_fails_the_rule(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The pool, not the backend, decides which runs hold a cancel scope: one that gave
-    none to a run() job with a timeout (as if it had none) would never time it out on a
-    cheap-kill backend. The rule stops waiting for it and fails."""
-    monkeypatch.setattr(Pool, "_timeout_of", lambda _pool, _job: None)
+    none to a run() job with a timeout would never time it out. The rule stops waiting
+    for it and fails."""
+    monkeypatch.setattr(Pool, "_holds_scope", lambda _pool, _job, *, caller: not caller)
     suite = BackendConformance()
     suite.prepare("coroutine", "quick")
     failure = _failure_of(getattr(suite, EX_11.test_name))
     assert f"{EX_11.id} {EX_11.name}: " in failure
     assert "a run() job with a timeout of 0.5s was still running" in failure
     assert "it was not stopped at its timeout" in failure
-
-
-def test_the_rule_does_not_apply_to_the_thread_backend() -> None:
-    suite = BackendConformance()
-    suite.prepare("thread", "quick")
-    assert not suite.capabilities.cheap_kill
-    with pytest.raises(pytest.skip.Exception, match="requires capability cheap_kill"):
-        getattr(suite, EX_11.test_name)()

@@ -1,0 +1,108 @@
+"""What the pool hands its users: a job's handle, the pool's statistics, and the value
+or exception a job's outcome stands for."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+from ._exceptions import AcquireError, JobFailed
+from ._job import FailureReason, Job, JobOutcome
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+    from ._pool_state import LaunchJob
+
+
+@attrs.frozen
+class PoolStatistics:
+    """A snapshot of a pool, from :meth:`Pool.statistics`."""
+
+    idle: int
+    busy: int
+    starting: int
+    closing: int
+    #: accepted jobs waiting for an executor
+    waiting: int
+    #: busy / max_executors
+    load: float
+    jobs_succeeded: int
+    jobs_failed: int
+    jobs_cancelled: int
+    jobs_timed_out: int
+    spawn_failures: int
+    executors_started: int
+    consecutive_spawn_failures: int
+    healthy: bool
+    draining: bool
+
+
+@attrs.define(eq=False)
+class JobHandle:
+    """A submitted job. Await :meth:`outcome` or :meth:`result`; :meth:`cancel` stops it."""
+
+    job: Job
+    _pool: Pool = attrs.field(repr=False)
+    submitted_at: float
+    # Set (and dropped) at the job's next change: its outcome, or a launch handed over.
+    # Made by the first waiter: a job run by run() in its caller's task usually has none.
+    _done: anyio.Event | None = attrs.field(init=False, default=None, repr=False)
+    _outcome: JobOutcome | None = attrs.field(init=False, default=None)
+    # A task performs this job's launches (run()'s caller, or the task the pool starts at
+    # a submitted job's first launch).
+    _served: bool = attrs.field(init=False, default=False, repr=False)
+    # The launch handed over and not yet begun. Invariant: None while the job runs.
+    _handover: LaunchJob | None = attrs.field(init=False, default=None, repr=False)
+    # when its last run began
+    _started: float | None = attrs.field(init=False, default=None, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    def done(self) -> bool:
+        """True once the job has its outcome."""
+        return self._outcome is not None
+
+    async def outcome(self) -> JobOutcome:
+        """Wait for the job's one outcome. Cancelling this wait does not cancel the job."""
+        while self._outcome is None:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
+        return self._outcome
+
+    async def result(self) -> Any:
+        """The job's return value; raises :class:`JobFailed` (or :class:`AcquireError`)
+        carrying the outcome when it did not succeed."""
+        return result_of(await self.outcome())
+
+    def cancel(self) -> None:
+        """Ask the pool to stop this job: a waiting job ends at once, a running one is
+        cancelled on its executor. Its outcome is then CANCELLED (unless it already ended)."""
+        self._pool._cancel(self.job.id, FailureReason.CANCELLED)
+
+    def _set(self, outcome: JobOutcome) -> None:
+        assert self._outcome is None, f"second outcome for {self.job.id}: {outcome}"
+        self._outcome = outcome
+        self._changed()
+
+    def _changed(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done.set()
+
+
+def result_of(outcome: JobOutcome) -> Any:
+    """The value of a successful ``outcome``; raises what a failed one stands for."""
+    if outcome.ok:
+        return outcome.value
+    cause = outcome.error.exception if outcome.error else None
+    if outcome.reason is FailureReason.ACQUIRE_FAILED:
+        msg = f"no executor could be started for job {outcome.job_id}"
+        if outcome.error:
+            msg += f"; last spawn error: {outcome.error}"
+        raise AcquireError(msg, outcome) from cause
+    raise JobFailed(outcome.describe(), outcome) from cause
