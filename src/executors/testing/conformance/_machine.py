@@ -375,7 +375,8 @@ class PoolMachine(MachineBase):
         for job in self._jobs:
             if not job.handle.done():
                 self._fail("every_job_ends", f"{job.handle.id} ({job.fault}) has no outcome")
-        self._outcomes_match_jobs(self._snapshot_now())
+        self._outcomes_match_jobs(now := self._snapshot_now())
+        self._contract_kept(now)
         recorder = self._recorder
         if recorder.running:
             self._fail("every_job_ends", f"runs never ended: {recorder.running}")
@@ -568,6 +569,7 @@ class PoolMachine(MachineBase):
                 for job_id, outcome in recorder.outcomes.items()
                 if recorder.closed_reasons.get(outcome.executor_id or "") == "abandoned"
             },
+            killed=sorted(e for e, why in recorder.closed_reasons.items() if why == "killed"),
         )
 
     def _snapshot(self) -> _Snapshot:
@@ -589,7 +591,18 @@ class PoolMachine(MachineBase):
         self._launches_within_attempts(now)
         self._executors_within_max(now)
         self._outcomes_match_jobs(now)
+        self._contract_kept(now)
         self._witnessed(now)
+
+    def _contract_kept(self, now: _Snapshot) -> None:
+        """The pool killed no executor for breaking the contract (its run_job raised, or
+        answered with another job's outcome: the pool's log says which)."""
+        if now.killed:
+            self._fail(
+                "contract_kept",
+                f"the pool killed {', '.join(now.killed)} for breaking the contract: "
+                "run_job raised, or answered a job with another job's outcome",
+            )
 
     def _one_outcome_per_job(self, now: _Snapshot) -> None:
         """Invariant 1: no job is reported twice; a finished job was reported once."""
@@ -649,6 +662,8 @@ class _Snapshot:
     live: int | None
     #: jobs whose executor was closed "abandoned"
     abandoned: set[str]
+    #: executors the pool killed for breaking the contract (closed "killed")
+    killed: list[str]
 
 
 async def loop_event() -> anyio.Event:
