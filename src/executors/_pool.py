@@ -309,9 +309,7 @@ class Pool:
                 if scope is not None:
                     del self._run_scopes[job.id]
                 if executor.state is _READY:
-                    self._perform(
-                        self._state.run_ended(job.id, executor.id, outcome, reusable=True)
-                    )
+                    self._perform(self._state.run_ended(job.id, executor.id, outcome, True))
                 else:
                     self._perform(
                         self._state.run_ended(
@@ -424,7 +422,7 @@ class Pool:
         if not handle._served:
             handle._served = True
             self._tg.start_soon(self._serve, handle)
-        else:
+        elif handle._done is not None:
             handle._changed()
 
     def _end(self, action: EndJob) -> None:

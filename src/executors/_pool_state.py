@@ -107,7 +107,9 @@ class SpawnExecutor:
     delay: float
 
 
-@attrs.frozen
+# LaunchJob and EndJob are made once a job: not frozen, as a frozen attrs class's
+# __init__ costs a call per field. Nothing changes an action once made.
+@attrs.define
 class LaunchJob:
     """Run job ``job_id`` on the idle executor ``executor_id``."""
 
@@ -139,7 +141,7 @@ class KillExecutor:
     detail: str = ""
 
 
-@attrs.frozen
+@attrs.define
 class EndJob:
     """The run of ``job_id`` on ``executor_id`` is over: deliver its outcome, with this
     status and reason. ``outcome`` is what ``run_job`` returned (None: the run was
@@ -431,7 +433,6 @@ class PoolState:
         job_id: str,
         executor_id: str,
         outcome: JobOutcome | None,
-        *,
         reusable: bool,
         abandoned: bool = False,
     ) -> list[Action]:
@@ -464,14 +465,14 @@ class PoolState:
                 status = status_of(reason)
         end = EndJob(job_id, executor_id, status, reason, job.launches, outcome)
         if reusable and record.kill_reason is None:
-            return [end, *self._job_left(record, status)]
+            return self._job_left([end], record, status)
         if abandoned:
             close = CloseReason.ABANDONED
         elif stop is not None:
             close = _CLOSE_REASON_OF_STOP.get(stop, CloseReason.KILLED)
         else:
             close = CloseReason.BROKEN
-        return [end, *self._job_left(record, status, close)]
+        return self._job_left([end], record, status, close)
 
     def run_interrupted(
         self, job_id: str, executor_id: str, *, reusable: bool, abandoned: bool = False
@@ -494,7 +495,7 @@ class PoolState:
         close = None
         if record.kill_reason is not None:
             close = _CLOSE_REASON_OF_STOP.get(record.kill_reason, CloseReason.KILLED)
-        return [end, *self._job_left(record, status, close, ran=False)]
+        return self._job_left([end], record, status, close, ran=False)
 
     def run_raised(self, job_id: str, executor_id: str, error: Exception) -> list[Action]:
         """``run_job`` raised ``error``. A :class:`LaunchError` means the executor refused
@@ -537,7 +538,7 @@ class PoolState:
             return []
         status = JobStatus.FAILED
         end = EndJob(job.id, executor_id, status, FailureReason.CRASHED, job.launches, None, error)
-        return [end, *self._job_left(record, status, CloseReason.KILLED)]
+        return self._job_left([end], record, status, CloseReason.KILLED)
 
     def health_checked(self, executor_id: str, health: Health, now: float) -> list[Action]:
         """The supervisor read ``health`` of ``executor_id`` at ``now`` (seconds of the
@@ -637,11 +638,13 @@ class PoolState:
 
     # -- decisions -------------------------------------------------------------------------
 
-    def _rebalance(self) -> list[Action]:
-        """Hand idle executors to waiting jobs, close the surplus, spawn what is missing."""
+    def _rebalance(self, actions: list[Action] | None = None) -> list[Action]:
+        """Hand idle executors to waiting jobs, close the surplus, spawn what is missing;
+        ``actions`` (the event's own, if any) with those appended."""
         # Each step appends its actions, and returns at once when it has nothing to do:
         # no generator is made, and this runs twice a job.
-        actions: list[Action] = []
+        if actions is None:
+            actions = []
         if self.waiting and self.idle:
             self._assign(actions)
         keep = 0 if self.draining else self.idle_target
@@ -759,15 +762,17 @@ class PoolState:
 
     def _job_left(
         self,
+        actions: list[Action],
         record: ExecutorRecord,
         status: JobStatus,
         close: CloseReason | None = None,
         *,
         ran: bool = True,
     ) -> list[Action]:
-        """The job of busy ``record`` has its outcome: forget it; the executor is closed
-        for ``close``, or is idle again (or recycled, or closed by the drain's end).
-        ``ran``: the job ran on it (counted toward ``max_jobs_per_executor``)."""
+        """The job of busy ``record`` has its outcome (``actions`` deliver it): forget it;
+        the executor is closed for ``close``, or is idle again (or recycled, or closed by
+        the drain's end). ``ran``: the job ran on it (counted toward
+        ``max_jobs_per_executor``). Returns ``actions`` with what follows appended."""
         job_id = record.job_id
         assert job_id is not None
         del self.jobs[job_id]
@@ -777,17 +782,19 @@ class PoolState:
         record.job_id = None
         record.kill_reason = None
         record.jobs_done += ran
-        if close is not None:
-            return [self._close(record, close), *self._rebalance()]
-        if self.aborted:
-            # the drain's end closes every executor, this one too: not a recycling
-            return [self._close(record, CloseReason.POOL_CLOSED), *self._rebalance()]
-        limit = self.limits.max_jobs_per_executor
-        if limit is not None and record.jobs_done >= limit:
-            return [self._close(record, CloseReason.RECYCLED), *self._rebalance()]
-        self._move(record, Slot.IDLE)
-        self.idle.append(record.id)
-        return self._rebalance()
+        if close is None:
+            limit = self.limits.max_jobs_per_executor
+            if self.aborted:
+                # the drain's end closes every executor, this one too: not a recycling
+                close = CloseReason.POOL_CLOSED
+            elif limit is not None and record.jobs_done >= limit:
+                close = CloseReason.RECYCLED
+            else:
+                self._move(record, Slot.IDLE)
+                self.idle.append(record.id)
+                return self._rebalance(actions)
+        actions.append(self._close(record, close))
+        return self._rebalance(actions)
 
     def _breached(
         self, job: JobRecord, record: ExecutorRecord, error: BaseException
