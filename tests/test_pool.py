@@ -305,7 +305,7 @@ def test_invariant_1_a_crash_ends_only_its_job_and_the_executor_is_replaced() ->
 
 
 @pytest.mark.parametrize("via", ["submit", "run"])
-def test_an_outcome_for_another_job_fails_the_job_and_retires_the_executor(
+def test_an_outcome_for_another_job_fails_the_job_and_kills_the_executor(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, via: str
 ) -> None:
     from executors.testing._simulated import SimulatedExecutor
@@ -340,7 +340,7 @@ def test_an_outcome_for_another_job_fails_the_job_and_retires_the_executor(
 
 
 @pytest.mark.parametrize("via", ["submit", "run"])
-def test_a_run_job_that_raises_fails_the_job_crashed_and_retires_the_executor(
+def test_a_run_job_that_raises_fails_the_job_crashed_and_kills_the_executor(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, via: str
 ) -> None:
     # run_job must return outcomes: an exception breaks the contract. The job may have

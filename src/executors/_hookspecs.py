@@ -38,7 +38,7 @@ def executors_executor_closed(pool_name: str, executor_id: str, reason: str) -> 
     """An executor is gone. ``reason`` says why:
 
     - ``broken``: it failed by itself (it died, or was not ready after a job nobody
-      stopped). The only reason that is the executor's fault.
+      stopped). No other reason means an executor died on its own.
     - decisions of the pool's: ``recycled`` (``max_jobs_per_executor`` reached),
       ``idle_surplus``, ``pool_closed``;
     - a job stopped, which stopped its executor too: ``timed_out``, ``cancelled``;

@@ -51,7 +51,9 @@ class CloseReason(enum.Enum):
     """Why the pool closes an executor (passed to the ``executor_closed`` hook).
 
     Only ``BROKEN`` means the executor failed by itself (it died, or was not ready after
-    a job nobody stopped); every other reason is a decision of the pool's.
+    a job nobody stopped); every other reason says what the pool did, or why: a limit, a
+    stopped job, a spawn or launch that failed, a contract broken (``KILLED``), a job
+    that ignored cancellation (``ABANDONED``).
     """
 
     RECYCLED = "recycled"
