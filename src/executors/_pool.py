@@ -226,7 +226,7 @@ class Pool:
         if job_id in self._handles:
             msg = f"job id {job_id!r} is already in use by an unfinished job"
             raise ValueError(msg)
-        return Job(id=job_id, payload=payload, timeout=timeout, metadata=dict(metadata or {}))
+        return Job(job_id, payload, timeout, dict(metadata or {}))
 
     def _accept(self, job: Job, *, caller: bool) -> JobHandle:
         """Accept a job (``admission()`` said so). With ``caller`` (a job of run()), the
@@ -238,7 +238,7 @@ class Pool:
         handle = JobHandle(job, self, self._now())
         self._handles[job.id] = handle
         handle._served = caller
-        self._perform(self._state.submit(job.id, scoped=self._holds_scope(job, caller=caller)))
+        self._perform(self._state.submit(job.id, self._holds_scope(job, caller=caller)))
         return handle
 
     def _holds_scope(self, job: Job, *, caller: bool) -> bool:
@@ -434,18 +434,19 @@ class Pool:
             error = RemoteError.from_exception(action.error)
         elif outcome is not None:
             value, error = outcome.value, outcome.error
+        # positional, in the order of JobOutcome's fields: quicker, and this runs once a job
         self._deliver(
             JobOutcome(
-                job_id=action.job_id,
-                status=action.status,
-                value=value,
-                reason=action.reason,
-                error=error,
-                executor_id=action.executor_id,
-                attempts=action.attempt,
-                submitted_at=handle.submitted_at,
-                started_at=handle._started,
-                finished_at=self._now(),
+                action.job_id,
+                action.status,
+                value,
+                action.reason,
+                error,
+                action.executor_id,
+                action.attempt,
+                handle.submitted_at,
+                handle._started,
+                self._now(),
             )
         )
 

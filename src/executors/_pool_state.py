@@ -382,7 +382,7 @@ class PoolState:
             return Admission.ACCEPT
         return Admission.WAIT if self.limits.when_full == "wait" else Admission.FULL
 
-    def submit(self, job_id: str, *, scoped: bool = True) -> list[Action]:
+    def submit(self, job_id: str, scoped: bool = True) -> list[Action]:
         """Job ``job_id`` was accepted (``admission()`` said ``ACCEPT``). ``scoped``: its
         runs hold a cancel scope; without one, a run is stopped by killing its executor
         (the contract's ``kill()`` ends a run promptly)."""
