@@ -13,6 +13,9 @@ import typing as _typing
 
 import attrs as _attrs
 
+from ._clock import event_class as event_class
+from ._clock import loop_clock as loop_clock
+from ._clock import on_asyncio as on_asyncio
 from ._config import PoolConfig as PoolConfig
 from ._entrypoints import resolve_callable as resolve_callable
 from ._exceptions import EntrypointError as EntrypointError
@@ -58,9 +61,12 @@ __all__ = [
     "call",
     "callable_ref",
     "describe_os_error",
+    "event_class",
     "factory",
     "hookimpl",
+    "loop_clock",
     "not_ready",
+    "on_asyncio",
     "resolve_callable",
     "task_limits",
 ]

@@ -24,9 +24,9 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
-from executors.backend import not_ready
+from executors.backend import not_ready, on_asyncio
 
-from ._loops import cancel_scope_class, checkpoint_function, on_asyncio
+from ._loops import cancel_scope_class, checkpoint_function
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable

@@ -14,11 +14,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 
-def on_asyncio() -> bool:
-    """Whether the loop this is called on is asyncio's."""
-    return sniffio.current_async_library() == "asyncio"
-
-
 def cancel_scope_class() -> Callable[[], anyio.CancelScope]:
     """What makes ``anyio.CancelScope()`` on this loop. anyio returns an instance of its
     loop's own subclass: calling that class makes the same scope without the lookup

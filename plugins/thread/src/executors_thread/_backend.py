@@ -29,9 +29,14 @@ from executors import (
     RemoteError,
     resolve_callable,
 )
-from executors.backend import describe_os_error, not_ready, task_limits
-
-from ._loops import event_class, loop_clock, on_asyncio
+from executors.backend import (
+    describe_os_error,
+    event_class,
+    loop_clock,
+    not_ready,
+    on_asyncio,
+    task_limits,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
