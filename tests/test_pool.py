@@ -761,6 +761,8 @@ def test_a_job_over_memory_limit_is_killed_with_reason_memory_limit(
 
     run_virtual(main)
     assert "uses 200 MiB (memory_warn_mb = 100" in caplog.text
+    # the kill and the close of the hog are one problem, logged once
+    assert caplog.text.count("is memory_limit") == 1
 
 
 def test_an_unresponsive_executor_is_killed_with_reason_unresponsive() -> None:

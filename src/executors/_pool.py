@@ -510,16 +510,13 @@ class Pool:
     async def _kill(self, action: KillExecutor) -> None:
         executor = self._executors.get(action.executor_id)
         if executor is not None:
+            # A kill for a limit is logged once, as the executor is closed for it.
             if action.detail:
                 logger.error(
                     "pool %s: %s broke the contract (%s); killing it",
                     self.name,
                     executor.id,
                     action.detail,
-                )
-            elif action.reason in (FailureReason.UNRESPONSIVE, FailureReason.MEMORY_LIMIT):
-                logger.warning(
-                    "pool %s: %s is %s; killing it", self.name, executor.id, action.reason.value
                 )
             # A kill must finish even while the pool is being cancelled: nothing leaks.
             with anyio.CancelScope(shield=True):
