@@ -7,9 +7,13 @@ from __future__ import annotations
 import collections
 import json
 import math
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,6 +28,7 @@ GROUPS = {
     },
     "process_trio": {"process pool", "trio-parallel"},
     "thread": {"thread pool", "ThreadPoolExecutor", "anyio.to_thread", "thread floor"},
+    "thread_one_cpu": {"thread pool", "ThreadPoolExecutor", "anyio.to_thread", "thread floor"},
     "thread_trio": {"thread pool", "trio.to_thread", "anyio.to_thread", "thread floor"},
     "coroutine": {"coroutine pool", "asyncio.create_task"},
     "coroutine_trio": {"coroutine pool", "trio task"},
@@ -33,7 +38,7 @@ TARGET_PARTS = {
     "process_p50_vs_ppe": "process",
     "process_p50_vs_floor": "process",
     "process_throughput_vs_ppe": "process",
-    "thread_p50_vs_to_thread": "thread",
+    "thread_p50_vs_to_thread": "thread_one_cpu",
     "coroutine_p50_vs_task": "coroutine",
     "coroutine_memory": "coroutine_memory",
     "warm_4_vs_ppe": "process_lifecycle",
@@ -141,3 +146,37 @@ def test_the_share_of_cpu_time_stolen_is_read_from_two_readings() -> None:
         True,
         False,
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="sched_setaffinity is Linux's")
+def test_on_one_cpu_confines_every_thread_and_gives_each_its_cpus_back() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _harness
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    before = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+    gate = threading.Event()
+
+    def waiting() -> None:  # started before the block: it is confined too
+        gate.wait(30)
+        seen.append(os.sched_getaffinity(0))
+
+    old = threading.Thread(target=waiting)
+    old.start()
+    try:
+        with _harness.on_one_cpu() as confined:
+            assert confined
+            assert len(os.sched_getaffinity(0)) == 1
+            new = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))
+            new.start()
+            new.join(30)
+            gate.set()
+            old.join(30)
+    finally:
+        gate.set()
+        old.join(30)
+    assert len(seen) == 2, "a thread did not report its CPUs"
+    assert all(len(cpus) == 1 for cpus in seen), seen
+    assert os.sched_getaffinity(0) == before
