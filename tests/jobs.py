@@ -52,3 +52,61 @@ async def asleep_marked(ctx: JobContext) -> str:
     """:func:`sleep_marked` for backends that run ``async def`` entrypoints."""
     await anyio.sleep(_mark_started(ctx))
     return "slept"
+
+
+# -- plain functions for pool.call, pool.map and PoolExecutor ---------------------------------
+
+# per thread: every executor of the thread backend is a thread of one process
+_local = __import__("threading").local()
+_thread_numbers = __import__("itertools").count(1)
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def fail_with(text: str) -> object:
+    raise ValueError(text)
+
+
+def where() -> tuple[int, int]:
+    """The process and the thread a call ran in (a number given to each thread as it
+    first calls this: a thread's own ident is reused once it ends)."""
+    if not hasattr(_local, "number"):
+        _local.number = next(_thread_numbers)
+    return os.getpid(), _local.number
+
+
+def initialize(value: object) -> None:
+    """An initializer: what ``initialized()`` then returns in this worker."""
+    _local.initialized = [*getattr(_local, "initialized", []), value]
+
+
+def initialized() -> list[object]:
+    """What ``initialize`` was given in this worker (process, or thread)."""
+    return list(getattr(_local, "initialized", []))
+
+
+def call_state() -> object:
+    from executors.calls import current_job
+
+    return current_job().state
+
+
+async def wait_marked(marker: str, seconds: float) -> str:
+    """Write ``marker``, then wait up to ``seconds`` (stopping early when the pool asks),
+    in any host: an async function, run on every backend."""
+    from executors.calls import current_job
+
+    Path(marker).write_text(str(os.getpid()))  # noqa: ASYNC240 -- a few bytes, once
+    job = current_job()
+    deadline = time.monotonic() + seconds
+    # Polled: a sync backend's cancel request is a flag, with no event to wait on.
+    while time.monotonic() < deadline and not job.cancel_requested:  # noqa: ASYNC110
+        await anyio.sleep(0.02)
+    return "cancelled" if job.cancel_requested else "waited"
+
+
+def exit_now() -> None:
+    """Ends the process at once: a worker that crashes mid-call."""
+    os._exit(3)

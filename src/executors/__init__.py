@@ -36,6 +36,7 @@ if _typing.TYPE_CHECKING:
     from ._executor import ExecutorState as ExecutorState
     from ._executor import Health as Health
     from ._executor import JobExecutor as JobExecutor
+    from ._futures import PoolExecutor as PoolExecutor
     from ._handle import JobHandle as JobHandle
     from ._handle import PoolStatistics as PoolStatistics
     from ._hookspecs import hookimpl as hookimpl
@@ -46,6 +47,7 @@ if _typing.TYPE_CHECKING:
     from ._job import JobOutcome as JobOutcome
     from ._job import JobStatus as JobStatus
     from ._job import RemoteError as RemoteError
+    from ._mapping import MapResults as MapResults
     from ._plugins import BackendInfo as BackendInfo
     from ._plugins import BrokenPlugin as BrokenPlugin
     from ._plugins import Registry as Registry
@@ -90,7 +92,9 @@ _HOMES = {
     "Registry": "._plugins",
     "default_registry": "._plugins",
     "JobHandle": "._handle",
+    "MapResults": "._mapping",
     "Pool": "._pool",
+    "PoolExecutor": "._futures",
     "PoolStatistics": "._handle",
     "open_pool": "._pool",
 }
@@ -120,10 +124,12 @@ __all__ = [
     "JobStatus",
     "LaunchError",
     "LoadedConfig",
+    "MapResults",
     "PluginError",
     "Pool",
     "PoolClosed",
     "PoolConfig",
+    "PoolExecutor",
     "PoolFull",
     "PoolStatistics",
     "Registry",

@@ -44,6 +44,11 @@ def resolve_callable(
     return target
 
 
+def is_callable(value: object) -> bool:
+    """``callable(value)``, for values typed as callables that users may get wrong."""
+    return callable(value)
+
+
 def is_async_callable(fn: Callable[..., Any]) -> bool:
     """True for ``async def`` functions and objects with an ``async def __call__``."""
     while isinstance(fn, functools.partial):

@@ -12,6 +12,8 @@ from ._exceptions import AcquireError, JobFailed
 from ._job import FailureReason, Job, JobOutcome
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._pool import Pool
     from ._pool_state import LaunchJob
 
@@ -57,6 +59,11 @@ class JobHandle:
     _handover: LaunchJob | None = attrs.field(init=False, default=None, repr=False)
     # when its last run began
     _started: float | None = attrs.field(init=False, default=None, repr=False)
+    # Called with the outcome once the job has it, on the pool's loop (map and the
+    # PoolExecutor follow their jobs with it, with no task per job). Must not raise.
+    _on_done: Callable[[JobOutcome], object] | None = attrs.field(
+        init=False, default=None, repr=False
+    )
 
     @property
     def id(self) -> str:
@@ -88,6 +95,8 @@ class JobHandle:
         assert self._outcome is None, f"second outcome for {self.job.id}: {outcome}"
         self._outcome = outcome
         self._changed()
+        if self._on_done is not None:
+            self._on_done(outcome)
 
     def _changed(self) -> None:
         done, self._done = self._done, None

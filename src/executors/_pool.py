@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from . import calls
 from ._clock import cancel_scope_class, event_class, loop_clock
 from ._config import LoadedConfig, PoolConfig, build_backend_options, load_config
-from ._entrypoints import check_runnable, resolve_callable
-from ._exceptions import ConfigError, LaunchError, PoolClosed, PoolFull
+from ._entrypoints import check_runnable, is_callable, resolve_callable
+from ._exceptions import LaunchError, PoolClosed, PoolFull
 from ._executor import ExecutorState
 from ._handle import JobHandle, PoolStatistics, result_of
 from ._job import FailureReason, Job, JobOutcome, RemoteError
+from ._mapping import MapResults
 from ._observers import Observers
 from ._plugins import Registry, default_registry
 from ._pool_state import (
@@ -48,7 +50,7 @@ from ._pool_state import (
 from ._supervisor import supervise, watch_exit
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 
     from anyio.abc import TaskGroup
 
@@ -140,6 +142,79 @@ class Pool:
         happens until the coroutine returned is awaited.
         """
         return self._serve(None, self._new_job(payload, timeout, metadata, None))
+
+    def call(
+        self, function: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, Any]:
+        """Run ``function(*args, **kwargs)`` on one of the pool's executors and return
+        its value (``await pool.call(f, x)``), as :meth:`run` does for a payload.
+
+        The pool must run calls: one opened without an ``entrypoint``. On a backend that
+        runs jobs in another process, ``function`` travels by reference (define it at the
+        top level of a module) and its arguments by pickle. Inside,
+        :func:`executors.calls.current_job` gives the job's context (the setup's state).
+        For a timeout, ``await pool.run(Call(f, args, kwargs), timeout=...)``.
+        """
+        return self.run(self.call_payload(function, args, kwargs))
+
+    def map(
+        self,
+        function: Callable[..., Any],
+        /,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+    ) -> MapResults:
+        """``function(*items)`` for the items of ``iterables`` taken together (as
+        :func:`map` does), run on the pool: an async iterator of the values, in the
+        order of the items (``ordered``) or as they come.
+
+        ``iterables`` are read as jobs are sent, never all at once: at most
+        ``max_in_flight`` jobs (default: twice ``max_executors``) of ``chunksize`` items
+        each are unfinished at any time. The first failure raises (``JobFailed``) and
+        cancels the jobs left. Use it as ``async with pool.map(f, items) as values:``
+        so that leaving the block early (``break``, an exception, cancellation) cancels
+        what is left; without the block, leave only by exhausting it or by ``aclose()``.
+        """
+        return MapResults(
+            self,
+            function,
+            iterables,
+            ordered=ordered,
+            chunksize=chunksize,
+            max_in_flight=max_in_flight,
+        )
+
+    @property
+    def runs_calls(self) -> bool:
+        """Whether this pool runs plain calls (it was opened without an entrypoint)."""
+        return self.config.entrypoint in (calls.SYNC_ENTRYPOINT, calls.ASYNC_ENTRYPOINT)
+
+    def call_payload(
+        self, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> calls.Call:
+        """The payload of a call of ``function``; a clear error where this pool cannot
+        run it."""
+        if not self.runs_calls:
+            msg = (
+                f"pool {self.name} runs the entrypoint {self.config.entrypoint!r}, not plain "
+                "calls: open a pool without an entrypoint to call functions, or run "
+                "payloads with pool.run()"
+            )
+            raise TypeError(msg)
+        if not is_callable(function):
+            msg = f"pool.call() needs a callable, not {type(function).__name__}: {function!r}"
+            raise TypeError(msg)
+        return calls.Call(function, args, kwargs)
+
+    def _submit_nowait(self, payload: object, timeout: float | None = None) -> JobHandle:
+        """Accept a job at once, with no wait for room (``max_pending`` is not applied):
+        for callers that are not on a task of their own (the PoolExecutor)."""
+        if self._state.draining:
+            msg = f"pool {self.name} is draining or closed: it accepts no new jobs"
+            raise PoolClosed(msg)
+        return self._accept(self._new_job(payload, timeout, None, None), caller=False)
 
     async def submit(
         self,
@@ -622,8 +697,11 @@ async def open_pool(
     registry = registry if registry is not None else default_registry()
     backend = registry.backend(cfg.backend, source=loaded.source("backend"))
     if cfg.entrypoint is None:
-        msg = "no entrypoint configured: set entrypoint = 'module:function'"
-        raise ConfigError(msg)
+        # A pool of plain calls (pool.call, pool.map, PoolExecutor): its jobs are Call
+        # payloads, which one entrypoint of executors.calls runs.
+        sync = backend.capabilities.sync_entrypoints
+        cfg = cfg.evolve(entrypoint=calls.SYNC_ENTRYPOINT if sync else calls.ASYNC_ENTRYPOINT)
+    assert cfg.entrypoint is not None
     check_runnable(cfg.entrypoint, backend.name, backend.capabilities, what="entrypoint")
     if cfg.setup is not None:
         resolve_callable(cfg.setup, what="setup")

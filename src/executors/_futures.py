@@ -1,0 +1,490 @@
+"""``PoolExecutor``: a :class:`concurrent.futures.Executor` over a pool of any backend,
+for synchronous code. The pool lives on an event loop in one background thread; a call
+costs no thread and no task of its own until it is launched."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import concurrent.futures
+import contextlib
+import contextvars
+import itertools
+import os
+import threading
+import time
+import weakref
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+import sniffio
+
+from . import calls
+from ._entrypoints import is_callable
+from ._exceptions import ExecutorsError, PoolClosed
+from ._handle import result_of
+from ._job import FailureReason
+from ._mapping import check_map_arguments, chunks, whole_number
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+
+    from ._config import LoadedConfig, PoolConfig
+    from ._handle import JobHandle
+    from ._job import JobOutcome
+    from ._pool import Pool
+
+__all__ = ["PoolExecutor"]
+
+#: executors alive in this process: closed at interpreter exit, refused after a fork
+_LIVE: weakref.WeakSet[PoolExecutor] = weakref.WeakSet()
+_serial = itertools.count(1)
+
+
+class CallFuture(Future[Any]):
+    """A :class:`concurrent.futures.Future` whose ``cancel()`` also stops a running job
+    (the pool cancels it on its executor, killing where the backend can). It stays
+    pending while its job runs, so that ``cancel()`` can take it; ``running()`` says
+    whether the job runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._handle: JobHandle | None = None
+        self._owner: PoolExecutor | None = None
+
+    def running(self) -> bool:
+        handle = self._handle
+        return not self.done() and handle is not None and handle._started is not None
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        owner = self._owner
+        if owner is not None:
+            owner._cancel_job(self)
+        return True
+
+
+class PoolExecutor(concurrent.futures.Executor):
+    """Runs calls on a pool of executors of any backend, behind the standard
+    :class:`concurrent.futures.Executor` interface::
+
+        with PoolExecutor(max_workers=4) as executor:
+            print(executor.submit(pow, 2, 10).result())
+            print(list(executor.map(str.upper, ["a", "b"])))
+
+    The configuration comes from the usual sources (``pyproject.toml``,
+    ``executors.toml``, ``EXECUTORS_*`` variables) unless ``config`` is given; keyword
+    ``overrides`` (any :class:`PoolConfig` field, such as ``backend="thread"`` or
+    ``job_timeout=30``) go on top. ``max_workers`` is ``max_executors``;
+    ``initializer(*initargs)`` runs once in every executor as it starts (its setup);
+    ``max_tasks_per_child`` is ``max_jobs_per_executor``. The pool starts
+    ``min(max_workers, idle_executors)`` executors at once and more as calls come.
+
+    Beyond the standard library: ``Future.cancel()`` stops a running call too; a crashed
+    worker fails only its own future (the pool replaces it); ``submit_with(...,
+    timeout=)`` bounds one call. Safe from many threads at once. At interpreter exit an
+    executor not shut down is drained (``drain_timeout``) and closed; in a child made
+    by ``os.fork()`` it refuses new calls instead of hanging.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        max_tasks_per_child: int | None = None,
+        config: PoolConfig | LoadedConfig | None = None,
+        name: str | None = None,
+        **overrides: Any,
+    ) -> None:
+        settings: dict[str, Any] = dict(overrides)
+        if max_workers is not None:
+            whole_number("max_workers", max_workers)
+            settings["max_executors"] = max_workers
+        if max_tasks_per_child is not None:
+            settings["max_jobs_per_executor"] = max_tasks_per_child
+        if initializer is not None:
+            if not is_callable(initializer):
+                msg = f"initializer must be callable, not {type(initializer).__name__}"
+                raise TypeError(msg)
+            settings["setup"] = _initializer_setup(initializer, initargs)
+        loaded = _load(config, settings)
+        if loaded.config.entrypoint is not None:
+            msg = (
+                f"a PoolExecutor runs plain calls: its pool takes no entrypoint (got "
+                f"{loaded.config.entrypoint!r})"
+            )
+            raise ValueError(msg)
+        self.name = name or f"executor{next(_serial)}"
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._pid = os.getpid()
+        # every future not yet done, to cancel at shutdown(cancel_futures=True)
+        self._futures: set[CallFuture] = set()
+        self._host = _Host(self.name, loaded)
+        self._pool: Pool = self._host.pool
+        self._loop = self._host.loop
+        # Calls reach the loop as callbacks, outside any task: they run in a context
+        # that tells anyio (through sniffio) which loop it is on.
+        self._context = contextvars.copy_context()
+        self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
+        self._chunk_runner = (
+            calls.run_chunk
+            if self._pool.config.entrypoint == calls.SYNC_ENTRYPOINT
+            else calls.run_chunk_async
+        )
+        _LIVE.add(self)
+
+    @property
+    def pool(self) -> Pool:
+        """The pool the calls run on (its statistics, its configuration). Use it from
+        the executor's own loop only, e.g. through :meth:`statistics`."""
+        return self._pool
+
+    def statistics(self) -> Any:
+        """The pool's :class:`PoolStatistics`, read on its loop."""
+        self._check_open()
+        return asyncio.run_coroutine_threadsafe(_call(self._pool.statistics), self._loop).result()
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Schedule ``fn(*args, **kwargs)``; a future of its value. Raises
+        ``RuntimeError`` after :meth:`shutdown`, as the standard executors do."""
+        return self.submit_with(fn, *args, **kwargs)
+
+    def submit_with(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Future[Any]:
+        """:meth:`submit` with this call's own ``timeout`` (seconds; the job then ends
+        TIMED_OUT and the future raises :class:`executors.JobFailed`). A keyword
+        argument named ``timeout`` for ``fn`` itself goes through :meth:`submit`."""
+        payload = self._pool.call_payload(fn, args, kwargs)
+        return self._send(payload, timeout)
+
+    def _send(self, payload: calls.Call, timeout: float | None) -> CallFuture:
+        future = CallFuture()
+        future._owner = self
+        with self._lock:
+            self._check_open()
+            self._futures.add(future)
+            self._loop.call_soon_threadsafe(
+                self._accept, future, payload, timeout, context=self._context
+            )
+        return future
+
+    def _check_open(self) -> None:
+        if os.getpid() != self._pid:
+            msg = (
+                f"{self.name} was made in process {self._pid}, before os.fork(): its pool "
+                "stayed there; make a new PoolExecutor in this process"
+            )
+            raise RuntimeError(msg)
+        if self._shutdown:
+            msg = "cannot schedule new futures after shutdown"
+            raise RuntimeError(msg)
+
+    # -- on the loop -----------------------------------------------------------------------
+
+    def _accept(self, future: CallFuture, payload: calls.Call, timeout: float | None) -> None:
+        if future.cancelled():  # cancelled before the loop saw it
+            self._forget(future)
+            return
+        try:
+            handle = self._pool._submit_nowait(payload, timeout)
+        except BaseException as exc:
+            self._forget(future)
+            if isinstance(exc, PoolClosed):
+                exc = RuntimeError(f"cannot schedule new futures after shutdown ({exc})")
+            future.set_exception(exc)
+            return
+        future._handle = handle
+        handle._on_done = lambda outcome: self._settle(future, outcome)
+
+    def _settle(self, future: CallFuture, outcome: JobOutcome) -> None:
+        self._forget(future)
+        if future.cancelled():
+            return
+        error = outcome.error
+        if outcome.reason is FailureReason.RAISED and error and error.exception is not None:
+            # The call's own exception, as the standard executors raise it, with where
+            # it was raised chained (a process's traceback does not travel with it).
+            exc = error.exception
+            if exc.__cause__ is None and exc.__traceback__ is None:
+                exc.__cause__ = RemoteTraceback(error.traceback)
+            _set(future, exc, failed=True)
+            return
+        try:
+            value = result_of(outcome)
+        except ExecutorsError as failed:
+            _set(future, failed, failed=True)
+        else:
+            _set(future, value, failed=False)
+
+    def _forget(self, future: CallFuture) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def _cancel_job(self, future: CallFuture) -> None:
+        """``future`` was cancelled from any thread: stop its job on the loop."""
+        self._forget(future)
+        if os.getpid() != self._pid:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs any more
+            self._loop.call_soon_threadsafe(self._cancel_on_loop, future, context=self._context)
+
+    @staticmethod
+    def _cancel_on_loop(future: CallFuture) -> None:
+        handle = future._handle
+        if handle is not None and not handle.done():
+            handle.cancel()
+
+    # -- map -------------------------------------------------------------------------------
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[Any]:
+        """``fn(*items)`` for the items of ``iterables`` taken together, in order.
+
+        Unlike the standard library's, it reads ``iterables`` lazily: at most
+        ``buffersize`` jobs (default: twice ``max_workers``) of ``chunksize`` items are
+        unfinished at a time, so a generator of ten million items is never held whole.
+        ``timeout`` counts from this call, as in the standard library. Leaving the loop
+        early (or a failure) cancels the jobs left once the iterator is closed or
+        collected."""
+        check_map_arguments(chunksize, buffersize, "buffersize")
+        if not iterables:
+            msg = "map() needs at least one iterable"
+            raise TypeError(msg)
+        self._pool.call_payload(fn, (), {})  # the checks, before anything is read
+        self._check_open()
+        limit = buffersize or 2 * self._pool.config.max_executors
+        deadline = None if timeout is None else time.monotonic() + timeout
+        items = chunks(iterables, chunksize)
+        window: collections.deque[CallFuture] = collections.deque()
+
+        def send() -> None:
+            while len(window) < limit:
+                chunk = next(items, None)
+                if chunk is None:
+                    return
+                if chunksize == 1:
+                    payload = calls.Call(fn, chunk[0])
+                else:
+                    payload = calls.Call(self._chunk_runner, (fn, chunk))
+                window.append(self._send(payload, None))
+
+        send()  # the first jobs go now, as the standard library's do
+        return _results(window, send, deadline, chunksize > 1)
+
+    def asyncio_default(self) -> concurrent.futures.ThreadPoolExecutor:
+        """This executor in the shape ``loop.set_default_executor()`` takes (a
+        ``ThreadPoolExecutor``, which asyncio requires): its calls, ``asyncio.to_thread``
+        and ``loop.run_in_executor(None, ...)`` then run on the pool. Shutting it down (as
+        ``asyncio.run`` does at its end) shuts this executor down."""
+        return _AsyncioDefault(self)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new calls; with ``cancel_futures``, cancel every call not finished
+        (running ones included: they are stopped). With ``wait``, return once every
+        call has ended and the pool is closed (running calls get ``drain_timeout``);
+        without, the pool closes in the background."""
+        with self._lock:
+            if self._shutdown:
+                first = False
+            else:
+                self._shutdown = first = True
+            left = list(self._futures) if cancel_futures else []
+        for future in left:
+            future.cancel()
+        if os.getpid() != self._pid:
+            return  # the loop and the pool are the parent's
+        if first:
+            _LIVE.discard(self)
+            if wait:
+                self._close()
+            else:
+                threading.Thread(
+                    target=self._close, name=f"{self.name}-shutdown", daemon=True
+                ).start()
+
+    def _close(self) -> None:
+        self._host.close()
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._shutdown else "open"
+        return f"<PoolExecutor {self.name} ({self._pool.backend.name}, {state})>"
+
+
+class _AsyncioDefault(concurrent.futures.ThreadPoolExecutor):
+    """See :meth:`PoolExecutor.asyncio_default`: a ThreadPoolExecutor that starts no
+    thread, handing every call to its PoolExecutor."""
+
+    def __init__(self, target: PoolExecutor) -> None:
+        super().__init__(max_workers=1, thread_name_prefix=f"{target.name}-unused")
+        self._target = target
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return self._target.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._target.shutdown(wait, cancel_futures=cancel_futures)
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+class _Host:
+    """The executor's event loop, in a daemon thread of its own (never joined at
+    interpreter exit: the executor closes it first), and the pool open on it."""
+
+    def __init__(self, name: str, loaded: LoadedConfig) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._opened: Future[Pool] = Future()
+        self._closing: asyncio.Event | None = None
+        self._closed: Future[None] = Future()
+        self._thread = threading.Thread(
+            target=self._main, args=(name, loaded), name=f"{name}-loop", daemon=True
+        )
+        self._thread.start()
+        self.pool = self._opened.result()  # the pool's errors (config, backend) raise here
+
+    def _main(self, name: str, loaded: LoadedConfig) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._serve(name, loaded))
+        except BaseException as exc:
+            for future in (self._opened, self._closed):
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            self._closed.set_result(None)
+        finally:
+            try:
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+
+    async def _serve(self, name: str, loaded: LoadedConfig) -> None:
+        from ._pool import open_pool  # the pool, its config and anyio: on first use
+
+        self._closing = asyncio.Event()
+        async with open_pool(loaded, name=name) as pool:
+            self._opened.set_result(pool)
+            await self._closing.wait()
+
+    def close(self) -> None:
+        """Drain the pool (``drain_timeout``), close it and end the loop's thread."""
+        closing = self._closing
+        assert closing is not None
+        with contextlib.suppress(RuntimeError):  # the loop ended already
+            self.loop.call_soon_threadsafe(closing.set)
+        try:
+            self._closed.result()
+        finally:
+            self._thread.join()
+
+
+async def _call(function: Callable[[], Any]) -> Any:
+    return function()
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in another process, chained to it as its
+    ``__cause__`` (what ``ProcessPoolExecutor`` does)."""
+
+    def __init__(self, traceback: str) -> None:
+        super().__init__(traceback)
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.traceback.rstrip()}\n"""'
+
+
+def _set(future: CallFuture, value: Any, *, failed: bool) -> None:
+    # A future cancelled meanwhile from another thread keeps its cancellation.
+    try:
+        if failed:
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
+def _results(
+    window: collections.deque[CallFuture],
+    send: Callable[[], None],
+    deadline: float | None,
+    chunked: bool,
+) -> Iterator[Any]:
+    try:
+        while window:
+            future = window[0]
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            value = future.result(wait)
+            window.popleft()
+            send()
+            if chunked:
+                yield from value
+            else:
+                yield value
+    finally:
+        for future in window:
+            future.cancel()
+
+
+def _initializer_setup(initializer: Callable[..., object], initargs: tuple[Any, ...]) -> Any:
+    """The pool's setup for ``initializer(*initargs)``."""
+    import functools
+
+    if not initargs:
+        return initializer
+    return functools.partial(initializer, *initargs)
+
+
+def _load(config: PoolConfig | LoadedConfig | None, settings: Mapping[str, Any]) -> LoadedConfig:
+    from ._config import LoadedConfig, PoolConfig, load_config
+
+    if config is None:
+        return load_config(settings)
+    if isinstance(config, PoolConfig):
+        return LoadedConfig.of(config.evolve(**settings) if settings else config)
+    if settings:
+        return LoadedConfig.of(config.config.evolve(**settings))
+    return config
+
+
+def _close_at_exit() -> None:
+    for executor in list(_LIVE):
+        executor.shutdown(wait=True)
+
+
+# Where the standard library's executors close theirs: before the interpreter joins its
+# threads and runs atexit handlers (multiprocessing's among them), while every part of
+# the pool still works. atexit where that hook does not exist.
+_register_atexit = getattr(threading, "_register_atexit", atexit.register)
+_register_atexit(_close_at_exit)
+
+
+def _after_fork_in_child() -> None:
+    # Nothing of the parent's loop thread came along: every executor refuses new calls
+    # (see _check_open) and its futures are the parent's.
+    _LIVE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
