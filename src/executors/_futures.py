@@ -23,8 +23,7 @@ import sniffio
 from . import calls
 from ._entrypoints import is_callable
 from ._exceptions import ExecutorsError, PoolClosed
-from ._handle import result_of
-from ._job import FailureReason
+from ._handle import own_exception, result_of
 from ._mapping import check_map_arguments, chunks, whole_number
 
 if TYPE_CHECKING:
@@ -213,14 +212,9 @@ class PoolExecutor(concurrent.futures.Executor):
         self._forget(future)
         if future.cancelled():
             return
-        error = outcome.error
-        if outcome.reason is FailureReason.RAISED and error and error.exception is not None:
-            # The call's own exception, as the standard executors raise it, with where
-            # it was raised chained (a process's traceback does not travel with it).
-            exc = error.exception
-            if exc.__cause__ is None and exc.__traceback__ is None:
-                exc.__cause__ = RemoteTraceback(error.traceback)
-            _set(future, exc, failed=True)
+        own = own_exception(outcome)
+        if own is not None:
+            _set(future, own, failed=True)
             return
         try:
             value = result_of(outcome)
@@ -400,18 +394,6 @@ class _Host:
 
 async def _call(function: Callable[[], Any]) -> Any:
     return function()
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in another process, chained to it as its
-    ``__cause__`` (what ``ProcessPoolExecutor`` does)."""
-
-    def __init__(self, traceback: str) -> None:
-        super().__init__(traceback)
-        self.traceback = traceback
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.traceback.rstrip()}\n"""'
 
 
 def _set(future: CallFuture, value: Any, *, failed: bool) -> None:

@@ -115,3 +115,18 @@ def result_of(outcome: JobOutcome) -> Any:
             msg += f"; last spawn error: {outcome.error}"
         raise AcquireError(msg, outcome) from cause
     raise JobFailed(outcome.describe(), outcome) from cause
+
+
+def own_exception(outcome: JobOutcome) -> BaseException | None:
+    """The exception a call raised itself (the outcome is RAISED and the exception object
+    came back), for callers that raise it as the standard executors do; None otherwise.
+    One from another process gets the traceback it had there as its cause."""
+    error = outcome.error
+    if outcome.reason is not FailureReason.RAISED or error is None or error.exception is None:
+        return None
+    exc = error.exception
+    if exc.__cause__ is None and exc.__traceback__ is None:
+        from .calls import RemoteTraceback
+
+        exc.__cause__ = RemoteTraceback(error.traceback)
+    return exc

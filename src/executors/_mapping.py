@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import calls
-from ._handle import result_of
+from ._handle import own_exception, result_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -106,7 +106,10 @@ class MapResults:
                     raise StopAsyncIteration
                 outcome = handle._outcome
                 assert outcome is not None
-                value = result_of(outcome)  # a failure raises here: see except below
+                own = own_exception(outcome)
+                if own is not None:
+                    raise own from own.__cause__
+                value = result_of(outcome)  # other failures raise here: see below
                 self._values.extend(value if self._chunksize > 1 else (value,))
             return self._values.popleft()
         except StopAsyncIteration:

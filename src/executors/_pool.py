@@ -22,9 +22,9 @@ from . import calls
 from ._clock import cancel_scope_class, event_class, loop_clock
 from ._config import LoadedConfig, PoolConfig, build_backend_options, load_config
 from ._entrypoints import check_runnable, is_callable, resolve_callable
-from ._exceptions import LaunchError, PoolClosed, PoolFull
+from ._exceptions import JobFailed, LaunchError, PoolClosed, PoolFull
 from ._executor import ExecutorState
-from ._handle import JobHandle, PoolStatistics, result_of
+from ._handle import JobHandle, PoolStatistics, own_exception, result_of
 from ._job import FailureReason, Job, JobOutcome, RemoteError
 from ._mapping import MapResults
 from ._observers import Observers
@@ -143,19 +143,27 @@ class Pool:
         """
         return self._serve(None, self._new_job(payload, timeout, metadata, None))
 
-    def call(
-        self, function: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> Coroutine[Any, Any, Any]:
+    async def call(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``function(*args, **kwargs)`` on one of the pool's executors and return
-        its value (``await pool.call(f, x)``), as :meth:`run` does for a payload.
+        its value (``await pool.call(f, x)``). What ``function`` raises is raised here,
+        as the standard executors raise it (from another process, with the traceback it
+        had there as its ``__cause__``); any other failure (a crash, a timeout, a memory
+        limit) raises :class:`JobFailed`.
 
         The pool must run calls: one opened without an ``entrypoint``. On a backend that
         runs jobs in another process, ``function`` travels by reference (define it at the
         top level of a module) and its arguments by pickle. Inside,
         :func:`executors.calls.current_job` gives the job's context (the setup's state).
-        For a timeout, ``await pool.run(Call(f, args, kwargs), timeout=...)``.
+        For a timeout of its own, ``await pool.run(Call(f, args, kwargs), timeout=...)``.
         """
-        return self.run(self.call_payload(function, args, kwargs))
+        job = self._new_job(self.call_payload(function, args, kwargs), None, None, None)
+        try:
+            return await self._serve(None, job)
+        except JobFailed as failed:
+            own = own_exception(failed.outcome)
+            if own is None:
+                raise
+            raise own from own.__cause__
 
     def map(
         self,

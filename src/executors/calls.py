@@ -23,7 +23,15 @@ if TYPE_CHECKING:
 
     from ._job import JobContext
 
-__all__ = ["Call", "current_job", "run_call", "run_call_async", "run_chunk"]
+__all__ = [
+    "Call",
+    "RemoteTraceback",
+    "current_job",
+    "run_call",
+    "run_call_async",
+    "run_chunk",
+    "run_chunk_async",
+]
 
 #: the entrypoints a pool without one of its own gives its backend
 SYNC_ENTRYPOINT = "executors.calls:run_call"
@@ -47,6 +55,19 @@ class Call:
         module = getattr(self.function, "__module__", None)
         name = getattr(self.function, "__qualname__", None) or repr(self.function)
         return f"{module}:{name}" if module else name
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception a call raised in another process, chained to it as
+    its ``__cause__`` (as ``ProcessPoolExecutor`` does): the exception object travels,
+    its traceback does not."""
+
+    def __init__(self, traceback: str) -> None:
+        super().__init__(traceback)
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.traceback.rstrip()}\n"""'
 
 
 def current_job() -> JobContext:
