@@ -39,6 +39,8 @@ __all__ = ["PoolExecutor"]
 #: executors alive in this process: closed at interpreter exit, refused after a fork
 _LIVE: weakref.WeakSet[PoolExecutor] = weakref.WeakSet()
 _serial = itertools.count(1)
+#: seconds the tasks of calls get to end once the pool is closed (they need one step)
+CLOSE_WAIT = 5.0
 
 
 class CallFuture(Future[Any]):
@@ -50,6 +52,7 @@ class CallFuture(Future[Any]):
     def __init__(self) -> None:
         super().__init__()
         self._handle: JobHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._owner: PoolExecutor | None = None
 
     def running(self) -> bool:
@@ -123,7 +126,9 @@ class PoolExecutor(concurrent.futures.Executor):
         self._pid = os.getpid()
         # every future not yet done, to cancel at shutdown(cancel_futures=True)
         self._futures: set[CallFuture] = set()
-        self._host = _Host(self.name, loaded)
+        # the tasks that perform the launches of calls (see _accept), on the loop
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._host = _Host(self.name, loaded, self._tasks)
         self._pool: Pool = self._host.pool
         self._loop = self._host.loop
         # Calls reach the loop as callbacks, outside any task: they run in a context
@@ -197,16 +202,23 @@ class PoolExecutor(concurrent.futures.Executor):
         if future.cancelled():  # cancelled before the loop saw it
             self._forget(future)
             return
+        pool = self._pool
         try:
-            handle = self._pool._submit_nowait(payload, timeout)
+            handle = pool._accept_served(payload, timeout)
         except BaseException as exc:
             self._forget(future)
             if isinstance(exc, PoolClosed):
                 exc = RuntimeError(f"cannot schedule new futures after shutdown ({exc})")
             future.set_exception(exc)
             return
-        future._handle = handle
         handle._on_done = lambda outcome: self._settle(future, outcome)
+        # The job's launches run in a task of its own (a bare asyncio task: the pool's
+        # task group would cost more than the rest of the launch), as run()'s run in
+        # their caller's; cancelling it cancels the job, waiting or running.
+        future._handle = handle
+        future._task = task = self._loop.create_task(pool._serve(handle))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _settle(self, future: CallFuture, outcome: JobOutcome) -> None:
         self._forget(future)
@@ -237,9 +249,9 @@ class PoolExecutor(concurrent.futures.Executor):
 
     @staticmethod
     def _cancel_on_loop(future: CallFuture) -> None:
-        handle = future._handle
-        if handle is not None and not handle.done():
-            handle.cancel()
+        task = future._task
+        if task is not None:
+            task.cancel()
 
     # -- map -------------------------------------------------------------------------------
 
@@ -345,8 +357,9 @@ class _Host:
     """The executor's event loop, in a daemon thread of its own (never joined at
     interpreter exit: the executor closes it first), and the pool open on it."""
 
-    def __init__(self, name: str, loaded: LoadedConfig) -> None:
+    def __init__(self, name: str, loaded: LoadedConfig, tasks: set[asyncio.Task[Any]]) -> None:
         self.loop = asyncio.new_event_loop()
+        self._tasks = tasks
         self._opened: Future[Pool] = Future()
         self._closing: asyncio.Event | None = None
         self._closed: Future[None] = Future()
@@ -379,6 +392,9 @@ class _Host:
         async with open_pool(loaded, name=name) as pool:
             self._opened.set_result(pool)
             await self._closing.wait()
+        # Every job has its outcome once the pool is closed; their tasks end with a step.
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=CLOSE_WAIT)
 
     def close(self) -> None:
         """Drain the pool (``drain_timeout``), close it and end the loop's thread."""

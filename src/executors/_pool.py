@@ -216,13 +216,15 @@ class Pool:
             raise TypeError(msg)
         return calls.Call(function, args, kwargs)
 
-    def _submit_nowait(self, payload: object, timeout: float | None = None) -> JobHandle:
-        """Accept a job at once, with no wait for room (``max_pending`` is not applied):
-        for callers that are not on a task of their own (the PoolExecutor)."""
+    def _accept_served(self, payload: object, timeout: float | None) -> JobHandle:
+        """Accept a job at once (no wait for room: ``max_pending`` is not applied) whose
+        launches its caller performs, as run()'s are, by awaiting ``_serve(handle)`` in
+        a task of its own: cancelling that task cancels the job. For callers that come
+        from another thread (the PoolExecutor)."""
         if self._state.draining:
             msg = f"pool {self.name} is draining or closed: it accepts no new jobs"
             raise PoolClosed(msg)
-        return self._accept(self._new_job(payload, timeout, None, None), caller=False)
+        return self._accept(self._new_job(payload, timeout, None, None), caller=True)
 
     async def submit(
         self,

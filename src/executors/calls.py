@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from ._entrypoints import is_async_callable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -128,26 +131,20 @@ async def _awaited(awaitable: Any) -> Any:
 
 def run_chunk(function: Callable[..., Any], items: Sequence[tuple[Any, ...]]) -> list[Any]:
     """``[function(*item) for item in items]``: one job for several items of a ``map``
-    with ``chunksize`` > 1. An ``async def`` function is awaited item by item."""
-    values = []
-    for item in items:
-        value = function(*item)
-        if inspect.isawaitable(value):
-            import asyncio
+    with ``chunksize`` > 1. An ``async def`` function runs every item on one event loop
+    of its own, one after the other."""
+    if is_async_callable(function):
+        import asyncio
 
-            value = asyncio.run(_awaited(value))
-        values.append(value)
-    return values
+        return asyncio.run(run_chunk_async(function, items))
+    return list(itertools.starmap(function, items))
 
 
 async def run_chunk_async(
     function: Callable[..., Any], items: Sequence[tuple[Any, ...]]
 ) -> list[Any]:
-    """:func:`run_chunk` on a backend that runs async functions only."""
-    values = []
-    for item in items:
-        value = function(*item)
-        if inspect.isawaitable(value):
-            value = await value
-        values.append(value)
-    return values
+    """:func:`run_chunk` on a backend that runs async functions only (a plain ``def``
+    runs right on its event loop)."""
+    if not is_async_callable(function):
+        return list(itertools.starmap(function, items))
+    return [await function(*item) for item in items]
