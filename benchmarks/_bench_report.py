@@ -190,6 +190,7 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
         f"workers lazily, so this is one start). The median of {starts} starts, the sides",
         "taking turns. USS is the memory a worker holds alone.",
     ]
+    out += _futures_section(results)
     memory = results["coroutine_memory"]
     out += [
         "",
@@ -206,6 +207,50 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
             out.append(f"![{plot.stem}]({os.path.relpath(plot, path.parent)})")
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _futures_section(results: dict[str, Any]) -> list[str]:
+    """Our PoolExecutor (process backend) against ProcessPoolExecutor, called from
+    synchronous code."""
+    out = [
+        "",
+        "## concurrent.futures executors (synchronous callers)",
+        "",
+        "Our `PoolExecutor` on the process backend against `ProcessPoolExecutor`, both "
+        "with 2 workers, called as synchronous code calls them: `submit(f, i).result()` "
+        "one after another, then `map` over 100,000 integers with each chunk size (the "
+        "median of a few runs, the sides taking turns).",
+        "",
+        *_table(results["futures"], "PoolExecutor"),
+        "",
+        "| chunksize | " + " | ".join(f"{n} (ms)" for n in _map_sides(results)) + " |",
+        "| ---: |" + " ---: |" * len(_map_sides(results)),
+    ]
+    maps = results["futures_map"]
+    sizes = list(maps[_map_sides(results)[0]]["seconds"])
+    for size in sizes:
+        cells = " | ".join(_fmt(maps[n]["seconds"][size] * 1e3) for n in _map_sides(results))
+        out.append(f"| {int(size):,} | {cells} |")
+    best = ", ".join(
+        f"{n} {maps[n]['best_items_per_s']:,.0f} items/s at chunksize {maps[n]['best_chunksize']:,}"
+        for n in _map_sides(results)
+    )
+    generator = results["futures_generator"]
+    out += [
+        "",
+        f"At its best chunk size: {best}.",
+        "",
+        f"`map` over a generator of {generator['items']:,.0f} items (chunks of 10,000) took "
+        f"{_fmt(generator['seconds'])} s; the host's RSS was "
+        f"{_fmt(generator['rss_mib_at_a_tenth'])} MiB once a tenth was read, "
+        f"{_fmt(generator['rss_mib_highest'])} MiB at its highest and "
+        f"{_fmt(generator['rss_mib_at_end'])} MiB at the end.",
+    ]
+    return out
+
+
+def _map_sides(results: dict[str, Any]) -> list[str]:
+    return [name for name in results["futures_map"] if name != "items"]
 
 
 def _recovery(summary: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import _sides
+import _sync
 import anyio
 import psutil
 from _report import in_flight, percentile, round_trips
@@ -57,6 +58,10 @@ class Settings:
         self.starts = 1 if quick else 15
         self.kills = 1 if quick else 3
         self.running = 200 if quick else 5000
+        # the synchronous part (_sync): map sizes, and how many times each is timed
+        self.map_items = 2_000 if quick else 100_000
+        self.map_runs = 1 if quick else 3
+        self.generator_items = 50_000 if quick else 10_000_000
 
     def blocks_of(self, total: int) -> list[range]:
         size = max(1, total // self.blocks)
@@ -432,6 +437,22 @@ async def on_trio(settings: Settings, steal: dict[str, float]) -> dict[str, Any]
     return results
 
 
+def synchronous(
+    context: ForkServerContext, settings: Settings, steal: dict[str, float]
+) -> dict[str, Any]:
+    """Our PoolExecutor against ProcessPoolExecutor, called as synchronous code does."""
+    print("concurrent.futures executors ...", file=sys.stderr)
+    results: dict[str, Any] = {}
+    with _sync.executors(context, WORKERS) as sides:
+        with watching_steal(steal, "futures"):
+            results["futures"] = _sync.compare_round_trips(sides, settings)
+        with watching_steal(steal, "futures_map"):
+            results["futures_map"] = _sync.compare_maps(sides, settings)
+        with watching_steal(steal, "futures_generator"):
+            results["futures_generator"] = _sync.generator_memory(sides, settings)
+    return results
+
+
 #: (key, what, ours, anchor, "<=" or ">=", limit): ours and anchor are paths into the
 #: results, "/"-separated
 TARGETS = [
@@ -482,6 +503,32 @@ TARGETS = [
         "coroutine_memory/bare_task_bytes",
         "<=",
         1.0,
+    ),
+    (
+        "futures_p50_vs_ppe",
+        "PoolExecutor: submit().result() p50 / ProcessPoolExecutor's",
+        "futures/PoolExecutor/p50_us",
+        "futures/ProcessPoolExecutor/p50_us",
+        "<=",
+        0.5,
+    ),
+    (
+        "futures_map_vs_ppe",
+        "PoolExecutor: map of 100,000 tiny items, items/s / ProcessPoolExecutor.map's "
+        "(each at its best chunksize)",
+        "futures_map/PoolExecutor/best_items_per_s",
+        "futures_map/ProcessPoolExecutor/best_items_per_s",
+        ">=",
+        2.0,
+    ),
+    (
+        "futures_generator_memory",
+        "PoolExecutor: map over a 10,000,000-item generator, host RSS at its highest / "
+        "once a tenth is read",
+        "futures_generator/rss_mib_highest",
+        "futures_generator/rss_mib_at_a_tenth",
+        "<=",
+        1.1,
     ),
     (
         "warm_4_vs_ppe",
@@ -566,6 +613,7 @@ def main() -> None:
     steal: dict[str, float] = {}
     results = anyio.run(on_asyncio, context, settings, steal)
     results.update(anyio.run(on_trio, settings, steal, backend="trio"))
+    results.update(synchronous(context, settings, steal))
     document = {
         "command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]),
         "machine": machine(),

@@ -110,3 +110,14 @@ async def wait_marked(marker: str, seconds: float) -> str:
 def exit_now() -> None:
     """Ends the process at once: a worker that crashes mid-call."""
     os._exit(3)
+
+
+class Item:
+    """A map item that a test can hold a weak reference to."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def value_of(item: Item) -> int:
+    return item.value

@@ -32,6 +32,7 @@ GROUPS = {
     "thread_trio": {"thread pool", "trio.to_thread", "anyio.to_thread", "thread floor"},
     "coroutine": {"coroutine pool", "asyncio.create_task"},
     "coroutine_trio": {"coroutine pool", "trio task"},
+    "futures": {"PoolExecutor", "ProcessPoolExecutor"},
 }
 #: the part of the run each target's figures come from
 TARGET_PARTS = {
@@ -41,6 +42,9 @@ TARGET_PARTS = {
     "thread_p50_vs_to_thread": "thread_one_cpu",
     "coroutine_p50_vs_task": "coroutine",
     "coroutine_memory": "coroutine_memory",
+    "futures_p50_vs_ppe": "futures",
+    "futures_map_vs_ppe": "futures_map",
+    "futures_generator_memory": "futures_generator",
     "warm_4_vs_ppe": "process_lifecycle",
 }
 PROCESS_POOLS = {"process pool", "ProcessPoolExecutor", "loky", "pebble"}
@@ -66,7 +70,7 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
         for side, figures in measured[group].items():
             assert figures["p50_us"] > 0, (group, side)
             assert figures["p99_us"] >= figures["p50_us"], (group, side)
-            if not side.endswith(" floor"):  # one call at a time: no throughput
+            if not side.endswith(" floor") and group != "futures":  # one call at a time
                 assert figures["throughput"] > 0, (group, side)
     life = measured["process_lifecycle"]
     assert set(life["warm_ms"]) == PROCESS_POOLS
@@ -88,7 +92,15 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
     assert all(math.isfinite(t["ratio"]) and t["ratio"] > 0 for t in targets)
     assert all(isinstance(t["close"], bool) for t in targets)
     # the CPU time the hypervisor took, read around every part of the run
-    assert set(document["steal"]) == {*GROUPS, "coroutine_memory", "process_lifecycle"}
+    parts = {*GROUPS, "coroutine_memory", "process_lifecycle", "futures_map", "futures_generator"}
+    assert set(document["steal"]) == parts
+    maps = measured["futures_map"]
+    for side in ("PoolExecutor", "ProcessPoolExecutor"):
+        assert maps[side]["best_items_per_s"] > 0
+        assert all(seconds > 0 for seconds in maps[side]["seconds"].values())
+    generator = measured["futures_generator"]
+    assert generator["rss_mib_highest"] >= generator["rss_mib_at_a_tenth"] > 0
+
     for share in document["steal"].values():
         assert math.isnan(share) if sys.platform != "linux" else 0 <= share <= 1
     for t in targets:
@@ -96,6 +108,7 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
         assert t["steal"] == part or (math.isnan(t["steal"]) and math.isnan(part))
         assert t["disturbed"] == (t["steal"] > document["settings"]["disturbed_share"])
     text = page.read_text(encoding="utf-8")
+    assert "## concurrent.futures executors (synchronous callers)" in text
     flagged = [t["target"] for t in targets if t["close"]]
     if flagged:
         assert f"so that one run cannot tell whether they hold: {'; '.join(flagged)}." in text

@@ -4,7 +4,9 @@ Every wait is bounded (``anyio.fail_after``)."""
 
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -209,3 +211,25 @@ async def _fail_or_wait(item: str) -> str:
     if item == "bad":
         raise ValueError("bad")
     return await jobs.wait_marked(item, 30.0)
+
+
+def test_map_holds_no_item_once_its_value_is_taken(backend: str) -> None:
+    refs: list[weakref.ref[jobs.Item]] = []
+
+    def produce() -> Iterator[jobs.Item]:
+        for i in range(1000):
+            item = jobs.Item(i)
+            refs.append(weakref.ref(item))
+            yield item
+
+    async def body(pool: Pool) -> None:
+        gc.disable()  # only a reference cycle could keep an item now
+        try:
+            async with pool.map(jobs.value_of, produce(), chunksize=50, ordered=False) as values:
+                assert sorted([v async for v in values]) == list(range(1000))
+            alive = [ref() for ref in refs if ref() is not None]
+        finally:
+            gc.enable()
+        assert not alive, f"{len(alive)} of 1000 items are still held after the map"
+
+    on_pool(backend, "asyncio", body)

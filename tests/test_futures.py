@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import gc
 import itertools
 import os
 import pickle
@@ -13,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -341,3 +343,25 @@ def test_a_forked_child_refuses_new_calls_instead_of_hanging() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+def test_map_holds_no_item_once_its_value_is_taken(executor: PoolExecutor) -> None:
+    # With the collector off, an item outlives its value only if something the pool
+    # keeps refers to it, or a reference cycle does (which would hold every chunk's
+    # payload and values until the collector's next full pass).
+    refs: list[weakref.ref[jobs.Item]] = []
+
+    def produce() -> Iterator[jobs.Item]:
+        for i in range(1000):
+            item = jobs.Item(i)
+            refs.append(weakref.ref(item))
+            yield item
+
+    gc.disable()
+    try:
+        values = list(executor.map(jobs.value_of, produce(), chunksize=50, timeout=WAIT))
+        alive = [ref() for ref in refs if ref() is not None]
+    finally:
+        gc.enable()
+    assert values == list(range(1000))
+    assert not alive, f"{len(alive)} of 1000 items are still held after the map"

@@ -222,6 +222,9 @@ class PoolExecutor(concurrent.futures.Executor):
 
     def _settle(self, future: CallFuture, outcome: JobOutcome) -> None:
         self._forget(future)
+        # No cycle through the future (future -> handle -> callback -> future): it would
+        # hold the call's arguments and value until the collector's next full pass.
+        future._handle = future._task = None
         if future.cancelled():
             return
         own = own_exception(outcome)

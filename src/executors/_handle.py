@@ -95,8 +95,11 @@ class JobHandle:
         assert self._outcome is None, f"second outcome for {self.job.id}: {outcome}"
         self._outcome = outcome
         self._changed()
-        if self._on_done is not None:
-            self._on_done(outcome)
+        # Dropped as it is called: a callback usually refers back to this handle, and
+        # the cycle would keep the job's payload and value until a full collection.
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done(outcome)
 
     def _changed(self) -> None:
         done, self._done = self._done, None

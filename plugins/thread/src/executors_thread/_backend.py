@@ -345,6 +345,9 @@ class ThreadExecutor:
             raise
         finally:
             self._run = None
+            # run -> context -> its cancel_check -> run: a cycle that would hold the
+            # payload until the collector's next full pass
+            run.context = None
         assert run.outcome is not None
         if self.state is _BUSY:
             self.state = _READY
@@ -484,6 +487,7 @@ class ThreadExecutor:
                     self._run_sync(item)
                 else:
                     item()
+                item = None  # a job's payload is not kept until the next job comes
         finally:
             self._to_host(self._stopped.set)
 
@@ -532,6 +536,7 @@ class ThreadExecutor:
                 if run is None:
                     return
                 await self._execute(run)
+                run = None  # a job's payload is not kept until the next job comes
 
     def _context(self, run: _Run) -> JobContext:
         job = run.job
