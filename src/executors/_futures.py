@@ -24,7 +24,7 @@ from . import calls
 from ._entrypoints import is_callable
 from ._exceptions import ExecutorsError, PoolClosed
 from ._handle import own_exception, result_of
-from ._mapping import check_map_arguments, chunks, whole_number
+from ._mapping import check_map_arguments, payloads, whole_number
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -135,11 +135,6 @@ class PoolExecutor(concurrent.futures.Executor):
         # that tells anyio (through sniffio) which loop it is on.
         self._context = contextvars.copy_context()
         self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
-        self._chunk_runner = (
-            calls.run_chunk
-            if self._pool.config.entrypoint == calls.SYNC_ENTRYPOINT
-            else calls.run_chunk_async
-        )
         _LIVE.add(self)
 
     @property
@@ -282,18 +277,15 @@ class PoolExecutor(concurrent.futures.Executor):
         self._check_open()
         limit = buffersize or 2 * self._pool.config.max_executors
         deadline = None if timeout is None else time.monotonic() + timeout
-        items = chunks(iterables, chunksize)
+        asynchronous = self._pool.config.entrypoint == calls.ASYNC_ENTRYPOINT
+        jobs = payloads(fn, iterables, chunksize, asynchronous=asynchronous)
         window: collections.deque[CallFuture] = collections.deque()
 
         def send() -> None:
             while len(window) < limit:
-                chunk = next(items, None)
-                if chunk is None:
+                payload = next(jobs, None)
+                if payload is None:
                     return
-                if chunksize == 1:
-                    payload = calls.Call(fn, chunk[0])
-                else:
-                    payload = calls.Call(self._chunk_runner, (fn, chunk))
                 window.append(self._send(payload, None))
 
         send()  # the first jobs go now, as the standard library's do

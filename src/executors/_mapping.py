@@ -40,11 +40,26 @@ def check_map_arguments(
     whole_number(name, max_in_flight, optional=True)
 
 
-def chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tuple[Any, ...]]]:
-    """The argument tuples of ``zip(*iterables)`` in lists of up to ``size``, read lazily."""
-    items = zip(*iterables, strict=False)
-    while chunk := list(itertools.islice(items, size)):
-        yield chunk
+def payloads(
+    function: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    chunksize: int,
+    *,
+    asynchronous: bool,
+) -> Iterator[calls.Call]:
+    """The payload of each job of a map, read from ``iterables`` as it is asked for: a
+    call of ``function`` on one item, or of :func:`executors.calls.run_chunk` (its
+    ``async`` twin on a backend of async functions) on ``chunksize`` items. One
+    iterable's items go as they are, several iterables' as tuples of arguments."""
+    star = len(iterables) > 1
+    items: Iterator[Any] = zip(*iterables, strict=False) if star else iter(iterables[0])
+    if chunksize == 1:
+        for item in items:
+            yield calls.Call(function, item if star else (item,))
+        return
+    runner = calls.run_chunk_async if asynchronous else calls.run_chunk
+    while chunk := list(itertools.islice(items, chunksize)):
+        yield calls.Call(runner, (function, chunk, star))
 
 
 class MapResults:
@@ -69,16 +84,13 @@ class MapResults:
         self._ordered = ordered
         self._chunksize = chunksize
         self._limit = max_in_flight or 2 * pool.config.max_executors
-        # One job per chunk; a chunk of one item is a plain call of the function.
-        runner = (
-            calls.run_chunk
-            if pool.config.entrypoint == calls.SYNC_ENTRYPOINT
-            else (calls.run_chunk_async)
-        )
-        self._function = function
-        self._runner = runner
         pool.call_payload(function, (), {})  # the checks, before anything is read
-        self._chunks = chunks(iterables, chunksize)
+        self._payloads = payloads(
+            function,
+            iterables,
+            chunksize,
+            asynchronous=pool.config.entrypoint == calls.ASYNC_ENTRYPOINT,
+        )
         self._exhausted = False
         self._closed = False
         # Unfinished jobs in the order they were sent; with ``ordered=False``, the
@@ -121,14 +133,10 @@ class MapResults:
     async def _fill(self) -> None:
         """Send jobs until ``max_in_flight`` are unfinished or the items run out."""
         while not self._exhausted and len(self._sent) < self._limit:
-            chunk = next(self._chunks, None)
-            if chunk is None:
+            payload = next(self._payloads, None)
+            if payload is None:
                 self._exhausted = True
                 return
-            if self._chunksize == 1:
-                payload = calls.Call(self._function, chunk[0])
-            else:
-                payload = calls.Call(self._runner, (self._function, chunk))
             handle = await self._pool.submit(payload)
             self._sent.append(handle)
             if not self._ordered:

@@ -129,22 +129,24 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
-def run_chunk(function: Callable[..., Any], items: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """``[function(*item) for item in items]``: one job for several items of a ``map``
-    with ``chunksize`` > 1. An ``async def`` function runs every item on one event loop
-    of its own, one after the other."""
+def run_chunk(function: Callable[..., Any], items: Sequence[Any], star: bool = True) -> list[Any]:
+    """``function`` over ``items`` (each a tuple of arguments with ``star``, else the one
+    argument): one job for several items of a ``map`` with ``chunksize`` > 1. An ``async
+    def`` function runs every item on one event loop of its own, one after the other."""
     if is_async_callable(function):
         import asyncio
 
-        return asyncio.run(run_chunk_async(function, items))
-    return list(itertools.starmap(function, items))
+        return asyncio.run(run_chunk_async(function, items, star))
+    return list(itertools.starmap(function, items) if star else map(function, items))
 
 
 async def run_chunk_async(
-    function: Callable[..., Any], items: Sequence[tuple[Any, ...]]
+    function: Callable[..., Any], items: Sequence[Any], star: bool = True
 ) -> list[Any]:
     """:func:`run_chunk` on a backend that runs async functions only (a plain ``def``
     runs right on its event loop)."""
     if not is_async_callable(function):
-        return list(itertools.starmap(function, items))
-    return [await function(*item) for item in items]
+        return list(itertools.starmap(function, items) if star else map(function, items))
+    if star:
+        return [await function(*item) for item in items]
+    return [await function(item) for item in items]
