@@ -384,3 +384,13 @@ def test_map_holds_no_item_once_its_value_is_taken(executor: PoolExecutor) -> No
         gc.enable()
     assert values == list(range(1000))
     assert not alive, f"{len(alive)} of 1000 items are still held after the map"
+
+
+def test_with_open_pool_in_sync_code_says_what_to_use() -> None:
+    from executors import open_pool
+
+    with (
+        pytest.raises(TypeError, match=r"async with open_pool.*PoolExecutor"),
+        open_pool(backend="thread"),
+    ):
+        pass  # pragma: no cover

@@ -13,7 +13,7 @@ import itertools
 import logging
 import random
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import attrs
@@ -51,6 +51,8 @@ from ._supervisor import supervise, watch_exit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
+    from types import TracebackType
 
     from anyio.abc import TaskGroup
 
@@ -681,8 +683,39 @@ def _resolve_config(
     return LoadedConfig.of(config.evolve(**overrides) if overrides else config)
 
 
-@asynccontextmanager
-async def open_pool(
+class _Opening:
+    """What :func:`open_pool` returns: an async context manager (the pool), and a clear
+    error for ``with``, which cannot open it."""
+
+    __slots__ = ("_opening",)
+
+    def __init__(self, opening: AbstractAsyncContextManager[Pool]) -> None:
+        self._opening = opening
+
+    async def __aenter__(self) -> Pool:
+        return await self._opening.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        return await self._opening.__aexit__(exc_type, exc, traceback)
+
+    def __enter__(self) -> NoReturn:
+        msg = (
+            "open_pool() opens a pool for async code: use 'async with open_pool(...) as "
+            "pool:' in a coroutine; from synchronous code, use executors.PoolExecutor (a "
+            "concurrent.futures executor over the same pool)"
+        )
+        raise TypeError(msg)
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def open_pool(
     config: PoolConfig | LoadedConfig | None = None,
     /,
     *,
@@ -690,7 +723,7 @@ async def open_pool(
     registry: Registry | None = None,
     observers: Sequence[object] = (),
     **overrides: object,
-) -> AsyncIterator[Pool]:
+) -> _Opening:
     """Open a pool, warm it, and drain and close it on exit.
 
     Without ``config`` the configuration is loaded from ``pyproject.toml``,
@@ -702,6 +735,20 @@ async def open_pool(
     installed plugins'. Leaving the block drains the pool (``drain_timeout``); leaving
     it with an exception (or cancellation) cancels what is running at once.
     """
+    return _Opening(
+        _opened_pool(config, name=name, registry=registry, observers=observers, **overrides)
+    )
+
+
+@asynccontextmanager
+async def _opened_pool(
+    config: PoolConfig | LoadedConfig | None,
+    *,
+    name: str | None,
+    registry: Registry | None,
+    observers: Sequence[object],
+    **overrides: object,
+) -> AsyncIterator[Pool]:
     loaded = _resolve_config(config, overrides)
     cfg = loaded.config
     registry = registry if registry is not None else default_registry()
