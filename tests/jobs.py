@@ -121,3 +121,18 @@ class Item:
 
 def value_of(item: Item) -> int:
     return item.value
+
+
+def hold_memory(mib: int, seconds: float) -> str:
+    """Hold ``mib`` MiB (every page touched) for up to ``seconds``, or until the pool asks
+    the call to stop."""
+    from executors.calls import current_job
+
+    held = bytearray(mib * 2**20)
+    for offset in range(0, len(held), 4096):
+        held[offset] = 1
+    job = current_job()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not job.cancel_requested:
+        time.sleep(0.02)
+    return f"held {len(held) // 2**20} MiB"

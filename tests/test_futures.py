@@ -394,3 +394,16 @@ def test_with_open_pool_in_sync_code_says_what_to_use() -> None:
         open_pool(backend="thread"),
     ):
         pass  # pragma: no cover
+
+
+def test_a_call_over_the_memory_limit_fails_alone() -> None:
+    with PoolExecutor(
+        max_workers=2, backend="process", memory_limit_mb=300, ping_interval=0.1
+    ) as executor:
+        hungry = executor.submit(jobs.hold_memory, 600, 60.0)
+        others = [executor.submit(jobs.add, i, 1) for i in range(5)]
+        with pytest.raises(JobFailed, match="memory_limit") as info:
+            hungry.result(WAIT)
+        assert info.value.outcome.reason is FailureReason.MEMORY_LIMIT
+        assert [f.result(WAIT) for f in others] == [1, 2, 3, 4, 5]
+        assert executor.submit(jobs.add, 2, 2).result(WAIT) == 4
