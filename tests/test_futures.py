@@ -303,11 +303,15 @@ def _script(code: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str
 def test_interpreter_exit_without_shutdown_closes_the_pool_and_leaves_no_worker() -> None:
     done = _script(
         """
-        import os, psutil
+        import gc, os, psutil
         from executors import PoolExecutor
         from tests import jobs
         executor = PoolExecutor(max_workers=2, backend="process", drain_timeout=5)
         assert executor.submit(jobs.add, 1, 2).result(60) == 3
+        # one dropped without shutdown, and one whose shutdown is still under way
+        assert PoolExecutor(max_workers=1, backend="process").submit(pow, 2, 2).result(60) == 4
+        PoolExecutor(max_workers=1, backend="process").shutdown(wait=False)
+        gc.collect()
         print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)))
         """
     )

@@ -14,9 +14,8 @@ import itertools
 import os
 import threading
 import time
-import weakref
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sniffio
 
@@ -30,15 +29,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
     from ._config import LoadedConfig, PoolConfig
-    from ._handle import JobHandle
+    from ._handle import JobHandle, PoolStatistics
     from ._job import JobOutcome
     from ._pool import Pool
 
 __all__ = ["PoolExecutor"]
 
-#: executors alive in this process: closed at interpreter exit, refused after a fork
-_LIVE: weakref.WeakSet[PoolExecutor] = weakref.WeakSet()
+#: the loops (and pools) of executors not shut down, held here so that an executor
+#: dropped without shutdown() still has its pool closed at interpreter exit
+_OPEN: set[_Host] = set()
 _serial = itertools.count(1)
+T = TypeVar("T")
 #: seconds the tasks of calls get to end once the pool is closed (they need one step)
 CLOSE_WAIT = 5.0
 
@@ -135,7 +136,6 @@ class PoolExecutor(concurrent.futures.Executor):
         # that tells anyio (through sniffio) which loop it is on.
         self._context = contextvars.copy_context()
         self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
-        _LIVE.add(self)
 
     @property
     def pool(self) -> Pool:
@@ -143,7 +143,7 @@ class PoolExecutor(concurrent.futures.Executor):
         the executor's own loop only, e.g. through :meth:`statistics`."""
         return self._pool
 
-    def statistics(self) -> Any:
+    def statistics(self) -> PoolStatistics:
         """The pool's :class:`PoolStatistics`, read on its loop."""
         self._check_open()
         return asyncio.run_coroutine_threadsafe(_call(self._pool.statistics), self._loop).result()
@@ -316,7 +316,6 @@ class PoolExecutor(concurrent.futures.Executor):
         if os.getpid() != self._pid:
             return  # the loop and the pool are the parent's
         if first:
-            _LIVE.discard(self)
             if wait:
                 self._close()
             else:
@@ -363,6 +362,7 @@ class _Host:
         )
         self._thread.start()
         self.pool = self._opened.result()  # the pool's errors (config, backend) raise here
+        _OPEN.add(self)
 
     def _main(self, name: str, loaded: LoadedConfig) -> None:
         asyncio.set_event_loop(self.loop)
@@ -401,9 +401,10 @@ class _Host:
             self._closed.result()
         finally:
             self._thread.join()
+            _OPEN.discard(self)
 
 
-async def _call(function: Callable[[], Any]) -> Any:
+async def _call(function: Callable[[], T]) -> T:
     return function()
 
 
@@ -462,8 +463,10 @@ def _load(config: PoolConfig | LoadedConfig | None, settings: Mapping[str, Any])
 
 
 def _close_at_exit() -> None:
-    for executor in list(_LIVE):
-        executor.shutdown(wait=True)
+    # Executors not shut down, and those whose shutdown(wait=False) still runs in a
+    # daemon thread that the interpreter would not wait for.
+    for host in list(_OPEN):
+        host.close()
 
 
 # Where the standard library's executors close theirs: before the interpreter joins its
@@ -476,7 +479,7 @@ _register_atexit(_close_at_exit)
 def _after_fork_in_child() -> None:
     # Nothing of the parent's loop thread came along: every executor refuses new calls
     # (see _check_open) and its futures are the parent's.
-    _LIVE.clear()
+    _OPEN.clear()
 
 
 if hasattr(os, "register_at_fork"):
