@@ -10,6 +10,7 @@ import pytest
 from executors import (
     ConfigError,
     EntrypointError,
+    JobFailed,
     PoolConfig,
     Registry,
     UnknownBackendError,
@@ -63,9 +64,17 @@ def test_a_malformed_entrypoint_reference_says_what_is_expected() -> None:
         PoolConfig(entrypoint="tests.jobs")
 
 
-def test_no_entrypoint_says_how_to_set_one() -> None:
-    with pytest.raises(ConfigError, match="no entrypoint configured"):
-        anyio.run(open_and_close, PoolConfig(backend="simulated"))
+def test_a_payload_for_a_pool_without_entrypoint_says_how_to_set_one() -> None:
+    # A pool without an entrypoint runs plain calls (pool.call); a payload fails its job
+    # alone, saying so, and the pool serves on.
+    async def main() -> None:
+        async with open_pool(PoolConfig(backend="thread")) as pool:
+            with anyio.fail_after(60):
+                with pytest.raises(JobFailed, match="set an entrypoint to run those"):
+                    await pool.run({"x": 1})
+                assert await pool.call(abs, -2) == 2
+
+    anyio.run(main)
 
 
 def test_an_invalid_override_names_its_source_key_value_and_range(
