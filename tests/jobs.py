@@ -136,3 +136,8 @@ def hold_memory(mib: int, seconds: float) -> str:
     while time.monotonic() < deadline and not job.cancel_requested:
         time.sleep(0.02)
     return f"held {len(held) // 2**20} MiB"
+
+
+def echo_timeout(timeout: float | None = None) -> float | None:
+    """A function with a ``timeout`` keyword of its own."""
+    return timeout

@@ -411,3 +411,21 @@ def test_a_call_over_the_memory_limit_fails_alone() -> None:
         assert info.value.outcome.reason is FailureReason.MEMORY_LIMIT
         assert [f.result(WAIT) for f in others] == [1, 2, 3, 4, 5]
         assert executor.submit(jobs.add, 2, 2).result(WAIT) == 4
+
+
+def test_a_timeout_keyword_of_submit_is_the_functions_own() -> None:
+    with PoolExecutor(max_workers=1, backend="thread") as executor:
+        assert executor.submit(jobs.add, 1, b=2).result(WAIT) == 3
+        assert executor.submit(jobs.echo_timeout, timeout=5).result(WAIT) == 5
+
+
+def test_max_workers_below_the_configured_idle_executors_keeps_them_all_warm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "executors.toml").write_text('backend = "thread"\nidle_executors = 3\n')
+    monkeypatch.chdir(tmp_path)
+    with PoolExecutor(max_workers=1) as executor:
+        assert executor.pool.config.idle_executors == 1
+        assert executor.submit(jobs.add, 1, 1).result(WAIT) == 2
+    with PoolExecutor(max_workers=4) as executor:
+        assert executor.pool.config.idle_executors == 3

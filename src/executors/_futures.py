@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import itertools
 import os
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -109,6 +110,13 @@ class PoolExecutor(concurrent.futures.Executor):
             settings["max_executors"] = max_workers
         if max_tasks_per_child is not None:
             settings["max_jobs_per_executor"] = max_tasks_per_child
+        if max_workers is not None and "idle_executors" not in overrides:
+            # Fewer workers than the configured idle_executors: keep them all warm,
+            # rather than refusing a setting the caller never gave.
+            # (read with no upper bound: the configured one is the one replaced)
+            unbounded = {**settings, "max_executors": sys.maxsize}
+            idle = _load(config, unbounded).config.idle_executors
+            settings["idle_executors"] = min(idle, max_workers)
         if initializer is not None:
             if not is_callable(initializer):
                 msg = f"initializer must be callable, not {type(initializer).__name__}"
@@ -153,7 +161,8 @@ class PoolExecutor(concurrent.futures.Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Schedule ``fn(*args, **kwargs)``; a future of its value. Raises
         ``RuntimeError`` after :meth:`shutdown`, as the standard executors do."""
-        return self.submit_with(fn, *args, **kwargs)
+        # Every keyword argument is fn's own, ``timeout`` included (see submit_with).
+        return self._send(self._pool.call_payload(fn, args, kwargs), None)
 
     def submit_with(
         self,
