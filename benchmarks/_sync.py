@@ -130,7 +130,9 @@ def generator_memory(sides: dict[str, Executor], settings: Any) -> dict[str, flo
         stop.set()
         watcher.join()
     readings["rss_mib_at_end"] = process.memory_info().rss / 2**20
-    readings["rss_mib_highest"] = max(highest / 2**20, readings["rss_mib_at_end"])
+    readings["rss_mib_highest"] = max(
+        highest / 2**20, readings["rss_mib_at_end"], readings.get("rss_mib_at_a_tenth", 0.0)
+    )
     readings["items"] = total
     readings["seconds"] = time.perf_counter() - start
     return readings
