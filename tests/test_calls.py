@@ -233,3 +233,19 @@ def test_map_holds_no_item_once_its_value_is_taken(backend: str) -> None:
         assert not alive, f"{len(alive)} of 1000 items are still held after the map"
 
     on_pool(backend, "asyncio", body)
+
+
+def test_run_and_submit_take_a_jobs_own_memory_limit() -> None:
+    async def body(pool: Pool) -> None:
+        call = Call(jobs.hold_memory, (400, 60.0))
+        with pytest.raises(JobFailed, match="memory_limit"):
+            await pool.run(call, memory_limit_mb=200)
+        handle = await pool.submit(call, memory_limit_mb=200)
+        outcome = await handle.outcome()
+        assert outcome.reason is not None
+        assert outcome.reason.value == "memory_limit"
+        assert await pool.run(Call(jobs.hold_memory, (50, 0.1)), memory_limit_mb=300) == (
+            "held 50 MiB"
+        )
+
+    on_pool("process", "asyncio", body, ping_interval=0.1)

@@ -429,3 +429,26 @@ def test_max_workers_below_the_configured_idle_executors_keeps_them_all_warm(
         assert executor.submit(jobs.add, 1, 1).result(WAIT) == 2
     with PoolExecutor(max_workers=4) as executor:
         assert executor.pool.config.idle_executors == 3
+
+
+def test_a_calls_own_memory_limit_applies_to_that_call_only() -> None:
+    with PoolExecutor(max_workers=2, backend="process", ping_interval=0.1) as executor:
+        hungry = executor.submit_with(jobs.hold_memory, 400, 60.0, memory_limit_mb=200)
+        with pytest.raises(JobFailed, match="memory_limit") as info:
+            hungry.result(WAIT)
+        assert info.value.outcome.reason is FailureReason.MEMORY_LIMIT
+        # the same call without a limit of its own is not stopped (the pool has none)
+        assert executor.submit(jobs.hold_memory, 400, 0.5).result(WAIT) == "held 400 MiB"
+
+
+def test_a_memory_limit_where_memory_is_not_measured_is_refused() -> None:
+    with (
+        PoolExecutor(max_workers=1, backend="thread") as executor,
+        pytest.raises(ValueError, match="does not measure its executors' memory"),
+    ):
+        executor.submit_with(jobs.add, 1, 1, memory_limit_mb=100)
+    with (
+        PoolExecutor(max_workers=1, backend="process") as executor,
+        pytest.raises(ValueError, match="memory_limit_mb must be a positive number"),
+    ):
+        executor.submit_with(jobs.add, 1, 1, memory_limit_mb=0)

@@ -90,6 +90,7 @@ class Driver:
         # the executor whose run ended last in this step, and whether the pool stopped it
         self.just_ended: tuple[str, bool] | None = None
         self.scoped: dict[str, bool] = {}
+        self.memory_limits: dict[str, float | None] = {}
         self.cancel_requested: dict[str, FailureReason] = {}
         self.closing: set[str] = set()
         self.close_reasons: dict[str, CloseReason] = {}
@@ -174,10 +175,13 @@ class Driver:
 
     # -- events --
 
-    def submit(self, job_id: str, *, scoped: bool = True) -> None:
+    def submit(
+        self, job_id: str, *, scoped: bool = True, memory_limit_mb: float | None = None
+    ) -> None:
         self.accepted.add(job_id)
         self.scoped[job_id] = scoped
-        self.apply(self.state.submit(job_id, scoped=scoped))
+        self.memory_limits[job_id] = memory_limit_mb
+        self.apply(self.state.submit(job_id, scoped=scoped, memory_limit_mb=memory_limit_mb))
 
     def spawn_ok(self, executor_id: str) -> None:
         self.spawning.remove(executor_id)
@@ -229,7 +233,32 @@ class Driver:
 
     def health(self, executor_id: str, health: Health) -> None:
         self.now += 1.0
-        self.apply(self.state.health_checked(executor_id, health, self.now))
+        record = self.state.executors[executor_id]
+        job_id, killed_before = record.job_id, record.kill_reason is not None
+        actions = self.state.health_checked(executor_id, health, self.now)
+        self.apply(actions)
+        # A busy executor is held to the lower of the pool's and its job's memory limits.
+        limits = [self.state.limits.memory_limit_mb]
+        if job_id is not None:
+            limits.append(self.memory_limits[job_id])
+        limit = min((m for m in limits if m is not None), default=None)
+        over = (
+            health.alive
+            and (health.ping_latency is None or health.ping_latency <= 30.0)
+            and health.memory_mb is not None
+            and limit is not None
+            and health.memory_mb > limit
+        )
+        killed = any(
+            isinstance(a, KillExecutor) and a.reason is FailureReason.MEMORY_LIMIT for a in actions
+        )
+        closed = any(
+            isinstance(a, CloseExecutor) and a.reason is CloseReason.MEMORY_LIMIT for a in actions
+        )
+        if job_id is not None and not killed_before:
+            assert killed == over, f"{executor_id} at {health.memory_mb} MiB, limit {limit}"
+        if job_id is None:
+            assert closed == (over and record.slot is Slot.CLOSING), (executor_id, health)
 
     def close_done(self, executor_id: str) -> None:
         self.closing.remove(executor_id)
@@ -299,10 +328,10 @@ class PoolStateMachine(RuleBasedStateMachine):
     # -- rules: events --
 
     @precondition(lambda self: self.state.admission() is Admission.ACCEPT)
-    @rule(scoped=st.booleans())
-    def submit(self, scoped: bool) -> None:
+    @rule(scoped=st.booleans(), memory_limit_mb=st.none() | st.sampled_from([100.0, 800.0]))
+    def submit(self, scoped: bool, memory_limit_mb: float | None) -> None:
         self.serial += 1
-        self.driver.submit(f"job-{self.serial}", scoped=scoped)
+        self.driver.submit(f"job-{self.serial}", scoped=scoped, memory_limit_mb=memory_limit_mb)
 
     @precondition(lambda self: bool(self.driver.spawning))
     @rule(data=st.data(), ok=st.booleans())

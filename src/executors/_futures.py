@@ -162,7 +162,7 @@ class PoolExecutor(concurrent.futures.Executor):
         """Schedule ``fn(*args, **kwargs)``; a future of its value. Raises
         ``RuntimeError`` after :meth:`shutdown`, as the standard executors do."""
         # Every keyword argument is fn's own, ``timeout`` included (see submit_with).
-        return self._send(self._pool.call_payload(fn, args, kwargs), None)
+        return self._send(self._pool.call_payload(fn, args, kwargs), None, None)
 
     def submit_with(
         self,
@@ -170,22 +170,29 @@ class PoolExecutor(concurrent.futures.Executor):
         /,
         *args: Any,
         timeout: float | None = None,
+        memory_limit_mb: float | None = None,
         **kwargs: Any,
     ) -> Future[Any]:
-        """:meth:`submit` with this call's own ``timeout`` (seconds; the job then ends
-        TIMED_OUT and the future raises :class:`executors.JobFailed`). A keyword
-        argument named ``timeout`` for ``fn`` itself goes through :meth:`submit`."""
+        """:meth:`submit` with limits of this call's own: ``timeout`` (seconds; the call
+        then ends TIMED_OUT) and ``memory_limit_mb`` (its executor is killed above it, or
+        above the pool's limit if lower; the call ends MEMORY_LIMIT, on a backend that
+        measures memory). The future then raises :class:`executors.JobFailed`. Keyword
+        arguments of ``fn`` itself named ``timeout`` or ``memory_limit_mb`` go through
+        :meth:`submit`."""
         payload = self._pool.call_payload(fn, args, kwargs)
-        return self._send(payload, timeout)
+        limit = None if memory_limit_mb is None else self._pool._checked_limit(memory_limit_mb)
+        return self._send(payload, timeout, limit)
 
-    def _send(self, payload: calls.Call, timeout: float | None) -> CallFuture:
+    def _send(
+        self, payload: calls.Call, timeout: float | None, memory_limit_mb: float | None
+    ) -> CallFuture:
         future = CallFuture()
         future._owner = self
         with self._lock:
             self._check_open()
             self._futures.add(future)
             self._loop.call_soon_threadsafe(
-                self._accept, future, payload, timeout, context=self._context
+                self._accept, future, payload, timeout, memory_limit_mb, context=self._context
             )
         return future
 
@@ -202,13 +209,19 @@ class PoolExecutor(concurrent.futures.Executor):
 
     # -- on the loop -----------------------------------------------------------------------
 
-    def _accept(self, future: CallFuture, payload: calls.Call, timeout: float | None) -> None:
+    def _accept(
+        self,
+        future: CallFuture,
+        payload: calls.Call,
+        timeout: float | None,
+        memory_limit_mb: float | None,
+    ) -> None:
         if future.cancelled():  # cancelled before the loop saw it
             self._forget(future)
             return
         pool = self._pool
         try:
-            handle = pool._accept_served(payload, timeout)
+            handle = pool._accept_served(payload, timeout, memory_limit_mb)
         except BaseException as exc:
             self._forget(future)
             if isinstance(exc, PoolClosed):
@@ -295,7 +308,7 @@ class PoolExecutor(concurrent.futures.Executor):
                 payload = next(jobs, None)
                 if payload is None:
                     return
-                window.append(self._send(payload, None))
+                window.append(self._send(payload, None, None))
 
         send()  # the first jobs go now, as the standard library's do
         return _results(window, send, deadline, chunksize > 1)

@@ -134,16 +134,21 @@ class Pool:
         *,
         timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
+        memory_limit_mb: float | None = None,
     ) -> Coroutine[Any, Any, Any]:
         """Run one job and return its value (``await pool.run(payload)``). Raises
         :class:`JobFailed` (carrying the outcome) when it did not succeed,
         :class:`AcquireError` when no executor could be started. Cancelling the caller
-        cancels the job.
+        cancels the job. ``memory_limit_mb``: this job's own limit, applied with the
+        pool's (its executor is killed above the lower one; the job ends MEMORY_LIMIT).
 
         The job runs in the caller's task: the pool starts no task for it. Nothing
         happens until the coroutine returned is awaited.
         """
-        return self._serve(None, self._new_job(payload, timeout, metadata, None))
+        job = self._new_job(payload, timeout, metadata, None)
+        if memory_limit_mb is not None:
+            return self._run_limited(job, self._checked_limit(memory_limit_mb))
+        return self._serve(None, job)
 
     async def call(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``function(*args, **kwargs)`` on one of the pool's executors and return
@@ -218,7 +223,9 @@ class Pool:
             raise TypeError(msg)
         return calls.Call(function, args, kwargs)
 
-    def _accept_served(self, payload: object, timeout: float | None) -> JobHandle:
+    def _accept_served(
+        self, payload: object, timeout: float | None, memory_limit_mb: float | None = None
+    ) -> JobHandle:
         """Accept a job at once (no wait for room: ``max_pending`` is not applied) whose
         launches its caller performs, as run()'s are, by awaiting ``_serve(handle)`` in
         a task of its own: cancelling that task cancels the job. For callers that come
@@ -226,7 +233,8 @@ class Pool:
         if self._state.draining:
             msg = f"pool {self.name} is draining or closed: it accepts no new jobs"
             raise PoolClosed(msg)
-        return self._accept(self._new_job(payload, timeout, None, None), caller=True)
+        job = self._new_job(payload, timeout, None, None)
+        return self._accept(job, caller=True, memory_limit_mb=memory_limit_mb)
 
     async def submit(
         self,
@@ -235,16 +243,19 @@ class Pool:
         timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
         job_id: str | None = None,
+        memory_limit_mb: float | None = None,
     ) -> JobHandle:
         """Accept a job and return its handle at once (the job runs in the pool).
 
         Raises :class:`PoolClosed` once the pool drains. When ``max_pending`` jobs already
         wait, waits for room (``when_full = "wait"``) or raises :class:`PoolFull`.
+        ``memory_limit_mb`` is the job's own limit, as for :meth:`run`.
         """
         job = self._new_job(payload, timeout, metadata, job_id)
+        limit = None if memory_limit_mb is None else self._checked_limit(memory_limit_mb)
         if self._state.admission() is not _ACCEPT:
             await self._wait_for_room()
-        return self._accept(job, caller=False)
+        return self._accept(job, caller=False, memory_limit_mb=limit)
 
     def statistics(self) -> PoolStatistics:
         """A frozen snapshot of the pool's state and counters."""
@@ -315,7 +326,7 @@ class Pool:
             raise ValueError(msg)
         return Job(job_id, payload, timeout, dict(metadata or {}))
 
-    def _accept(self, job: Job, *, caller: bool) -> JobHandle:
+    def _accept(self, job: Job, *, caller: bool, memory_limit_mb: float | None = None) -> JobHandle:
         """Accept a job (``admission()`` said so). With ``caller`` (a job of run()), the
         caller's task performs its launches, and a run without a timeout holds no cancel
         scope: its caller's cancellation reaches it directly, and the pool stops it (at
@@ -325,8 +336,37 @@ class Pool:
         handle = JobHandle(job, self, self._now())
         self._handles[job.id] = handle
         handle._served = caller
-        self._perform(self._state.submit(job.id, self._holds_scope(job, caller=caller)))
+        scoped = self._holds_scope(job, caller=caller)
+        self._perform(self._state.submit(job.id, scoped, memory_limit_mb))
         return handle
+
+    def _checked_limit(self, memory_limit_mb: object) -> float:
+        """A job's own memory limit, or a clear error: a positive number, on a backend
+        that measures memory (else nothing would apply it)."""
+        if (
+            isinstance(memory_limit_mb, bool)
+            or not isinstance(memory_limit_mb, int | float)
+            or not memory_limit_mb > 0
+        ):
+            msg = f"memory_limit_mb must be a positive number of MiB, not {memory_limit_mb!r}"
+            raise ValueError(msg)
+        if not self.backend.capabilities.measures_memory:
+            msg = (
+                f"backend {self.backend.name!r} does not measure its executors' memory: a "
+                "job's memory_limit_mb would never apply (use the process backend)"
+            )
+            raise ValueError(msg)
+        return float(memory_limit_mb)
+
+    async def _run_limited(self, job: Job, memory_limit_mb: float) -> Any:
+        """run() of a job with its own memory limit: accepted here, then served in this
+        frame as run()'s jobs are."""
+        if self._state.admission() is not _ACCEPT:
+            await self._wait_for_room()
+        handle = self._accept(job, caller=True, memory_limit_mb=memory_limit_mb)
+        await self._serve(handle)
+        assert handle._outcome is not None
+        return result_of(handle._outcome)
 
     def _holds_scope(self, job: Job, *, caller: bool) -> bool:
         """Whether the runs of ``job`` hold a cancel scope: all but those of a run() job

@@ -248,6 +248,9 @@ class JobRecord:
     cycle: Cycle | None = None
     # Its runs hold a cancel scope (else a run is stopped by killing its executor).
     scoped: bool = True
+    # Its own memory limit (MiB), besides the pool's: the executor running it is killed
+    # above the lower of the two.
+    memory_limit_mb: float | None = None
 
 
 @attrs.define(eq=False)
@@ -382,13 +385,16 @@ class PoolState:
             return Admission.ACCEPT
         return Admission.WAIT if self.limits.when_full == "wait" else Admission.FULL
 
-    def submit(self, job_id: str, scoped: bool = True) -> list[Action]:
+    def submit(
+        self, job_id: str, scoped: bool = True, memory_limit_mb: float | None = None
+    ) -> list[Action]:
         """Job ``job_id`` was accepted (``admission()`` said ``ACCEPT``). ``scoped``: its
         runs hold a cancel scope; without one, a run is stopped by killing its executor
-        (the contract's ``kill()`` ends a run promptly)."""
+        (the contract's ``kill()`` ends a run promptly). ``memory_limit_mb``: its own
+        limit, applied with the pool's while it runs."""
         assert not self.draining, "submit after drain"
         assert job_id not in self.jobs, f"job {job_id} submitted twice"
-        job = self.jobs[job_id] = JobRecord(job_id, scoped=scoped)
+        job = self.jobs[job_id] = JobRecord(job_id, scoped=scoped, memory_limit_mb=memory_limit_mb)
         self.waiting.append(job_id)
         if not self.idle:
             # It will wait (with an idle executor, _assign hands it over at once).
@@ -557,7 +563,8 @@ class PoolState:
         elif health.ping_latency is not None and health.ping_latency > limits.ping_timeout:
             problem = FailureReason.UNRESPONSIVE
         elif health.memory_mb is not None:
-            if limits.memory_limit_mb is not None and health.memory_mb > limits.memory_limit_mb:
+            limit = self._memory_limit(record)
+            if limit is not None and health.memory_mb > limit:
                 problem = FailureReason.MEMORY_LIMIT
             elif limits.memory_warn_mb is not None and health.memory_mb > limits.memory_warn_mb:
                 # At most once a minute per executor: a leaking job would flood the log.
@@ -579,6 +586,15 @@ class PoolState:
         if not health.alive or record.kill_reason is not None:
             return []
         return [self._kill(record, problem)]
+
+    def _memory_limit(self, record: ExecutorRecord) -> float | None:
+        """The memory limit ``record`` is held to: the pool's, and its job's if lower."""
+        limit = self.limits.memory_limit_mb
+        if record.job_id is not None:
+            own = self.jobs[record.job_id].memory_limit_mb
+            if own is not None and (limit is None or own < limit):
+                return own
+        return limit
 
     def executor_closed(self, executor_id: str) -> list[Action]:
         self._expect(executor_id, Slot.CLOSING)
