@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from executors import JobContext
 
 
@@ -121,6 +124,24 @@ class Item:
 
 def value_of(item: Item) -> int:
     return item.value
+
+
+class WatchedItems:
+    """``count`` items made as they are read, each followed by a weak reference: which
+    of them are still alive tells whether something kept them."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.refs: list[weakref.ref[Item]] = []
+
+    def __iter__(self) -> Iterator[Item]:
+        for i in range(self.count):
+            item = Item(i)
+            self.refs.append(weakref.ref(item))
+            yield item
+
+    def alive(self) -> int:
+        return sum(ref() is not None for ref in self.refs)
 
 
 def hold_memory(mib: int, seconds: float) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -214,23 +213,17 @@ async def _fail_or_wait(item: str) -> str:
 
 
 def test_map_holds_no_item_once_its_value_is_taken(backend: str) -> None:
-    refs: list[weakref.ref[jobs.Item]] = []
-
-    def produce() -> Iterator[jobs.Item]:
-        for i in range(1000):
-            item = jobs.Item(i)
-            refs.append(weakref.ref(item))
-            yield item
+    items = jobs.WatchedItems(1000)
 
     async def body(pool: Pool) -> None:
         gc.disable()  # only a reference cycle could keep an item now
         try:
-            async with pool.map(jobs.value_of, produce(), chunksize=50, ordered=False) as values:
+            async with pool.map(jobs.value_of, items, chunksize=50, ordered=False) as values:
                 assert sorted([v async for v in values]) == list(range(1000))
-            alive = [ref() for ref in refs if ref() is not None]
+            alive = items.alive()
         finally:
             gc.enable()
-        assert not alive, f"{len(alive)} of 1000 items are still held after the map"
+        assert not alive, f"{alive} of 1000 items are still held after the map"
 
     on_pool(backend, "asyncio", body)
 

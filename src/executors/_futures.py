@@ -156,6 +156,20 @@ class PoolExecutor(concurrent.futures.Executor):
         self._check_open()
         return asyncio.run_coroutine_threadsafe(_call(self._pool.statistics), self._loop).result()
 
+    def wait_until(
+        self, predicate: Callable[[PoolStatistics], bool], timeout: float | None = None
+    ) -> PoolStatistics:
+        """Block until ``predicate(statistics)`` holds (``executor.wait_until(lambda s:
+        s.idle >= 4)`` waits for four warm workers); return that snapshot. Raises
+        ``TimeoutError`` after ``timeout`` seconds."""
+        self._check_open()
+        waiting = asyncio.run_coroutine_threadsafe(self._pool.wait_until(predicate), self._loop)
+        try:
+            return waiting.result(timeout)
+        except concurrent.futures.TimeoutError:
+            waiting.cancel()
+            raise
+
     # -- submitting ------------------------------------------------------------------------
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
