@@ -230,9 +230,8 @@ class Pool:
         launches its caller performs, as run()'s are, by awaiting ``_serve(handle)`` in
         a task of its own: cancelling that task cancels the job. For callers that come
         from another thread (the PoolExecutor)."""
-        if self._state.draining:
-            msg = f"pool {self.name} is draining or closed: it accepts no new jobs"
-            raise PoolClosed(msg)
+        if self._state.admission() is Admission.CLOSED:
+            raise self._closed()
         job = self._new_job(payload, timeout, None, None)
         return self._accept(job, caller=True, memory_limit_mb=memory_limit_mb)
 
@@ -368,6 +367,9 @@ class Pool:
         assert handle._outcome is not None
         return result_of(handle._outcome)
 
+    def _closed(self) -> PoolClosed:
+        return PoolClosed(f"pool {self.name} is draining or closed: it accepts no new jobs")
+
     def _holds_scope(self, job: Job, *, caller: bool) -> bool:
         """Whether the runs of ``job`` hold a cancel scope: all but those of a run() job
         without a timeout (its own or ``job_timeout``)."""
@@ -379,8 +381,7 @@ class Pool:
                 case Admission.ACCEPT:
                     return
                 case Admission.CLOSED:
-                    msg = f"pool {self.name} is draining or closed: it accepts no new jobs"
-                    raise PoolClosed(msg)
+                    raise self._closed()
                 case Admission.FULL:
                     limit = self.config.max_pending
                     msg = f"pool {self.name} is full: {limit} jobs already wait (max_pending)"
