@@ -306,6 +306,12 @@ def test_interpreter_exit_without_shutdown_closes_the_pool_and_leaves_no_worker(
         # one dropped without shutdown, and one whose shutdown is still under way
         assert PoolExecutor(max_workers=1, backend="process").submit(pow, 2, 2).result(60) == 4
         PoolExecutor(max_workers=1, backend="process").shutdown(wait=False)
+        # and on the other backends, one with a call just submitted at exit (drained)
+        threads = PoolExecutor(max_workers=1, backend="thread", drain_timeout=5)
+        coroutines = PoolExecutor(max_workers=1, backend="coroutine", drain_timeout=5)
+        running = [threads.submit(jobs.add, 1, 1), coroutines.submit(jobs.add, 2, 2)]
+        assert [f.result(60) for f in running] == [2, 4]
+        threads.submit(jobs.echo_timeout, 1.0)
         gc.collect()
         print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)))
         """
