@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import weakref
@@ -124,6 +125,19 @@ class Item:
 
 def value_of(item: Item) -> int:
     return item.value
+
+
+class Endless:
+    """0, 1, 2... without end, counting how many were read (``read``): a map that
+    materialised its input would never return."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for i in itertools.count():
+            self.read += 1
+            yield i
 
 
 class WatchedItems:

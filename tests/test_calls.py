@@ -5,7 +5,6 @@ Every wait is bounded (``anyio.fail_after``)."""
 from __future__ import annotations
 
 import gc
-import itertools
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -16,7 +15,7 @@ from executors.calls import Call, RemoteTraceback
 from tests import jobs
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
 WAIT = 60.0
@@ -114,22 +113,14 @@ def test_map_as_completed_gives_every_value_once(backend: str, host: str) -> Non
 
 @pytest.mark.parametrize("ordered", [True, False])
 def test_map_reads_lazily_with_bounded_jobs_in_flight(backend: str, ordered: bool) -> None:
-    read = 0
-
-    def endless() -> Iterator[int]:
-        nonlocal read
-        for i in itertools.count():
-            read += 1
-            yield i
+    endless = jobs.Endless()
 
     async def body(pool: Pool) -> None:
         taken = []
-        async with pool.map(
-            abs, endless(), ordered=ordered, chunksize=5, max_in_flight=3
-        ) as values:
+        async with pool.map(abs, endless, ordered=ordered, chunksize=5, max_in_flight=3) as values:
             async for value in values:
                 taken.append(value)
-                assert read <= len(taken) + 4 * 5  # the buffer, refilled as values go
+                assert endless.read <= len(taken) + 4 * 5  # the buffer, refilled as values go
                 if len(taken) == 50:
                     break
         assert len(taken) == 50

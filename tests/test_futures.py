@@ -7,7 +7,6 @@ import asyncio
 import concurrent.futures as cf
 import contextlib
 import gc
-import itertools
 import os
 import pickle
 import subprocess
@@ -106,20 +105,13 @@ def test_map_is_ordered_and_takes_several_iterables(executor: PoolExecutor) -> N
 def test_map_reads_its_input_lazily_with_bounded_work_in_flight(
     executor: PoolExecutor, chunksize: int
 ) -> None:
-    read = 0
-
-    def endless() -> Iterator[int]:
-        nonlocal read
-        for i in itertools.count():
-            read += 1
-            yield i
-
-    results = executor.map(abs, endless(), chunksize=chunksize, buffersize=3, timeout=WAIT)
-    assert read <= 3 * chunksize  # the first jobs go at the call, no more
+    endless = jobs.Endless()
+    results = executor.map(abs, endless, chunksize=chunksize, buffersize=3, timeout=WAIT)
+    assert endless.read <= 3 * chunksize  # the first jobs go at the call, no more
     values = [next(results) for _ in range(40)]
     assert values == list(range(40))
     # at most the buffer, refilled as values are taken, beyond what was returned
-    assert read <= 40 + 4 * chunksize
+    assert endless.read <= 40 + 4 * chunksize
     results.close()  # type: ignore[attr-defined]  # a generator
 
 
