@@ -48,6 +48,16 @@ def use_registry(monkeypatch: pytest.MonkeyPatch, registry: Registry) -> None:
     monkeypatch.setattr("executors._cli.default_registry", lambda: registry)
 
 
+def use_coroutine_and_plugin(
+    monkeypatch: pytest.MonkeyPatch, plugin: object, name: str, distribution: str, version: str
+) -> None:
+    """The CLI sees the coroutine backend and ``plugin``, registered by ``distribution``."""
+    registry = Registry.empty()
+    registry.add_backend(CoroutineBackend(), distribution="executors-coroutine", version="0.1.0")
+    registry.register_plugin(plugin, name, distribution=distribution, version=version)
+    use_registry(monkeypatch, registry)
+
+
 # -- backends --------------------------------------------------------------------------------
 
 
@@ -71,10 +81,7 @@ def test_backends_json_parses(capsys: pytest.CaptureFixture[str]) -> None:
 def test_backends_reports_broken_plugins_and_exits_0(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    registry = Registry.empty()
-    registry.add_backend(CoroutineBackend(), distribution="executors-coroutine", version="0.1.0")
-    registry.register_plugin(BrokenPlugin(), "broken", distribution="broken-dist", version="9.9")
-    use_registry(monkeypatch, registry)
+    use_coroutine_and_plugin(monkeypatch, BrokenPlugin(), "broken", "broken-dist", "9.9")
     assert main(["backends"]) == 0
     out = capsys.readouterr().out
     assert "Broken plugins" in out
@@ -100,10 +107,7 @@ class Unmarked:
 def test_backends_lists_a_plugin_that_implements_no_hook_as_broken(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    registry = Registry.empty()
-    registry.add_backend(CoroutineBackend(), distribution="executors-coroutine", version="0.1.0")
-    registry.register_plugin(Unmarked(), "unmarked", distribution="unmarked-dist", version="1.0")
-    use_registry(monkeypatch, registry)
+    use_coroutine_and_plugin(monkeypatch, Unmarked(), "unmarked", "unmarked-dist", "1.0")
     assert main(["backends", "--json"]) == 0
     (broken,) = json.loads(capsys.readouterr().out)["broken"]
     assert (broken["plugin"], broken["distribution"], broken["kind"]) == (
