@@ -156,10 +156,19 @@ def test_a_cancelled_map_cancels_its_jobs_and_the_pool_serves_on(
 ) -> None:
     async def body(pool: Pool) -> None:
         markers = [str(tmp_path / f"m{i}") for i in range(4)]
-        with anyio.move_on_after(0.5):
-            async with pool.map(jobs.wait_marked, markers, [30.0] * 4) as values:
-                async for _ in values:  # pragma: no cover
-                    pass
+        # cancelled once two jobs run (on both executors) and two wait
+        with anyio.CancelScope() as scope:
+
+            async def cancel_when_both_run() -> None:
+                await pool.wait_until(lambda s: s.busy == 2 and s.waiting == 2)
+                scope.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_when_both_run)
+                async with pool.map(jobs.wait_marked, markers, [30.0] * 4) as values:
+                    async for _ in values:  # pragma: no cover
+                        pass
+        assert scope.cancelled_caught
         await pool.wait_until(lambda s: s.busy == 0 and s.waiting == 0)
         assert await pool.call(jobs.add, 1, 1) == 2
         stats = pool.statistics()
