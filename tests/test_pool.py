@@ -394,6 +394,40 @@ def test_job_timeout_ends_the_job_timed_out() -> None:
 
 
 @pytest.mark.parametrize("via", ["submit", "run"])
+def test_a_timeout_of_zero_is_a_timeout(via: str) -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(make_config(), registry=registry_with(backend)) as pool:
+            with anyio.fail_after(60):  # a timeout of 0 read as none would wait forever
+                if via == "submit":
+                    outcome = await (await pool.submit(Script.hang(), timeout=0)).outcome()
+                else:
+                    with pytest.raises(JobFailed) as info:
+                        await pool.run(Script.hang(), timeout=0)
+                    outcome = info.value.outcome
+            assert outcome.reason is FailureReason.TIMED_OUT
+
+    run_virtual(main)
+
+
+def test_a_job_cancelled_before_its_run_begins_leaves_no_cancel_scope_behind() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        async with open_pool(make_config(), registry=registry_with(backend)) as pool:
+            await wait_warm(pool, 1)
+            handle = await pool.submit(Script.hang())
+            handle.cancel()  # launched on the idle executor, not begun
+            outcome = await handle.outcome()
+            assert outcome.reason is FailureReason.CANCELLED
+            assert pool._run_scopes == {}
+            assert pool._handles == {}
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize("via", ["submit", "run"])
 def test_invariant_5_a_refused_launch_is_retried_elsewhere_and_runs_once(via: str) -> None:
     backend = SimulatedBackend()
 

@@ -102,9 +102,8 @@ class Pool:
     _executors: dict[str, JobExecutor] = attrs.field(init=False, factory=dict, repr=False)
     # Unfinished jobs. Invariant: same ids as _state.jobs.
     _handles: dict[str, JobHandle] = attrs.field(init=False, factory=dict, repr=False)
-    # Cancel scopes of runs and spawns, created before their task so a cancel that comes
-    # before the task starts still applies. Only jobs submitted ``scoped`` have one (see
-    # _accept).
+    # Cancel scopes of runs (made as a scoped run begins, dropped as it ends: see _begin)
+    # and of spawns (made before their task, so a cancel that comes first still applies).
     _run_scopes: dict[str, anyio.CancelScope] = attrs.field(init=False, factory=dict, repr=False)
     _spawn_scopes: dict[str, anyio.CancelScope] = attrs.field(init=False, factory=dict, repr=False)
     # Set at the next change of state; None while nobody waits for one.
@@ -373,7 +372,11 @@ class Pool:
     def _holds_scope(self, job: Job, *, caller: bool) -> bool:
         """Whether the runs of ``job`` hold a cancel scope: all but those of a run() job
         without a timeout (its own or ``job_timeout``)."""
-        return not caller or (job.timeout or self.config.job_timeout) is not None
+        return not caller or self._timeout_of(job) is not None
+
+    def _timeout_of(self, job: Job) -> float | None:
+        """The job's own timeout, else ``job_timeout`` (a timeout of 0 is one)."""
+        return job.timeout if job.timeout is not None else self.config.job_timeout
 
     async def _wait_for_room(self) -> None:
         while True:
@@ -430,20 +433,18 @@ class Pool:
                 except BaseException:
                     # Cancelled from outside the run's scope: its caller was.
                     self._run_scopes.pop(job.id, None)
+                    reusable, abandoned = self._fitness(executor)
                     self._perform(
-                        self._state.run_interrupted(job.id, executor.id, **self._fitness(executor))
+                        self._state.run_interrupted(
+                            job.id, executor.id, reusable=reusable, abandoned=abandoned
+                        )
                     )
                     raise
                 if scope is not None:
                     del self._run_scopes[job.id]
-                if executor.state is _READY:
-                    self._perform(self._state.run_ended(job.id, executor.id, outcome, True))
-                else:
-                    self._perform(
-                        self._state.run_ended(
-                            job.id, executor.id, outcome, **self._fitness(executor)
-                        )
-                    )
+                self._perform(
+                    self._state.run_ended(job.id, executor.id, outcome, *self._fitness(executor))
+                )
         finally:
             handle._served = False
             if handle._outcome is None:
@@ -472,9 +473,13 @@ class Pool:
         executor = self._executors[launch.executor_id]
         attempt = launch.attempt
         started = handle._started = self._now()
-        scope = self._run_scopes.get(job.id)
-        if scope is not None and (timeout := job.timeout or self.config.job_timeout) is not None:
-            scope.deadline = started + timeout
+        # Made only now that the run begins: a job cancelled before (may_start) needs
+        # none, and state.cancel() reaches a run that holds one through it.
+        scope = None
+        if launch.scoped:
+            scope = self._run_scopes[job.id] = self._new_scope()
+            if (timeout := self._timeout_of(job)) is not None:
+                scope.deadline = started + timeout
         if self._observers.wants("executors_job_started"):
             self._observers.call(
                 "executors_job_started",
@@ -486,12 +491,12 @@ class Pool:
         return executor, scope
 
     @staticmethod
-    def _fitness(executor: JobExecutor) -> dict[str, bool]:
-        """Whether ``executor`` can take another job (``reusable``); if not, whether it
-        gave its job up (``abandoned``, see ``Health.abandoned``)."""
+    def _fitness(executor: JobExecutor) -> tuple[bool, bool]:
+        """``(reusable, abandoned)``: whether ``executor`` can take another job; if not,
+        whether it gave its job up (see ``Health.abandoned``)."""
         if executor.state is _READY:
-            return {"reusable": True, "abandoned": False}
-        return {"reusable": False, "abandoned": executor.health().abandoned}
+            return True, False
+        return False, executor.health().abandoned
 
     def _report_raised(self, job_id: str, executor: JobExecutor, error: Exception) -> None:
         if isinstance(error, LaunchError):
@@ -545,16 +550,14 @@ class Pool:
     def _hand_over(self, action: LaunchJob) -> None:
         handle = self._handles[action.job_id]
         handle._handover = action
-        if action.scoped:
-            self._run_scopes[action.job_id] = self._new_scope()
         if not handle._served:
             handle._served = True
             self._tg.start_soon(self._serve, handle)
-        elif handle._done is not None:
+        else:
             handle._changed()
 
     def _end(self, action: EndJob) -> None:
-        handle = self._handles[action.job_id]
+        handle = self._handles.pop(action.job_id)
         outcome = action.outcome
         value: object = None
         error: RemoteError | None = None
@@ -564,6 +567,7 @@ class Pool:
             value, error = outcome.value, outcome.error
         # positional, in the order of JobOutcome's fields: quicker, and this runs once a job
         self._deliver(
+            handle,
             JobOutcome(
                 action.job_id,
                 action.status,
@@ -575,11 +579,11 @@ class Pool:
                 handle.submitted_at,
                 handle._started,
                 self._now(),
-            )
+            ),
         )
 
     def _finish_unrun(self, action: FinishJob) -> None:
-        handle = self._handles[action.job_id]
+        handle = self._handles.pop(action.job_id)
         error = RemoteError.from_exception(action.error) if action.error else None
         outcome = attrs.evolve(
             JobOutcome.failure(action.job_id, action.reason, error),
@@ -587,10 +591,10 @@ class Pool:
             submitted_at=handle.submitted_at,
             finished_at=self._now(),
         )
-        self._deliver(outcome)
+        self._deliver(handle, outcome)
 
-    def _deliver(self, outcome: JobOutcome) -> None:
-        handle = self._handles.pop(outcome.job_id)
+    def _deliver(self, handle: JobHandle, outcome: JobOutcome) -> None:
+        """``handle`` (no longer among the unfinished) has its outcome."""
         handle._set(outcome)
         if self._observers.wants("executors_job_finished"):
             self._observers.call(
