@@ -445,3 +445,49 @@ def test_wait_until_returns_the_statistics_that_hold_or_times_out() -> None:
         assert executor.wait_until(lambda s: s.idle == 2, timeout=WAIT).idle == 2
         with pytest.raises(TimeoutError):
             executor.wait_until(lambda s: s.idle > 2, timeout=0.1)
+
+
+def test_calls_cancelled_as_they_are_accepted_leave_no_executor_busy(backend: str) -> None:
+    # cancel() from this thread races the loop's accept of each call: whichever comes
+    # first, the job ends and its executor is free again
+    with PoolExecutor(max_workers=2, backend=backend, idle_executors=2) as executor:
+        for _ in range(50):
+            executor.submit(jobs.add, 1, 1).cancel()
+        executor.wait_until(lambda s: s.busy == 0 and s.waiting == 0, timeout=WAIT)
+        assert executor.submit(jobs.add, 2, 2).result(WAIT) == 4
+
+
+def test_shutdown_from_a_done_callback_does_not_deadlock() -> None:
+    executor = PoolExecutor(max_workers=1, backend="thread")
+    future = executor.submit(jobs.add, 1, 1)
+    called = threading.Event()
+
+    def shut(_: cf.Future[int]) -> None:
+        executor.shutdown(wait=True)  # on the executor's own loop, as callbacks run
+        called.set()
+
+    future.add_done_callback(shut)
+    assert called.wait(WAIT), "shutdown() from a done callback did not return"
+    executor.shutdown(wait=True)  # from here it waits for the close to end
+
+
+def test_a_wait_until_pending_at_shutdown_ends(tmp_path: Path) -> None:
+    executor = PoolExecutor(max_workers=1, backend="thread")
+    ended = threading.Event()
+    errors: list[BaseException] = []
+
+    def wait_forever() -> None:
+        try:
+            executor.wait_until(lambda s: False)
+        except BaseException as exc:  # cancelled as the pool closed
+            errors.append(exc)
+        ended.set()
+
+    waiter = threading.Thread(target=wait_forever)
+    waiter.start()
+    executor.wait_until(lambda s: s.idle == 1, timeout=WAIT)
+    executor.shutdown(wait=True)
+    assert ended.wait(WAIT), "a wait_until() still waits after shutdown"
+    waiter.join(WAIT)
+    assert len(errors) == 1
+    assert isinstance(errors[0], cf.CancelledError)

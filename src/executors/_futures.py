@@ -11,12 +11,13 @@ import concurrent.futures
 import contextlib
 import contextvars
 import itertools
+import logging
 import os
 import sys
 import threading
 import time
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import sniffio
 
@@ -25,6 +26,7 @@ from ._entrypoints import is_callable
 from ._exceptions import ExecutorsError, PoolClosed
 from ._handle import own_exception, result_of
 from ._mapping import check_map_arguments, payloads, whole_number
+from .backend import call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,11 +38,12 @@ if TYPE_CHECKING:
 
 __all__ = ["PoolExecutor"]
 
+logger = logging.getLogger("executors.futures")
+
 #: the loops (and pools) of executors not shut down, held here so that an executor
 #: dropped without shutdown() still has its pool closed at interpreter exit
 _OPEN: set[_Host] = set()
 _serial = itertools.count(1)
-T = TypeVar("T")
 #: seconds the tasks of calls get to end once the pool is closed (they need one step)
 CLOSE_WAIT = 5.0
 
@@ -154,7 +157,9 @@ class PoolExecutor(concurrent.futures.Executor):
     def statistics(self) -> PoolStatistics:
         """The pool's :class:`PoolStatistics`, read on its loop."""
         self._check_open()
-        return asyncio.run_coroutine_threadsafe(_call(self._pool.statistics), self._loop).result()
+        reading = asyncio.run_coroutine_threadsafe(call(self._pool.statistics), self._loop)
+        statistics: PoolStatistics = reading.result()
+        return statistics
 
     def wait_until(
         self, predicate: Callable[[PoolStatistics], bool], timeout: float | None = None
@@ -200,6 +205,9 @@ class PoolExecutor(concurrent.futures.Executor):
     def _send(
         self, payload: calls.Call, timeout: float | None, memory_limit_mb: float | None
     ) -> CallFuture:
+        if os.getpid() != self._pid:
+            # before the lock: a fork may have copied it held by the parent's loop thread
+            self._check_open()
         future = CallFuture()
         future._owner = self
         with self._lock:
@@ -240,7 +248,7 @@ class PoolExecutor(concurrent.futures.Executor):
             self._forget(future)
             if isinstance(exc, PoolClosed):
                 exc = RuntimeError(f"cannot schedule new futures after shutdown ({exc})")
-            future.set_exception(exc)
+            _set(future, exc, failed=True)  # unless a cancel() came meanwhile
             return
         handle._on_done = lambda outcome: self._settle(future, outcome)
         # The job's launches run in a task of its own (a bare asyncio task: the pool's
@@ -283,7 +291,11 @@ class PoolExecutor(concurrent.futures.Executor):
 
     @staticmethod
     def _cancel_on_loop(future: CallFuture) -> None:
-        task = future._task
+        # Through the pool first: a task cancelled before its first step never runs
+        # _serve's cleanup, and the job would keep its executor.
+        handle, task = future._handle, future._task
+        if handle is not None and not handle.done():
+            handle.cancel()
         if task is not None:
             task.cancel()
 
@@ -426,6 +438,13 @@ class _Host:
         # Every job has its outcome once the pool is closed; their tasks end with a step.
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=CLOSE_WAIT)
+        # Whatever else still waits on this loop (a wait_until() from another thread)
+        # ends now, cancelled, rather than never.
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=CLOSE_WAIT)
 
     def close(self) -> None:
         """Drain the pool (``drain_timeout``), close it and end the loop's thread."""
@@ -433,15 +452,15 @@ class _Host:
         assert closing is not None
         with contextlib.suppress(RuntimeError):  # the loop ended already
             self.loop.call_soon_threadsafe(closing.set)
+        if threading.current_thread() is self._thread:
+            # From the loop itself (a done callback calling shutdown()): the close goes
+            # on once this callback returns; waiting for it here would never end.
+            return
         try:
             self._closed.result()
         finally:
             self._thread.join()
             _OPEN.discard(self)
-
-
-async def _call(function: Callable[[], T]) -> T:
-    return function()
 
 
 def _set(future: CallFuture, value: Any, *, failed: bool) -> None:
@@ -502,7 +521,10 @@ def _close_at_exit() -> None:
     # Executors not shut down, and those whose shutdown(wait=False) still runs in a
     # daemon thread that the interpreter would not wait for.
     for host in list(_OPEN):
-        host.close()
+        try:
+            host.close()
+        except Exception:  # the next pools, and the interpreter's other hooks, go on
+            logger.exception("closing the pool of a PoolExecutor at exit failed")
 
 
 # Where the standard library's executors close theirs: before the interpreter joins its
