@@ -1,6 +1,6 @@
 """``PoolExecutor``: a :class:`concurrent.futures.Executor` over a pool of any backend,
 for synchronous code. The pool lives on an event loop in one background thread; a call
-costs no thread and no task of its own until it is launched."""
+costs no thread of its own, and one asyncio task from its acceptance to its outcome."""
 
 from __future__ import annotations
 
@@ -261,8 +261,8 @@ class PoolExecutor(concurrent.futures.Executor):
 
     def _settle(self, future: CallFuture, outcome: JobOutcome) -> None:
         self._forget(future)
-        # No cycle through the future (future -> handle -> callback -> future): it would
-        # hold the call's arguments and value until the collector's next full pass.
+        # The future may be held long after (by the caller, by a map's window): it keeps
+        # its value, not the job's handle and task with the call's arguments.
         future._handle = future._task = None
         if future.cancelled():
             return

@@ -59,8 +59,8 @@ class JobHandle:
     _handover: LaunchJob | None = attrs.field(init=False, default=None, repr=False)
     # when its last run began
     _started: float | None = attrs.field(init=False, default=None, repr=False)
-    # Called with the outcome once the job has it, on the pool's loop (map and the
-    # PoolExecutor follow their jobs with it, with no task per job). Must not raise.
+    # Called with the outcome once the job has it, on the pool's loop: how map and the
+    # PoolExecutor follow their jobs without a task waiting on each. Must not raise.
     _on_done: Callable[[JobOutcome], object] | None = attrs.field(
         init=False, default=None, repr=False
     )

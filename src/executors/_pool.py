@@ -325,7 +325,7 @@ class Pool:
         return Job(job_id, payload, timeout, dict(metadata or {}))
 
     def _accept(self, job: Job, *, caller: bool, memory_limit_mb: float | None = None) -> JobHandle:
-        """Accept a job (``admission()`` said so). With ``caller`` (a job of run()), the
+        """Accept a job (``admission()`` said so). With ``caller`` (a job of run(), or the PoolExecutor's), the
         caller's task performs its launches, and a run without a timeout holds no cancel
         scope: its caller's cancellation reaches it directly, and the pool stops it (at
         the end of a drain) by killing its executor, which every backend promises ends
@@ -401,7 +401,8 @@ class Pool:
         For run() (``handle`` None) ``job`` is accepted here and this frame is its
         caller's: no task is started, and a running job holds no other frame of the
         pool's. For a submitted job this runs in a task the pool starts at its first
-        launch, and returns None.
+        launch (a PoolExecutor's job: in the task the executor starts as it accepts
+        it), and returns None.
         """
         # Every local here is held by each running job: they are kept few.
         caller = handle is None

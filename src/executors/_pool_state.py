@@ -124,8 +124,8 @@ class LaunchJob:
 
 @attrs.frozen
 class CancelJob:
-    """Cancel the run of job ``job_id`` through its cancel scope (its run ends later with
-    a ``run_ended`` event)."""
+    """Cancel the run of job ``job_id`` through its cancel scope: a run that began ends
+    later with ``run_ended``, one not yet begun with ``run_not_started``."""
 
     job_id: str
     executor_id: str
@@ -445,7 +445,7 @@ class PoolState:
         abandoned: bool = False,
     ) -> list[Action]:
         """The run of ``job_id`` on ``executor_id`` returned ``outcome``, or was cancelled
-        (None: by the pool, for its ``cancel_reason``, else by its deadline).
+        (None: by the pool, for the reason it stopped it, else by its deadline).
 
         ``reusable``: the executor is READY again. ``abandoned``: it is not, because it
         gave up a job that ignored cancellation (``Health.abandoned``).
