@@ -325,8 +325,9 @@ class Pool:
         return Job(job_id, payload, timeout, dict(metadata or {}))
 
     def _accept(self, job: Job, *, caller: bool, memory_limit_mb: float | None = None) -> JobHandle:
-        """Accept a job (``admission()`` said so). With ``caller`` (a job of run(), or the PoolExecutor's), the
-        caller's task performs its launches, and a run without a timeout holds no cancel
+        """Accept a job (``admission()`` said so). With ``caller`` (a job of run(), or the
+        PoolExecutor's), the caller's task performs its launches, and a run without a
+        timeout holds no cancel
         scope: its caller's cancellation reaches it directly, and the pool stops it (at
         the end of a drain) by killing its executor, which every backend promises ends
         the run promptly. Synchronous, like the admission before it: nothing can change
