@@ -689,16 +689,28 @@ def test_only_a_run_job_with_a_timeout_holds_a_cancel_scope(
 ) -> None:
     backend = simulated()
 
+    class Started:
+        """Sets ``began`` as the run begins (its scope, if any, is made by then)."""
+
+        def __init__(self) -> None:
+            self.began = anyio.Event()
+
+        @hookimpl
+        def executors_job_started(self) -> None:
+            self.began.set()
+
     async def main() -> None:
         config = make_config()
+        started = Started()
         async with (
-            open_pool(config, registry=registry_with(backend)) as pool,
+            open_pool(config, registry=registry_with(backend), observers=[started]) as pool,
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(
                 functools.partial(pool.run, Script.succeed(seconds=30.0), timeout=timeout)
             )
-            await pool.wait_until(lambda s: s.busy == 1)
+            with anyio.fail_after(30):
+                await started.began.wait()
             assert len(pool._run_scopes) == (0 if timeout is None else 1)
             tg.cancel_scope.cancel()
 
