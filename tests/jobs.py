@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Iterator
 
     from executors import JobContext
 
@@ -66,6 +67,17 @@ _thread_numbers = __import__("itertools").count(1)
 
 
 def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def add_later(a: int, b: int = 0) -> Awaitable[int]:
+    """A plain function that returns an awaitable (as a ``functools.partial`` of an
+    ``async def`` does): calls await what it returns, chunked or not."""
+    return _added(a, b)
+
+
+async def _added(a: int, b: int) -> int:
+    await anyio.lowlevel.checkpoint()
     return a + b
 
 

@@ -103,6 +103,18 @@ def test_map_is_ordered_and_chunked(backend: str, host: str, chunksize: int) -> 
     on_pool(backend, host, body)
 
 
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_awaitables_a_plain_function_returns_are_awaited(
+    backend: str, host: str, chunksize: int
+) -> None:
+    async def body(pool: Pool) -> None:
+        assert await pool.call(jobs.add_later, 2, 3) == 5
+        async with pool.map(jobs.add_later, range(9), range(9), chunksize=chunksize) as values:
+            assert [v async for v in values] == [2 * i for i in range(9)]
+
+    on_pool(backend, host, body)
+
+
 def test_map_as_completed_gives_every_value_once(backend: str, host: str) -> None:
     async def body(pool: Pool) -> None:
         async with pool.map(abs, range(-20, 0), ordered=False, chunksize=3) as values:

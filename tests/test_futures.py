@@ -115,6 +115,15 @@ def test_map_reads_its_input_lazily_with_bounded_work_in_flight(
     results.close()  # type: ignore[attr-defined]  # a generator
 
 
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_awaitables_a_plain_function_returns_are_awaited(
+    executor: PoolExecutor, chunksize: int
+) -> None:
+    assert executor.submit(jobs.add_later, 2, 3).result(WAIT) == 5
+    values = executor.map(jobs.add_later, range(7), range(7), chunksize=chunksize, timeout=WAIT)
+    assert list(values) == [2 * i for i in range(7)]
+
+
 def test_map_raises_the_first_failure_in_order(executor: PoolExecutor) -> None:
     results = executor.map(jobs.fail_with, ["first"], timeout=WAIT)
     with pytest.raises(ValueError, match="first"):
@@ -126,6 +135,25 @@ def test_map_timeout_counts_from_the_call(executor: PoolExecutor, tmp_path: Path
     with pytest.raises(TimeoutError):
         next(results)
     results.close()  # type: ignore[attr-defined]  # cancels what is left
+
+
+@pytest.mark.parametrize("drop", ["close", "collect"])
+def test_a_map_left_unread_cancels_the_jobs_it_sent(
+    executor: PoolExecutor, tmp_path: Path, drop: str
+) -> None:
+    # map() sends its first jobs at the call; closing (or dropping) its iterator before
+    # reading anything still cancels them, instead of leaving them to run their 60 s
+    markers = [str(tmp_path / f"m{i}") for i in range(2)]
+    results = executor.map(jobs.wait_marked, markers, [60.0, 60.0], buffersize=2)
+    for marker in markers:
+        _wait_for(Path(marker), "a job of the map")
+    if drop == "close":
+        results.close()  # type: ignore[attr-defined]  # a generator
+    else:
+        del results
+        gc.collect()
+    executor.wait_until(lambda s: s.busy == 0 and s.jobs_cancelled == 2, timeout=WAIT)
+    assert executor.submit(jobs.add, 1, 1).result(WAIT) == 2
 
 
 def test_shutdown_refuses_new_calls_and_is_idempotent(backend: str) -> None:

@@ -337,7 +337,9 @@ class PoolExecutor(concurrent.futures.Executor):
                 window.append(self._send(payload, None, None))
 
         send()  # the first jobs go now, as the standard library's do
-        return _results(window, send, deadline, chunksize > 1)
+        results = _results(window, send, deadline, chunksize > 1)
+        next(results)  # into its ``try``: closed or collected unread, it still cancels
+        return results
 
     def asyncio_default(self) -> concurrent.futures.ThreadPoolExecutor:
         """This executor in the shape ``loop.set_default_executor()`` takes (a
@@ -481,6 +483,7 @@ def _results(
     chunked: bool,
 ) -> Iterator[Any]:
     try:
+        yield None  # taken by map() itself
         while window:
             future = window[0]
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextvars
 import inspect
 import itertools
+from collections.abc import Awaitable
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -132,12 +134,18 @@ async def _awaited(awaitable: Any) -> Any:
 def run_chunk(function: Callable[..., Any], items: Sequence[Any], star: bool = True) -> list[Any]:
     """``function`` over ``items`` (each a tuple of arguments with ``star``, else the one
     argument): one job for several items of a ``map`` with ``chunksize`` > 1. An ``async
-    def`` function runs every item on one event loop of its own, one after the other."""
+    def`` function runs every item on one event loop of its own, one after the other; so
+    do the awaitables a plain function returns, as :func:`run_call` awaits them."""
     if is_async_callable(function):
         import asyncio
 
         return asyncio.run(run_chunk_async(function, items, star))
-    return list(itertools.starmap(function, items) if star else map(function, items))
+    values = _called(function, items, star)
+    if _has_awaitables(values):
+        import asyncio
+
+        return asyncio.run(_settled(values))
+    return values
 
 
 async def run_chunk_async(
@@ -145,8 +153,25 @@ async def run_chunk_async(
 ) -> list[Any]:
     """:func:`run_chunk` on a backend that runs async functions only (a plain ``def``
     runs right on its event loop)."""
-    if not is_async_callable(function):
-        return list(itertools.starmap(function, items) if star else map(function, items))
-    if star:
-        return [await function(*item) for item in items]
-    return [await function(item) for item in items]
+    if is_async_callable(function):
+        if star:
+            return [await function(*item) for item in items]
+        return [await function(item) for item in items]
+    values = _called(function, items, star)
+    return await _settled(values) if _has_awaitables(values) else values
+
+
+def _called(function: Callable[..., Any], items: Sequence[Any], star: bool) -> list[Any]:
+    return list(itertools.starmap(function, items) if star else map(function, items))
+
+
+def _has_awaitables(values: list[Any]) -> bool:
+    # by type first: a chunk of plain values costs one pass in C
+    kinds = set(map(type, values))
+    if not any(issubclass(kind, Awaitable) or kind is GeneratorType for kind in kinds):
+        return False
+    return any(map(inspect.isawaitable, values))
+
+
+async def _settled(values: list[Any]) -> list[Any]:
+    return [await value if inspect.isawaitable(value) else value for value in values]
