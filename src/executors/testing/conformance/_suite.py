@@ -434,7 +434,7 @@ class BackendConformance:
 
         # Hosted on trio: anyio's asyncio worker threads (anyio.to_thread) outlive their
         # loop by a moment, trio's cached ones are known to no_leaks().
-        with _checking(checked), no_leaks():
+        with _checking(checked), self._nothing_left():
             self._run(checked, main, within=pool_bound(cfg, busy=1.0), host="trio")
 
     def test_ex_6_crash_isolation(self) -> None:
@@ -538,7 +538,7 @@ class BackendConformance:
             return outcome
 
         within = pool_bound(cfg, starts=2 * cfg.acquire_attempts + 2)
-        with _checking(checked), no_leaks():
+        with _checking(checked), self._nothing_left():
             outcome = self._run(checked, main, within=within, host="trio")
         with _checking(checked):
             assert outcome.reason is FailureReason.ACQUIRE_FAILED, (
@@ -645,7 +645,7 @@ class BackendConformance:
                 # The leaks are checked with the pool hosted on trio, as for EX-5 and
                 # EX-10; asyncio runs the stop too (where a backend may cancel, or the
                 # pool does cancel, the caller's task).
-                leaks = no_leaks() if host == "trio" else contextlib.nullcontext()
+                leaks = self._nothing_left() if host == "trio" else contextlib.nullcontext()
                 with _checking(checked), leaks:
                     within = pool_bound(cfg, starts=2) + timed_limit + drain_limit
                     seen = self._run(
@@ -655,6 +655,16 @@ class BackendConformance:
                     seen.check(on, self.capabilities, timeout, timed_limit, drain_limit)
 
     # -- pool rules: health and bounds ---------------------------------------------------
+
+    def _nothing_left(self) -> contextlib.AbstractContextManager[None]:
+        """What "nothing left behind" means for this backend. A local one: no child
+        process, thread or file descriptor of this process is left (no_leaks). A remote
+        one, whose executors live where this process cannot look (and whose client may
+        keep threads and connections of its own): every executor made in the block
+        reports itself dead (``health().alive`` false) once the block is over."""
+        if self.capabilities.remote:
+            return _executors_gone(self.watched)
+        return no_leaks()
 
     def _default_job(self) -> str:
         return self._job("fault", "afault")
@@ -897,12 +907,11 @@ class BackendConformance:
                     return await body(rig)
 
             # Leaks are checked with the rig hosted on trio (as for EX-5 and EX-10).
-            local = leaks and not self.capabilities.remote
-            with Witness() as witness, _checking(checked), no_leaks() if local else _nothing():
+            left = self._nothing_left() if leaks else _nothing()
+            with Witness() as witness, _checking(checked), left:
                 job = functools.partial(main, witness=witness)
-                skipped = self._run(
-                    checked, job, within=within, host="trio" if local else "asyncio"
-                )
+                host = "trio" if leaks else "asyncio"
+                skipped = self._run(checked, job, within=within, host=host)
         if skipped:
             pytest.skip(skipped)
 
@@ -974,6 +983,27 @@ class BackendConformance:
 @contextlib.contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+#: seconds a remote executor may take to report itself dead once its pool has closed
+GONE_GRACE = 5.0
+
+
+@contextlib.contextmanager
+def _executors_gone(watched: WatchedBackend) -> Iterator[None]:
+    before = set(watched.executors())
+    yield
+    deadline = time.monotonic() + GONE_GRACE
+    while True:
+        made = watched.executors()
+        alive = sorted(i for i, e in made.items() if i not in before and e.inner.health().alive)
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    assert not alive, (
+        f"executors still alive {GONE_GRACE}s after their pool closed (health().alive "
+        f"is true): {', '.join(alive)}"
+    )
 
 
 def _process_alive(pid: int) -> bool:

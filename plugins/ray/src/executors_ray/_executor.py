@@ -1,0 +1,372 @@
+"""The host side of one executor: a Ray actor, driven from the pool's event loop.
+
+Every call to the actor is an ``ObjectRef``; the host waits for one through
+``ObjectRef.future()``, whose callback (on a thread of Ray's) wakes the waiting task on
+the event loop. So the same code serves asyncio and trio hosts, with no thread per wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+import attrs
+import sniffio
+
+from executors import (
+    ExecutorsError,
+    ExecutorState,
+    FailureReason,
+    Health,
+    JobOutcome,
+    RemoteError,
+)
+from executors.backend import event_class, loop_clock, not_ready
+
+from ._actor import CONCURRENCY, ExecutorActor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskGroup
+
+    from executors import Job, PoolConfig
+
+    from ._backend import RayOptions
+
+logger = logging.getLogger("executors.ray")
+
+_READY, _BUSY, _CLOSED = ExecutorState.READY, ExecutorState.BUSY, ExecutorState.CLOSED
+_MIB = 1024 * 1024
+
+
+class RayExecutorError(ExecutorsError, RuntimeError):
+    """Raised by ``start()`` when the actor could not be created or died while starting,
+    and in place of a setup's exception that could not cross from the actor."""
+
+
+@attrs.frozen
+class ActorSpec:
+    """What every actor of one pool needs; built once by the backend."""
+
+    config: PoolConfig
+    options: RayOptions
+    task_group: TaskGroup = attrs.field(repr=False)
+    #: the actor class with this pool's options applied (resources, runtime_env...)
+    actor_class: Any = attrs.field(repr=False)
+
+    @classmethod
+    def of(cls, config: PoolConfig, options: RayOptions, task_group: TaskGroup) -> ActorSpec:
+        import ray
+
+        settings: dict[str, Any] = {
+            "num_cpus": options.num_cpus,
+            "num_gpus": options.num_gpus,
+            "max_concurrency": CONCURRENCY,
+            # the pool replaces a dead executor; Ray must not restart it behind its back
+            "max_restarts": 0,
+            "max_task_retries": 0,
+        }
+        if options.resources:
+            settings["resources"] = dict(options.resources)
+        if options.runtime_env is not None:
+            settings["runtime_env"] = dict(options.runtime_env)
+        actor_class = ray.remote(ExecutorActor).options(**settings)
+        return cls(config, options, task_group, actor_class)
+
+
+def _poster() -> Callable[[Callable[[], object]], object]:
+    """Schedules a callback on the running event loop from any thread."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    import asyncio
+
+    return asyncio.get_running_loop().call_soon_threadsafe
+
+
+class RayExecutor:
+    """One executor of the ray backend: one Ray actor (a process on some node)."""
+
+    def __init__(self, executor_id: str, spec: ActorSpec) -> None:
+        self.id = executor_id
+        self.state = ExecutorState.STARTING
+        #: the actor's process id and node, once it is set up (for messages only)
+        self.pid: int | None = None
+        self.node: str | None = None
+        self._spec = spec
+        self._actor: Any = None
+        self._exited: anyio.Event | None = None
+        self._killed = False
+        #: the wait of the running job, which kill() ends at once
+        self._wake: anyio.Event | None = None
+        self._post: Callable[[Callable[[], object]], object] | None = None
+        self._clock: Callable[[], float] | None = None
+        self._event: Callable[[], anyio.Event] | None = None
+        self._ping_sent: float | None = None
+        self._last_rtt: float | None = None
+        self._memory: float | None = None
+
+    # -- the contract ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.state is not ExecutorState.STARTING:
+            msg = f"executor {self.id} cannot start: it is {self.state.value}"
+            raise RayExecutorError(msg)
+        self._post, self._clock, self._event = _poster(), loop_clock(), event_class()
+        self._exited = self._event()
+        config = self._spec.config
+        try:
+            self._actor = self._spec.actor_class.remote(
+                self.id, config.entrypoint, config.setup, logging.getLogger().level
+            )
+        except Exception as exc:
+            self.state = _CLOSED
+            self._exited.set()
+            msg = f"{self._where()}: Ray could not create its actor: {type(exc).__name__}: {exc}"
+            raise RayExecutorError(msg) from exc
+        self._spec.task_group.start_soon(self._watch, name=f"executors-ray-watch-{self.id}")
+        try:
+            ok, value = await self._get(self._actor.setup.remote())
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self.kill()
+            if isinstance(exc, Exception) and _is_ray_error(exc):
+                msg = f"{self._where()} died while it started: {_first_line(exc)}"
+                raise RayExecutorError(msg) from exc
+            raise
+        if not ok:
+            await self.kill()
+            raise _exception_of(value, f"the setup on {self._where()}")
+        self.pid, self.node, rss = value
+        self._memory = rss / _MIB
+        if self.state is ExecutorState.STARTING:
+            self.state = _READY
+            self._spec.task_group.start_soon(self._ping, name=f"executors-ray-ping-{self.id}")
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        if self.state is not _READY:
+            raise not_ready(self.id, job.id, self.state)
+        try:
+            ref = self._actor.run.remote(job.id, job.payload, dict(job.metadata))
+        except Exception as exc:
+            # Ray serializes the arguments here: nothing was sent, the actor stays READY.
+            await anyio.lowlevel.checkpoint()
+            problem = pickle.PicklingError(
+                f"the payload of job {job.id} cannot be serialized: {type(exc).__name__}: "
+                f"{_first_line(exc)}"
+            )
+            return JobOutcome.failure(
+                job.id, FailureReason.RAISED, RemoteError.from_exception(problem)
+            )
+        self.state = _BUSY
+        try:
+            reply = await self._get(ref, wakeable=True)
+        except BaseException as exc:
+            if isinstance(exc, Exception) and _is_ray_error(exc):
+                return self._failed(job, exc)
+            # Cancelled (timeout, cancel, drain): a job halfway through in the actor
+            # cannot be stopped but by ending the actor; the pool replaces it.
+            with anyio.CancelScope(shield=True):
+                await self.kill()
+            raise
+        if reply is _WOKEN:  # kill() while the job ran
+            detail = f"{self._where()} was killed while it ran job {job.id}"
+            error = RemoteError("executors_ray.ActorKilled", detail, "")
+            return JobOutcome.failure(job.id, FailureReason.KILLED, error)
+        if self.state is _BUSY:
+            self.state = _READY
+        ok, value = reply
+        if ok:
+            return JobOutcome.success(job.id, value)
+        return JobOutcome.failure(job.id, FailureReason.RAISED, value)
+
+    async def aclose(self) -> None:
+        if self._actor is None or self._exited is None or self._exited.is_set():
+            await self.kill()
+            return
+        if self.state is _CLOSED:
+            return
+        self.state = ExecutorState.CLOSING
+        # Gracefully: the watch returns, then the actor exits as Ray ends an actor
+        # (its atexit handlers run). Whatever is left at close_timeout is killed.
+        with anyio.move_on_after(self._spec.config.close_timeout):
+            try:
+                self._actor.stop.remote()
+                await self._get(self._actor.__ray_terminate__.remote())
+            except Exception as exc:
+                if _is_ray_error(exc):  # the ActorDiedError of the end it was asked for
+                    self._gone()
+                else:
+                    logger.warning("%s did not stop gracefully: %s", self._where(), exc)
+        await self.kill()
+
+    async def kill(self) -> None:
+        self._killed = True
+        if self.state is not _CLOSED:
+            self.state = _CLOSED
+            if self._actor is not None:
+                try:
+                    import ray
+
+                    ray.kill(self._actor, no_restart=True)
+                except Exception as exc:
+                    logger.debug("ray.kill(%s): %s", self._where(), exc)
+        if self._wake is not None:
+            self._wake.set()
+        if self._exited is None or self._actor is None or self._exited.is_set():
+            await anyio.lowlevel.checkpoint()
+            return
+        # ray.kill() only asks: the job's code may run until Ray reports the actor dead
+        with anyio.move_on_after(self._spec.config.close_timeout) as waited:
+            await self._exited.wait()
+        if waited.cancelled_caught:
+            logger.warning(
+                "%s: Ray did not report it dead within close_timeout (%ss) of ray.kill()",
+                self._where(),
+                self._spec.config.close_timeout,
+            )
+
+    async def wait_exited(self) -> None:
+        if self._exited is None:
+            return
+        await self._exited.wait()
+
+    def health(self) -> Health:
+        alive = self._actor is not None and self._exited is not None and not self._exited.is_set()
+        return Health(alive=alive, memory_mb=self._memory, ping_latency=self._ping_latency())
+
+    # -- waiting on Ray --------------------------------------------------------------------
+
+    async def _get(self, ref: Any, *, wakeable: bool = False) -> Any:
+        """The value of ``ref`` (Ray's exception raised where the call failed); with
+        ``wakeable``, ``_WOKEN`` if kill() ended the wait first."""
+        future = ref.future()
+        if future.done():
+            await anyio.lowlevel.checkpoint()
+        else:
+            assert self._event is not None
+            assert self._post is not None
+            done, post = self._event(), self._post
+
+            def wake(_: object) -> None:
+                try:  # noqa: SIM105 -- the loop may be gone with its pool
+                    post(done.set)
+                except Exception:
+                    pass
+
+            future.add_done_callback(wake)
+            if wakeable:
+                self._wake = done
+            try:
+                await done.wait()
+            finally:
+                if wakeable:
+                    self._wake = None
+            if not future.done():
+                return _WOKEN
+        return future.result()
+
+    async def _watch(self) -> None:
+        """Learns of the actor's death (a SIGKILL, a crash, its node gone) as Ray reports
+        it: the call that only a stop ends fails. An idle executor is then replaced at
+        once, and kill() knows the actor's code has stopped."""
+        try:
+            await self._get(self._actor.watch.remote())
+        except Exception as exc:
+            if _is_ray_error(exc):
+                self._gone()
+
+    def _gone(self) -> None:
+        """Ray reported the actor dead."""
+        if self.state is not _BUSY:  # a running job learns it from its own call
+            self.state = _CLOSED
+        assert self._exited is not None
+        self._exited.set()
+
+    async def _ping(self) -> None:
+        """Every ``ping_interval``, one ping: it answers with the actor's memory."""
+        assert self._clock is not None
+        assert self._exited is not None
+        interval = self._spec.config.ping_interval
+        while not self._exited.is_set():
+            await anyio.sleep(interval)
+            if self._exited.is_set() or self.state is ExecutorState.CLOSING:
+                return
+            self._ping_sent = sent = self._clock()
+            try:
+                rss = await self._get(self._actor.ping.remote())
+            except Exception:
+                return  # the actor is gone: the watch says so
+            self._ping_sent = None
+            self._last_rtt = self._clock() - sent
+            self._memory = rss / _MIB
+
+    def _ping_latency(self) -> float | None:
+        if self._ping_sent is not None and self._clock is not None:
+            return self._clock() - self._ping_sent
+        return self._last_rtt
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _failed(self, job: Job, exc: Exception) -> JobOutcome:
+        import ray.exceptions
+
+        if isinstance(exc, ray.exceptions.RayActorError):
+            self._gone()
+            self.state = _CLOSED
+            if self._killed:
+                detail = f"{self._where()} was killed while it ran job {job.id}"
+                error = RemoteError("executors_ray.ActorKilled", detail, "")
+                return JobOutcome.failure(job.id, FailureReason.KILLED, error)
+            detail = f"{self._where()} died running job {job.id}: {_first_line(exc)}"
+            error = RemoteError("executors_ray.ActorDied", detail, str(exc))
+            return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
+        # The actor lives on, but Ray failed the call: its result did not serialize.
+        if self.state is _BUSY:
+            self.state = _READY
+        problem = pickle.PicklingError(
+            f"the result of job {job.id} on {self._where()} cannot be serialized: "
+            f"{_cause_line(exc)}"
+        )
+        return JobOutcome.failure(job.id, FailureReason.RAISED, RemoteError.from_exception(problem))
+
+    def _where(self) -> str:
+        if self.pid is None:
+            return f"executor {self.id} (Ray actor, not set up)"
+        return f"executor {self.id} (Ray actor, pid {self.pid} on node {self.node})"
+
+
+_WOKEN: Any = object()
+
+
+def _is_ray_error(exc: Exception) -> bool:
+    import ray.exceptions
+
+    return isinstance(exc, ray.exceptions.RayError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _cause_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {_first_line(cause)}"
+    return _first_line(exc)
+
+
+def _exception_of(error: RemoteError, where: str) -> BaseException:
+    """The setup's own exception where it crossed, with its remote traceback as a note;
+    else a RayExecutorError with its type, message and traceback."""
+    if error.exception is not None:
+        exc = error.exception
+        exc.add_note(f"raised by {where}; its traceback there:\n{error.traceback}")
+        return exc
+    return RayExecutorError(f"{where} raised {error}\n{error.traceback}")
