@@ -8,7 +8,7 @@ PLUGINS := $(wildcard plugins/*)
 EXAMPLE_PLUGINS := examples/backend-plugin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest format bench soak clean
+.PHONY: install demo test test-ray lint typecheck pytest format bench soak clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(EXAMPLE_PLUGINS:%=%/pyproject.toml) Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "executors needs Python 3.11 or newer")'
@@ -30,10 +30,19 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(foreach p,$(PLUGINS) $(EXAMPLE_PLUGINS),$(BIN)/mypy $(p)/tests &&) true
 
+# The ray backend's tests run in a pytest process of their own: they share one local
+# Ray, started for them, whose threads and processes the others' leak checks would see.
+# Here its conformance suite runs the quick profile; `test-ray` runs the ci one.
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest plugins/ray
 
 test: lint typecheck pytest
+
+# The ray backend's whole conformance suite (--executors-profile ci) and its tests,
+# the simulated several-node cluster among them. CI runs it after `make test`.
+test-ray: $(STAMP)
+	$(BIN)/python -m pytest plugins/ray --executors-profile ci
 
 # Every backend against its anchors in one run (a few minutes); writes docs/benchmarks.md,
 # its plots and docs/benchmarks/results.json. Timings are noisy: read the ratios.

@@ -1,6 +1,6 @@
 """What runs inside each executor's Ray actor. The actor is threaded (``max_concurrency``
-of 4): one thread runs the job, and the others answer pings, the host's death watch and
-the stop at once, even while a sync job holds its thread."""
+of 5): one thread runs the job, and the others answer pings, hold the host's death watch
+and take the stop and the end at once, even while a sync job holds its thread."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from executors import JobContext, RemoteError, resolve_callable
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-#: the concurrency the actor is created with: a job, a ping, the watch and the stop
-CONCURRENCY = 4
+#: the concurrency the actor is created with: a job, a ping, the watch, the stop and
+#: the end
+CONCURRENCY = 5
 
 
 def carried(exc: BaseException) -> RemoteError:
@@ -48,7 +49,6 @@ class ExecutorActor:
         self._entrypoint: Callable[..., Any] | None = None
         self._state: object = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopped = threading.Event()
         self._process = psutil.Process()
 
     def setup(self) -> tuple[bool, Any]:
@@ -92,14 +92,19 @@ class ExecutorActor:
             return 0
 
     def watch(self) -> None:
-        """Returns only once :meth:`stop` was called: the host learns of the actor's
-        death by this call failing."""
-        self._stopped.wait()
+        """Never returns: the host learns of the actor's death by this call failing."""
+        threading.Event().wait()
 
     def stop(self) -> None:
-        self._stopped.set()
+        """Tidy up before the host ends the actor."""
         if self._loop is not None and not self._loop.is_running():
             self._loop.close()
+            self._loop = None
+
+    def end(self) -> None:
+        """Exit the process now, whatever its job is doing: the host learns the actor
+        died only once its process is gone, so no job code runs after that."""
+        os._exit(70)
 
     def _call(self, function: Callable[..., Any], *args: object) -> object:
         value = function(*args)

@@ -99,6 +99,9 @@ class RayOptions:
     #: (kept for the interpreter's life), ``"auto"`` joins the cluster this machine is
     #: part of (``ray start --head``), ``"ray://host:port"`` goes through Ray Client
     address: str | None = attrs.field(default=None, validator=_check_address)
+    #: seconds to wait for the connection (or for a local Ray to start) before the
+    #: pool fails to open
+    connect_timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0.0))
     #: Ray namespace of the connection, where this backend makes it
     namespace: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
@@ -122,63 +125,78 @@ class RayConnectError(ConfigError):
 
 
 _connecting = threading.Lock()
-_keeper: threading.Thread | None = None
+
+
+@attrs.define(eq=False)
+class _Connection:
+    """One ``ray.init()``, on a daemon thread of its own that lives as long as the
+    interpreter: the processes of a local Ray die with the thread that started them
+    (Linux's parent-death signal is per thread), and the thread of the first pool's
+    event loop may end long before the interpreter does."""
+
+    options: RayOptions
+    made: threading.Event = attrs.field(factory=threading.Event)
+    error: BaseException | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="executors-ray-connection", daemon=True).start()
+
+    def _run(self) -> None:
+        import ray
+
+        options = self.options
+        # Unset: a Ray of its own, even where RAY_ADDRESS is set or another Ray on this
+        # machine left its address behind (ray.init() with no address would join those).
+        address = options.address or "local"
+        settings: dict[str, Any] = {"address": address, "namespace": options.namespace}
+        if options.address is None:
+            settings["include_dashboard"] = False
+        quiet = _NotMainThread()
+        ray_logger = logging.getLogger("ray._private.worker")
+        ray_logger.addFilter(quiet)
+        try:
+            ray.init(**settings)
+        except BaseException as exc:
+            self.error = exc
+            self.made.set()
+            return
+        finally:
+            ray_logger.removeFilter(quiet)
+        self.made.set()
+        threading.Event().wait()  # a local Ray's processes live as long as this thread
+
+
+#: the connection this backend made or is making (one interpreter, one cluster)
+_connection: _Connection | None = None
 
 
 def connect(options: RayOptions) -> None:
     """Connect this interpreter to Ray, unless it already is (by this backend, or by the
-    application's own ``ray.init()``, which then wins: one interpreter, one cluster).
-
-    ``ray.init()`` runs on a daemon thread of its own that lives as long as the
-    interpreter: the processes of a local Ray die with the thread that started them
-    (Linux's parent-death signal is per thread), and the thread of the first pool's
-    event loop may end long before the interpreter does."""
+    application's own ``ray.init()``, which then wins). Raises :class:`RayConnectError`
+    when that fails, or takes longer than ``connect_timeout``."""
     import ray
 
-    global _keeper
+    global _connection
     with _connecting:
-        if ray.is_initialized():
-            return
-        done: list[BaseException | None] = []
-        connected = threading.Event()
-        _keeper = threading.Thread(
-            target=_connect_and_stay,
-            args=(options, done, connected),
-            name="executors-ray-connection",
-            daemon=True,
+        if _connection is None or _connection.error is not None:
+            if ray.is_initialized():
+                return
+            _connection = _Connection(options)
+            _connection.start()
+        connection = _connection
+    where = connection.options.address or "a Ray of its own on this machine"
+    if not connection.made.wait(options.connect_timeout):
+        msg = (
+            f"backend 'ray' could not connect to {where} within connect_timeout "
+            f"({options.connect_timeout}s): is the cluster up (`ray status`), and the "
+            "address right?"
         )
-        _keeper.start()
-        connected.wait()
-        if done[0] is not None:
-            where = options.address or "a Ray of its own on this machine"
-            exc = done[0]
-            msg = f"backend 'ray' could not connect to {where}: {type(exc).__name__}: {exc}"
-            raise RayConnectError(msg) from exc
-        logger.info("connected to Ray at %s", options.address or "a local Ray")
-
-
-def _connect_and_stay(
-    options: RayOptions, done: list[BaseException | None], connected: threading.Event
-) -> None:
-    import ray
-
-    settings: dict[str, Any] = {"address": options.address, "namespace": options.namespace}
-    if options.address is None:
-        settings["include_dashboard"] = False
-    quiet = _NotMainThread()
-    ray_logger = logging.getLogger("ray._private.worker")
-    ray_logger.addFilter(quiet)
-    try:
-        ray.init(**settings)
-    except BaseException as exc:
-        done.append(exc)
-        connected.set()
-        return
-    finally:
-        ray_logger.removeFilter(quiet)
-    done.append(None)
-    connected.set()
-    threading.Event().wait()  # the local Ray's processes live as long as this thread
+        raise RayConnectError(msg)
+    if connection.error is not None:
+        exc = connection.error
+        msg = f"backend 'ray' could not connect to {where}: {type(exc).__name__}: {exc}"
+        raise RayConnectError(msg) from exc
+    logger.debug("connected to Ray at %s", where)
 
 
 class _NotMainThread(logging.Filter):

@@ -7,6 +7,7 @@ the event loop. So the same code serves asyncio and trio hosts, with no thread p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ logger = logging.getLogger("executors.ray")
 
 _READY, _BUSY, _CLOSED = ExecutorState.READY, ExecutorState.BUSY, ExecutorState.CLOSED
 _MIB = 1024 * 1024
+#: seconds an actor has to end its own process before ray.kill() ends it
+_END_WAIT = 1.0
 
 
 class RayExecutorError(ExecutorsError, RuntimeError):
@@ -129,6 +132,7 @@ class RayExecutor:
             self._exited.set()
             msg = f"{self._where()}: Ray could not create its actor: {type(exc).__name__}: {exc}"
             raise RayExecutorError(msg) from exc
+        logger.debug("%s: actor %s created", self._where(), self._actor._actor_id.hex())
         self._spec.task_group.start_soon(self._watch, name=f"executors-ray-watch-{self.id}")
         try:
             ok, value = await self._get(self._actor.setup.remote())
@@ -143,6 +147,7 @@ class RayExecutor:
             await self.kill()
             raise _exception_of(value, f"the setup on {self._where()}")
         self.pid, self.node, rss = value
+        logger.debug("%s is set up", self._where())
         self._memory = rss / _MIB
         if self.state is ExecutorState.STARTING:
             self.state = _READY
@@ -192,43 +197,54 @@ class RayExecutor:
         if self.state is _CLOSED:
             return
         self.state = ExecutorState.CLOSING
-        # Gracefully: the watch returns, then the actor exits as Ray ends an actor
-        # (its atexit handlers run). Whatever is left at close_timeout is killed.
-        with anyio.move_on_after(self._spec.config.close_timeout):
+        # The actor tidies up (its jobs' event loop), then goes as Ray ends an actor for
+        # good: ray.kill(). Not __ray_terminate__: a threaded actor's process can hang
+        # at its exit after Ray has reported it dead, and live on unseen.
+        with anyio.move_on_after(self._spec.config.close_timeout / 2):
             try:
-                self._actor.stop.remote()
-                await self._get(self._actor.__ray_terminate__.remote())
+                await self._get(self._actor.stop.remote())
             except Exception as exc:
-                if _is_ray_error(exc):  # the ActorDiedError of the end it was asked for
+                if _is_ray_error(exc):
                     self._gone()
                 else:
                     logger.warning("%s did not stop gracefully: %s", self._where(), exc)
         await self.kill()
 
     async def kill(self) -> None:
+        logger.debug("killing %s (%s)", self._where(), self.state.value)
         self._killed = True
-        if self.state is not _CLOSED:
-            self.state = _CLOSED
-            if self._actor is not None:
-                try:
-                    import ray
-
-                    ray.kill(self._actor, no_restart=True)
-                except Exception as exc:
-                    logger.debug("ray.kill(%s): %s", self._where(), exc)
+        first = self.state is not _CLOSED
+        # code may be running in the actor: a job, or the setup
+        running = self.state in (_BUSY, ExecutorState.STARTING)
+        self.state = _CLOSED
         if self._wake is not None:
             self._wake.set()
-        if self._exited is None or self._actor is None or self._exited.is_set():
+        if not first or self._actor is None or self._exited is None or self._exited.is_set():
             await anyio.lowlevel.checkpoint()
             return
-        # ray.kill() only asks: the job's code may run until Ray reports the actor dead
-        with anyio.move_on_after(self._spec.config.close_timeout) as waited:
+        # Ray reports an actor that ray.kill() ended dead before its process is gone:
+        # its job's code could run on a moment. So an actor that runs code first ends
+        # its own process (then the report means the code has stopped); ray.kill() ends
+        # one that cannot (wedged, or never placed), and makes sure Ray never restarts it.
+        timeout = self._spec.config.close_timeout
+        if running:
+            with contextlib.suppress(Exception):
+                self._actor.end.remote()
+            with anyio.move_on_after(min(_END_WAIT, timeout / 2)):
+                await self._exited.wait()
+        try:
+            import ray
+
+            ray.kill(self._actor, no_restart=True)
+        except Exception as exc:
+            logger.debug("ray.kill(%s): %s", self._where(), exc)
+        with anyio.move_on_after(timeout) as waited:
             await self._exited.wait()
         if waited.cancelled_caught:
             logger.warning(
                 "%s: Ray did not report it dead within close_timeout (%ss) of ray.kill()",
                 self._where(),
-                self._spec.config.close_timeout,
+                timeout,
             )
 
     async def wait_exited(self) -> None:
@@ -283,6 +299,7 @@ class RayExecutor:
 
     def _gone(self) -> None:
         """Ray reported the actor dead."""
+        logger.debug("%s: Ray reports it dead", self._where())
         if self.state is not _BUSY:  # a running job learns it from its own call
             self.state = _CLOSED
         assert self._exited is not None
