@@ -4,7 +4,8 @@ Convention for fenced code blocks:
 
 - A block whose info string is exactly ``python`` is executed; any other info string
   (``python notest`` for fragments such as protocol signatures, ``toml``, ``console``)
-  is not.
+  is not here. ``python ray`` blocks need a Ray: the ray backend's tests run them
+  (plugins/ray/tests/test_ray_docs.py), on the local Ray of their session.
 - Each executed block runs with ``exec`` in a fresh namespace, with the repository root
   as the working directory and first on ``sys.path`` (so ``examples.docs_jobs:double``
   and ``tests.jobs`` import), and with no ``EXECUTORS_*`` variable set.
@@ -156,10 +157,11 @@ def test_there_are_python_blocks_to_run() -> None:
 
 
 def test_no_python_block_is_skipped_by_a_typo() -> None:
-    """Only ``python`` runs; any other python info string must be ``python notest``."""
+    """Only ``python`` runs here (``python ray`` in the ray backend's tests); any other
+    python info string must be ``python notest``."""
     infos = {block.info for page in PAGES for block in fenced_blocks(page)}
     pythonish = {info for info in infos if info.split(" ")[0] in ("py", "python", "python3")}
-    assert pythonish <= {"python", "python notest"}
+    assert pythonish <= {"python", "python notest", "python ray"}
 
 
 COPIES = [block for block in PYTHON if _COPY_OF.match(block.code)]

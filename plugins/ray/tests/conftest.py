@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
 
 # Before Ray starts: its workers (started by its raylet, which inherits this
-# environment) import the jobs of these tests by name, and report no usage statistics.
+# environment) import the jobs of these tests and the docs' examples by name, and report
+# no usage statistics.
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p
+    p for p in (str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
 )
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 

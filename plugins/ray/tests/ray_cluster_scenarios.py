@@ -31,7 +31,7 @@ def main(directory: Path) -> dict[str, Any]:
 
     # GCS declares a node dead after 3 missed health checks 200 ms apart (not 15 s)
     health = {"health_check_period_ms": 200, "health_check_failure_threshold": 3}
-    cluster = Cluster(
+    cluster: Any = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": health}
     )
     try:
