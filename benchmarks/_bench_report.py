@@ -191,6 +191,7 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
         "taking turns. USS is the memory a worker holds alone.",
     ]
     out += _futures_section(results)
+    out += _ray_section(results, document["settings"]["starts"])
     memory = results["coroutine_memory"]
     out += [
         "",
@@ -247,6 +248,28 @@ def _futures_section(results: dict[str, Any]) -> list[str]:
         f"{_fmt(generator['rss_mib_at_end'])} MiB at the end.",
     ]
     return out
+
+
+def _ray_section(results: dict[str, Any], starts: int) -> list[str]:
+    """Our pool on the ray backend against bare Ray actors (absent where ray is not
+    installed)."""
+    if "ray" not in results:
+        return []
+    warm = results["ray_lifecycle"]["warm_ms"]
+    return [
+        "",
+        "## Ray (asyncio host)",
+        "",
+        "Our pool on the ray backend (2 executors, each a Ray actor) against 2 bare Ray "
+        "actors called in turn, on one local Ray: a call of the bare actor's method is "
+        "awaited as an `ObjectRef`.",
+        "",
+        *_table(results["ray"], "ray pool"),
+        "",
+        f"From nothing to 4 warm executors: our pool {_fmt(warm['ray pool'])} ms (opened, "
+        f"4 idle executors), bare Ray {_fmt(warm['Ray actors'])} ms (4 actors created, each "
+        f"with its first reply); the median of {starts} starts, the sides taking turns.",
+    ]
 
 
 def _map_sides(results: dict[str, Any]) -> list[str]:

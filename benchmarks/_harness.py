@@ -44,7 +44,7 @@ SETTLE = 0.5
 HANG = 10.0
 #: what a pool that cannot recover from a dead worker raises from then on
 BROKEN = ("BrokenProcessPool", "TerminatedWorkerError")
-PACKAGES = ["executors", "anyio", "trio", "loky", "pebble", "trio-parallel", "psutil"]
+PACKAGES = ["executors", "anyio", "trio", "loky", "pebble", "trio-parallel", "ray", "psutil"]
 
 
 class Settings:
@@ -453,6 +453,22 @@ def synchronous(
     return results
 
 
+def on_ray(settings: Settings, steal: dict[str, float]) -> dict[str, Any]:
+    """Our pool on the ray backend against bare Ray actors, on a local Ray of the
+    section's own, started last (its processes and threads live until it ends)."""
+    import _ray
+
+    with _ray.local_ray():
+        return anyio.run(
+            _ray.section,
+            settings,
+            compare,
+            lambda part: watching_steal(steal, part),
+            WORKERS,
+            WARM,
+        )
+
+
 #: (key, what, ours, anchor, "<=" or ">=", limit): ours and anchor are paths into the
 #: results, "/"-separated
 TARGETS = [
@@ -531,6 +547,30 @@ TARGETS = [
         1.1,
     ),
     (
+        "ray_p50_vs_actor",
+        "ray: round-trip p50 / a bare Ray actor call's",
+        "ray/ray pool/p50_us",
+        "ray/Ray actor/p50_us",
+        "<=",
+        1.3,
+    ),
+    (
+        "ray_throughput_vs_actor",
+        "ray: throughput, 64 in flight / bare Ray actor calls'",
+        "ray/ray pool/throughput",
+        "ray/Ray actor/throughput",
+        ">=",
+        0.8,
+    ),
+    (
+        "ray_warm_4_vs_actors",
+        "ray: 4 warm executors / 4 bare Ray actors created and answering",
+        "ray_lifecycle/warm_ms/ray pool",
+        "ray_lifecycle/warm_ms/Ray actors",
+        "<=",
+        1.5,
+    ),
+    (
         "warm_4_vs_ppe",
         "4 warm process executors / ProcessPoolExecutor(4)'s first result",
         "process_lifecycle/warm_ms/process pool",
@@ -562,6 +602,8 @@ def close_to(ratio: float, limit: float) -> bool:
 def targets(results: dict[str, Any], steal: dict[str, float]) -> list[dict[str, Any]]:
     rows = []
     for key, text, ours_path, anchor_path, kind, limit in TARGETS:
+        if ours_path.split("/", 1)[0] not in results:
+            continue  # a section not run: its package is not installed (see "missing")
         ratio = dig(results, ours_path) / dig(results, anchor_path)
         stolen = steal.get(ours_path.split("/", 1)[0], math.nan)
         rows.append(
@@ -614,6 +656,8 @@ def main() -> None:
     results = anyio.run(on_asyncio, context, settings, steal)
     results.update(anyio.run(on_trio, settings, steal, backend="trio"))
     results.update(synchronous(context, settings, steal))
+    if _sides.installed("ray"):
+        results.update(on_ray(settings, steal))
     document = {
         "command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]),
         "machine": machine(),
@@ -626,7 +670,9 @@ def main() -> None:
             "one_cpu": hasattr(os, "sched_setaffinity"),
             **vars(settings),
         },
-        "missing": [p for p in ("loky", "pebble", "trio_parallel") if not _sides.installed(p)],
+        "missing": [
+            p for p in ("loky", "pebble", "trio_parallel", "ray") if not _sides.installed(p)
+        ],
         "seconds": round(time.perf_counter() - began, 1),
         "results": results,
         "steal": steal,

@@ -33,6 +33,7 @@ GROUPS = {
     "coroutine": {"coroutine pool", "asyncio.create_task"},
     "coroutine_trio": {"coroutine pool", "trio task"},
     "futures": {"PoolExecutor", "ProcessPoolExecutor"},
+    "ray": {"ray pool", "Ray actor"},
 }
 #: the part of the run each target's figures come from
 TARGET_PARTS = {
@@ -45,6 +46,9 @@ TARGET_PARTS = {
     "futures_p50_vs_ppe": "futures",
     "futures_map_vs_ppe": "futures_map",
     "futures_generator_memory": "futures_generator",
+    "ray_p50_vs_actor": "ray",
+    "ray_throughput_vs_actor": "ray",
+    "ray_warm_4_vs_actors": "ray_lifecycle",
     "warm_4_vs_ppe": "process_lifecycle",
 }
 PROCESS_POOLS = {"process pool", "ProcessPoolExecutor", "loky", "pebble"}
@@ -92,7 +96,14 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
     assert all(math.isfinite(t["ratio"]) and t["ratio"] > 0 for t in targets)
     assert all(isinstance(t["close"], bool) for t in targets)
     # the CPU time the hypervisor took, read around every part of the run
-    parts = {*GROUPS, "coroutine_memory", "process_lifecycle", "futures_map", "futures_generator"}
+    parts = {
+        *GROUPS,
+        "coroutine_memory",
+        "process_lifecycle",
+        "futures_map",
+        "futures_generator",
+        "ray_lifecycle",
+    }
     assert set(document["steal"]) == parts
     maps = measured["futures_map"]
     for side in ("PoolExecutor", "ProcessPoolExecutor"):
@@ -100,6 +111,8 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
         assert all(seconds > 0 for seconds in maps[side]["seconds"].values())
     generator = measured["futures_generator"]
     assert generator["rss_mib_highest"] >= generator["rss_mib_at_a_tenth"] > 0
+    assert set(measured["ray_lifecycle"]["warm_ms"]) == {"ray pool", "Ray actors"}
+    assert all(value > 0 for value in measured["ray_lifecycle"]["warm_ms"].values())
 
     for share in document["steal"].values():
         assert math.isnan(share) if sys.platform != "linux" else 0 <= share <= 1
@@ -109,6 +122,7 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
         assert t["disturbed"] == (t["steal"] > document["settings"]["disturbed_share"])
     text = page.read_text(encoding="utf-8")
     assert "## concurrent.futures executors (synchronous callers)" in text
+    assert "## Ray (asyncio host)" in text
     flagged = [t["target"] for t in targets if t["close"]]
     if flagged:
         assert f"so that one run cannot tell whether they hold: {'; '.join(flagged)}." in text

@@ -1,0 +1,138 @@
+"""The ray part of ``bench.py``: our pool on the ray backend against bare calls to Ray
+actors, on one local Ray started for it (and shut down after). Both sides await Ray
+from asyncio: the bare actor's ``ObjectRef`` directly, our pool through its backend."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from _sides import Side
+
+from executors import PoolConfig, open_pool
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from contextlib import AbstractContextManager
+
+HERE = Path(__file__).resolve().parent
+#: logical CPUs of the bench's Ray: each side's executors (one CPU each) fit at once
+RAY_CPUS = 8
+
+
+class Echo:
+    """The bare actor: one method that returns its argument."""
+
+    def noop(self, value: object) -> object:
+        return value
+
+
+@contextlib.contextmanager
+def local_ray() -> Any:
+    """A local Ray for the section. Its workers import this directory's modules by name
+    (the pool's no-op job, the bare actor's class): its raylet inherits PYTHONPATH."""
+    import ray
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p
+    )
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _config(executors: int) -> PoolConfig:
+    return PoolConfig(
+        backend="ray",
+        entrypoint="bench_jobs:noop",
+        idle_executors=executors,
+        max_executors=executors,
+        max_concurrent_initializations=executors,
+        max_pending=None,
+    )
+
+
+@contextlib.asynccontextmanager
+async def ours(executors: int) -> AsyncIterator[Side]:
+    async with open_pool(_config(executors)) as pool:
+        await pool.wait_until(lambda s: s.idle >= executors)
+        yield Side("ray pool", pool.run, pool)
+
+
+@contextlib.asynccontextmanager
+async def bare(actors: int) -> AsyncIterator[Side]:
+    """Bare actors, called in turn: what the pool's executors are, without the pool."""
+    import ray
+
+    echo: Any = ray.remote(Echo)
+    handles = [echo.remote() for _ in range(actors)]
+    for handle in handles:
+        await handle.noop.remote(0)
+    turns = itertools.cycle(handles)
+
+    async def call(i: int) -> object:
+        return await next(turns).noop.remote(i)
+
+    try:
+        yield Side("Ray actor", call)
+    finally:
+        for handle in handles:
+            ray.kill(handle)
+
+
+async def warm(executors: int, starts: int) -> dict[str, float]:
+    """Milliseconds from nothing to ``executors`` warm executors (our pool: opened, and
+    that many idle; bare: that many actors created, each with its first reply): the
+    median of ``starts`` starts, the sides taking turns."""
+    import ray
+
+    async def bare_start() -> None:
+        echo: Any = ray.remote(Echo)
+        handles = [echo.remote() for _ in range(executors)]
+        for handle in handles:
+            await handle.noop.remote(0)
+        for handle in handles:
+            ray.kill(handle)
+
+    async def our_start() -> None:
+        async with open_pool(_config(executors)) as pool:
+            await pool.wait_until(lambda s: s.idle >= executors)
+
+    sides: dict[str, Callable[[], Any]] = {"ray pool": our_start, "Ray actors": bare_start}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(starts):
+        for name, start in sides.items():
+            began = time.perf_counter()
+            await start()
+            times[name].append((time.perf_counter() - began) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+async def section(
+    settings: Any,
+    compare: Callable[[list[Side], Any], Any],
+    watching: Callable[[str], AbstractContextManager[None]],
+    workers: int,
+    warm_executors: int,
+) -> dict[str, Any]:
+    print("ray ...", file=sys.stderr)
+    results: dict[str, Any] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        sides = [
+            await stack.enter_async_context(ours(workers)),
+            await stack.enter_async_context(bare(workers)),
+        ]
+        with watching("ray"):
+            results["ray"] = await compare(sides, settings)
+    with watching("ray_lifecycle"):
+        results["ray_lifecycle"] = {"warm_ms": await warm(warm_executors, settings.starts)}
+    return results
