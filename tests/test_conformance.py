@@ -112,13 +112,29 @@ def test_check_of_an_unknown_backend_exits_2_listing_the_installed_ones() -> Non
         assert name in result.stderr
 
 
-def test_check_leaves_nothing_in_the_current_directory(tmp_path: Path) -> None:
-    """No .hypothesis directory (Hypothesis' example database and caches), no pytest
-    cache: the checker may be run from a user's project."""
+def test_check_from_a_project_leaves_nothing_there_and_takes_none_of_its_tests(
+    tmp_path: Path,
+) -> None:
+    """The checker may be run from a user's project: it leaves no .hypothesis directory
+    (Hypothesis' example database and caches) and no pytest cache there, and the
+    project's own tests/conftest.py (pytest would load it from the current directory:
+    its fixtures, its leak checks) does not touch the suite's rules."""
+    conftest = tmp_path / "tests" / "conftest.py"
+    conftest.parent.mkdir()
+    conftest.write_text(
+        "import pytest\n\n"
+        "@pytest.fixture(autouse=True)\n"
+        "def _every_test_of_the_project():\n"
+        "    raise RuntimeError('the project conftest ran in the suite')\n"
+    )
     result = _run("-m", "executors", "check", "coroutine", "--profile", "quick", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "the project conftest ran" not in result.stdout + result.stderr
     assert not (tmp_path / ".hypothesis").exists()
-    assert sorted(path.name for path in tmp_path.iterdir()) == []
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "tests",
+        "tests/conftest.py",
+    ]
 
 
 _OPTIONED_PLUGIN = """

@@ -333,8 +333,10 @@ def check(
         _hypothesis_files_in(directory),
         _watchdog(collector, timeout, started),
     ):
-        # An empty configuration file: the suite runs the same from any directory, with
-        # no project's pytest settings or conftest.py around it.
+        # An empty configuration file, and no conftest.py (pytest would load those of the
+        # current directory and its test* folders; the suite has none): the suite runs the
+        # same from any directory, with no project's pytest settings or conftest.py (its
+        # fixtures, its leak checks) around it.
         ini = Path(directory, "pytest.ini")
         ini.write_text("[pytest]\n")
         # pytest's own report goes to stderr: stdout carries the verdicts only.
@@ -345,6 +347,7 @@ def check(
                     str(ini),
                     "--rootdir",
                     directory,
+                    "--noconftest",
                     "-p",
                     "no:cacheprovider",
                     "-q",

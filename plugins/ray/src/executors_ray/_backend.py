@@ -106,8 +106,12 @@ class RayOptions:
     namespace: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
     )
-    #: CPUs each executor reserves: Ray places an executor only where they are free
-    num_cpus: float = attrs.field(default=1.0, validator=_check_amount)
+    #: CPUs each executor reserves: Ray places an executor only where they are free.
+    #: Unset: 1 on a cluster; 0 on the Ray this backend starts on this machine, where
+    #: max_executors is the only limit (as with the process backend)
+    num_cpus: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_check_amount)
+    )
     #: GPUs each executor reserves (fractions share a GPU)
     num_gpus: float = attrs.field(default=0.0, validator=_check_amount)
     #: custom resources each executor reserves, as {"accelerator": 1}
@@ -170,17 +174,18 @@ class _Connection:
 _connection: _Connection | None = None
 
 
-def connect(options: RayOptions) -> None:
+def connect(options: RayOptions) -> bool:
     """Connect this interpreter to Ray, unless it already is (by this backend, or by the
-    application's own ``ray.init()``, which then wins). Raises :class:`RayConnectError`
-    when that fails, or takes longer than ``connect_timeout``."""
+    application's own ``ray.init()``, which then wins); whether it is connected to a Ray
+    this backend started on this machine. Raises :class:`RayConnectError` when that
+    fails, or takes longer than ``connect_timeout``."""
     import ray
 
     global _connection
     with _connecting:
         if _connection is None or _connection.error is not None:
             if ray.is_initialized():
-                return
+                return False
             _connection = _Connection(options)
             _connection.start()
         connection = _connection
@@ -197,6 +202,7 @@ def connect(options: RayOptions) -> None:
         msg = f"backend 'ray' could not connect to {where}: {type(exc).__name__}: {exc}"
         raise RayConnectError(msg) from exc
     logger.debug("connected to Ray at %s", where)
+    return connection.options.address is None
 
 
 class _NotMainThread(logging.Filter):
@@ -227,7 +233,8 @@ class RayBackend:
     async def open(self, config: PoolConfig, options: object) -> AsyncIterator[ExecutorFactory]:
         assert isinstance(options, RayOptions)
         # ray.init() takes seconds: off the event loop
-        await anyio.to_thread.run_sync(connect, options)
+        local = await anyio.to_thread.run_sync(connect, options)
+        num_cpus = options.num_cpus if options.num_cpus is not None else (0.0 if local else 1.0)
         async with anyio.create_task_group() as tg:
-            yield _Factory(ActorSpec.of(config, options, tg))
+            yield _Factory(ActorSpec.of(config, options, tg, num_cpus))
             tg.cancel_scope.cancel()

@@ -62,11 +62,13 @@ class ActorSpec:
     actor_class: Any = attrs.field(repr=False)
 
     @classmethod
-    def of(cls, config: PoolConfig, options: RayOptions, task_group: TaskGroup) -> ActorSpec:
+    def of(
+        cls, config: PoolConfig, options: RayOptions, task_group: TaskGroup, num_cpus: float
+    ) -> ActorSpec:
         import ray
 
         settings: dict[str, Any] = {
-            "num_cpus": options.num_cpus,
+            "num_cpus": num_cpus,
             "num_gpus": options.num_gpus,
             "max_concurrency": CONCURRENCY,
             # the pool replaces a dead executor; Ray must not restart it behind its back
