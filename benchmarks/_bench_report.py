@@ -261,8 +261,12 @@ def _ray_section(results: dict[str, Any], starts: int) -> list[str]:
         "## Ray (asyncio host)",
         "",
         "Our pool on the ray backend (2 executors, each a Ray actor) against 2 bare Ray "
-        "actors called in turn, on one local Ray: a call of the bare actor's method is "
-        "awaited as an `ObjectRef`.",
+        "actors, on one local Ray; a bare actor's call is awaited as an `ObjectRef`. "
+        "`Ray actor`: the actors called in turn, so that with 64 calls in flight Ray "
+        "queues them in each actor's mailbox and an actor runs the next as soon as the "
+        "last ends. `Ray actors, one call each`: a call waits for a free actor, as "
+        "`ray.util.ActorPool` hands them out, and as a pool of slots does (the contract: "
+        "one job per executor at a time).",
         "",
         *_table(results["ray"], "ray pool"),
         "",

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from _sides import Side
 
 from executors import PoolConfig, open_pool
@@ -70,7 +71,9 @@ async def ours(executors: int) -> AsyncIterator[Side]:
 
 @contextlib.asynccontextmanager
 async def bare(actors: int) -> AsyncIterator[Side]:
-    """Bare actors, called in turn: what the pool's executors are, without the pool."""
+    """Bare actors, called in turn: what the pool's executors are, without the pool.
+    With many calls in flight, Ray queues them in each actor's mailbox: an actor runs
+    the next as soon as the last ends, with no round trip between."""
     import ray
 
     echo: Any = ray.remote(Echo)
@@ -85,6 +88,37 @@ async def bare(actors: int) -> AsyncIterator[Side]:
     try:
         yield Side("Ray actor", call)
     finally:
+        for handle in handles:
+            ray.kill(handle)
+
+
+@contextlib.asynccontextmanager
+async def one_call_each(actors: int) -> AsyncIterator[Side]:
+    """Bare actors given one call at a time each, a call waiting for a free actor (as
+    ``ray.util.ActorPool`` hands them out): the dispatch of a pool of slots, which the
+    pool's contract (one job per executor at a time) also keeps."""
+    import ray
+
+    echo: Any = ray.remote(Echo)
+    handles = [echo.remote() for _ in range(actors)]
+    for handle in handles:
+        await handle.noop.remote(0)
+    send, receive = anyio.create_memory_object_stream[Any](actors)
+    for handle in handles:
+        send.send_nowait(handle)
+
+    async def call(i: int) -> object:
+        handle = await receive.receive()
+        try:
+            return await handle.noop.remote(i)
+        finally:
+            send.send_nowait(handle)
+
+    try:
+        yield Side("Ray actors, one call each", call)
+    finally:
+        send.close()
+        receive.close()
         for handle in handles:
             ray.kill(handle)
 
@@ -130,6 +164,7 @@ async def section(
         sides = [
             await stack.enter_async_context(ours(workers)),
             await stack.enter_async_context(bare(workers)),
+            await stack.enter_async_context(one_call_each(workers)),
         ]
         with watching("ray"):
             results["ray"] = await compare(sides, settings)

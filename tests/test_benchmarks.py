@@ -33,7 +33,7 @@ GROUPS = {
     "coroutine": {"coroutine pool", "asyncio.create_task"},
     "coroutine_trio": {"coroutine pool", "trio task"},
     "futures": {"PoolExecutor", "ProcessPoolExecutor"},
-    "ray": {"ray pool", "Ray actor"},
+    "ray": {"ray pool", "Ray actor", "Ray actors, one call each"},
 }
 #: the part of the run each target's figures come from
 TARGET_PARTS = {

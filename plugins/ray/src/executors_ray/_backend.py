@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -14,6 +15,7 @@ import anyio
 import attrs
 
 from executors import Capabilities, ConfigError
+from executors.backend import factory
 
 from ._executor import ActorSpec, RayExecutor
 
@@ -213,14 +215,6 @@ class _NotMainThread(logging.Filter):
         return "SIGTERM handler is not set" not in record.getMessage()
 
 
-@attrs.define(eq=False)
-class _Factory:
-    spec: ActorSpec
-
-    def create_executor(self, executor_id: str) -> RayExecutor:
-        return RayExecutor(executor_id, self.spec)
-
-
 @attrs.frozen
 class RayBackend:
     """Backend ``ray``: one Ray actor per executor."""
@@ -236,5 +230,6 @@ class RayBackend:
         local = await anyio.to_thread.run_sync(connect, options)
         num_cpus = options.num_cpus if options.num_cpus is not None else (0.0 if local else 1.0)
         async with anyio.create_task_group() as tg:
-            yield _Factory(ActorSpec.of(config, options, tg, num_cpus))
+            spec = ActorSpec.of(config, options, tg, num_cpus)
+            yield factory(functools.partial(RayExecutor, spec=spec))
             tg.cancel_scope.cancel()
