@@ -20,8 +20,13 @@ HERE = Path(__file__).resolve().parent
 WITHIN = 240.0
 
 
-@pytest.fixture(scope="module")
-def findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=["tuned", "default"])
+def findings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """What the scenario saw, with Ray's node health checks tuned to declare a removed
+    node dead within a second, and with Ray's defaults (its actors are unreachable
+    first, and declared dead much later)."""
     directory = tmp_path_factory.mktemp("cluster")
     # where Ray's cluster_utils records the cluster it starts, and leaves it
     recorded = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
@@ -31,7 +36,7 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "ray_cluster_scenarios.py"), str(directory)],
+        [sys.executable, str(HERE / "ray_cluster_scenarios.py"), str(directory), request.param],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

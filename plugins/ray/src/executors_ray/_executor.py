@@ -292,12 +292,19 @@ class RayExecutor:
     async def _watch(self) -> None:
         """Learns of the actor's death (a SIGKILL, a crash, its node gone) as Ray reports
         it: the call that only a stop ends fails. An idle executor is then replaced at
-        once, and kill() knows the actor's code has stopped."""
-        try:
-            await self._get(self._actor.watch.remote())
-        except Exception as exc:
-            if _is_ray_error(exc):
-                self._gone()
+        once, and kill() knows the actor's code has stopped. An actor Ray cannot reach
+        for now (its node's connection dropped) is not dead yet: the watch goes on, and
+        pings find it unresponsive meanwhile."""
+        while True:
+            try:
+                await self._get(self._actor.watch.remote())
+            except Exception as exc:
+                if _unreachable(exc):
+                    await anyio.sleep(self._spec.config.ping_interval)
+                    continue
+                if _is_ray_error(exc):
+                    self._gone()
+            return
 
     def _gone(self) -> None:
         """Ray reported the actor dead."""
@@ -335,24 +342,32 @@ class RayExecutor:
     def _failed(self, job: Job, exc: Exception) -> JobOutcome:
         import ray.exceptions
 
-        if isinstance(exc, ray.exceptions.RayActorError):
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            # The actor lives on: its run() returned, but its result did not serialize.
+            if self.state is _BUSY:
+                self.state = _READY
+            problem = pickle.PicklingError(
+                f"the result of job {job.id} on {self._where()} cannot be serialized: "
+                f"{_cause_line(exc)}"
+            )
+            error = RemoteError.from_exception(problem)
+            return JobOutcome.failure(job.id, FailureReason.RAISED, error)
+        if self._killed:
+            detail = f"{self._where()} was killed while it ran job {job.id}"
+            error = RemoteError("executors_ray.ActorKilled", detail, "")
+            return JobOutcome.failure(job.id, FailureReason.KILLED, error)
+        if isinstance(exc, ray.exceptions.RayActorError) and not _unreachable(exc):
             self._gone()
-            self.state = _CLOSED
-            if self._killed:
-                detail = f"{self._where()} was killed while it ran job {job.id}"
-                error = RemoteError("executors_ray.ActorKilled", detail, "")
-                return JobOutcome.failure(job.id, FailureReason.KILLED, error)
-            detail = f"{self._where()} died running job {job.id}: {_first_line(exc)}"
-            error = RemoteError("executors_ray.ActorDied", detail, str(exc))
-            return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
-        # The actor lives on, but Ray failed the call: its result did not serialize.
-        if self.state is _BUSY:
-            self.state = _READY
-        problem = pickle.PicklingError(
-            f"the result of job {job.id} on {self._where()} cannot be serialized: "
-            f"{_cause_line(exc)}"
-        )
-        return JobOutcome.failure(job.id, FailureReason.RAISED, RemoteError.from_exception(problem))
+            what = "died running"
+        else:
+            # Unreachable (its node's connection dropped), or the call was lost another
+            # way: how far the job got is unknown. The pool closes the executor (which
+            # ends the actor, should it still be there) and runs the job nowhere else.
+            what = "was lost running"
+        self.state = _CLOSED
+        detail = f"{self._where()} {what} job {job.id}: {_first_line(exc)}"
+        error = RemoteError(f"executors_ray.{type(exc).__name__}", detail, str(exc))
+        return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
 
     def _where(self) -> str:
         if self.pid is None:
@@ -361,6 +376,13 @@ class RayExecutor:
 
 
 _WOKEN: Any = object()
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Ray cannot reach the actor for now: not (yet) known to be dead."""
+    import ray.exceptions
+
+    return isinstance(exc, ray.exceptions.ActorUnavailableError)
 
 
 def _is_ray_error(exc: Exception) -> bool:
