@@ -107,6 +107,8 @@ class RayExecutor:
         self._actor: Any = None
         self._exited: anyio.Event | None = None
         self._killed = False
+        #: kill() has ended the actor (ray.kill), or there was none to end
+        self._ended = False
         #: the wait of the running job, which kill() ends at once
         self._wake: anyio.Event | None = None
         self._post: Callable[[Callable[[], object]], object] | None = None
@@ -134,7 +136,7 @@ class RayExecutor:
             self._exited.set()
             msg = f"{self._where()}: Ray could not create its actor: {type(exc).__name__}: {exc}"
             raise RayExecutorError(msg) from exc
-        logger.debug("%s: actor %s created", self._where(), self._actor._actor_id.hex())
+        logger.debug("%s: actor created", self._where())
         self._spec.task_group.start_soon(self._watch, name=f"executors-ray-watch-{self.id}")
         try:
             ok, value = await self._get(self._actor.setup.remote())
@@ -186,17 +188,16 @@ class RayExecutor:
             error = RemoteError("executors_ray.ActorKilled", detail, "")
             return JobOutcome.failure(job.id, FailureReason.KILLED, error)
         if self.state is _BUSY:
-            self.state = _READY
+            # the actor may have died just after it answered
+            self.state = _CLOSED if self._exited is not None and self._exited.is_set() else _READY
         ok, value = reply
         if ok:
             return JobOutcome.success(job.id, value)
         return JobOutcome.failure(job.id, FailureReason.RAISED, value)
 
     async def aclose(self) -> None:
-        if self._actor is None or self._exited is None or self._exited.is_set():
+        if self.state is _CLOSED or self._exited is None or self._exited.is_set():
             await self.kill()
-            return
-        if self.state is _CLOSED:
             return
         self.state = ExecutorState.CLOSING
         # The actor tidies up (its jobs' event loop), then goes as Ray ends an actor for
@@ -215,13 +216,13 @@ class RayExecutor:
     async def kill(self) -> None:
         logger.debug("killing %s (%s)", self._where(), self.state.value)
         self._killed = True
-        first = self.state is not _CLOSED
         # code may be running in the actor: a job, or the setup
         running = self.state in (_BUSY, ExecutorState.STARTING)
         self.state = _CLOSED
         if self._wake is not None:
             self._wake.set()
-        if not first or self._actor is None or self._exited is None or self._exited.is_set():
+        ended, self._ended = self._ended, True
+        if ended or self._actor is None or self._exited is None or self._exited.is_set():
             await anyio.lowlevel.checkpoint()
             return
         # Ray reports an actor that ray.kill() ended dead before its process is gone:
@@ -291,7 +292,7 @@ class RayExecutor:
 
     async def _watch(self) -> None:
         """Learns of the actor's death (a SIGKILL, a crash, its node gone) as Ray reports
-        it: the call that only a stop ends fails. An idle executor is then replaced at
+        it: the call that never returns fails. An idle executor is then replaced at
         once, and kill() knows the actor's code has stopped. An actor Ray cannot reach
         for now (its node's connection dropped) is not dead yet: the watch goes on, and
         pings find it unresponsive meanwhile."""
