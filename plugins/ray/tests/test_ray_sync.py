@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import operator
+import os
 import subprocess
 import sys
 import textwrap
@@ -73,3 +74,39 @@ def test_a_cluster_that_does_not_answer_fails_the_pool_within_connect_timeout(
     )
     assert "connect_timeout (2.0s)" in done.stdout
     assert took < WAIT
+
+
+def test_after_ray_shutdown_the_next_pool_starts_a_ray_again(tmp_path: Path) -> None:
+    # The backend starts a Ray of its own for the first pool; the application shuts it
+    # down; the next pool starts another, rather than using a connection that is gone
+    # (Ray would then start one by itself at the first actor, joining RAY_ADDRESS: the
+    # address of no cluster here).
+    script = textwrap.dedent(
+        """
+        import operator
+
+        import anyio
+        import ray
+
+        from executors import open_pool
+
+        async def one_call():
+            async with open_pool(backend="ray", idle_executors=1) as pool:
+                return await pool.call(operator.add, 1, 2)
+
+        print("first", anyio.run(one_call))
+        ray.shutdown()
+        print("again", anyio.run(one_call))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=2 * WAIT,
+        cwd=tmp_path,
+        check=False,
+        env={**os.environ, "RAY_ADDRESS": "127.0.0.1:9"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["first", "3", "again", "3"], done.stdout + done.stderr[-3000:]

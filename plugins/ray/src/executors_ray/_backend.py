@@ -143,6 +143,8 @@ class _Connection:
     options: RayOptions
     made: threading.Event = attrs.field(factory=threading.Event)
     error: BaseException | None = None
+    #: set once Ray was shut down (by the application): the thread may end
+    released: threading.Event = attrs.field(factory=threading.Event)
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="executors-ray-connection", daemon=True).start()
@@ -169,7 +171,13 @@ class _Connection:
         finally:
             ray_logger.removeFilter(quiet)
         self.made.set()
-        threading.Event().wait()  # a local Ray's processes live as long as this thread
+        self.released.wait()  # a local Ray's processes live as long as this thread
+
+    def ended(self) -> bool:
+        """It connected, and Ray has been shut down since (``ray.shutdown()``)."""
+        import ray
+
+        return self.made.is_set() and self.error is None and not ray.is_initialized()
 
 
 #: the connection this backend made or is making (one interpreter, one cluster)
@@ -185,6 +193,9 @@ def connect(options: RayOptions) -> bool:
 
     global _connection
     with _connecting:
+        if _connection is not None and _connection.ended():
+            _connection.released.set()
+            _connection = None
         if _connection is None or _connection.error is not None:
             if ray.is_initialized():
                 return False
