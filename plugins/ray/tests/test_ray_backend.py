@@ -136,7 +136,9 @@ async def test_options_from_the_environment_reach_ray(tmp_path: Path) -> None:
     assert pool.statistics().executors_started == SLOTS
 
 
-async def test_executors_no_node_can_place_fail_to_start_and_leave_nothing() -> None:
+async def test_executors_no_node_can_place_fail_to_start_and_leave_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     cfg = config(
         idle_executors=0,
         max_executors=1,
@@ -150,3 +152,7 @@ async def test_executors_no_node_can_place_fail_to_start_and_leave_nothing() -> 
         assert info.value.outcome.reason is FailureReason.ACQUIRE_FAILED
         assert "initialize_timeout" in str(info.value)
     assert not actor_processes()
+    # the log says why, and what the executor asked for
+    unplaced = [r.getMessage() for r in caplog.records if "before Ray placed" in r.getMessage()]
+    assert unplaced, "no warning said the actor was never placed"
+    assert "a resource no node has=1" in unplaced[0]

@@ -60,6 +60,8 @@ class ActorSpec:
     task_group: TaskGroup = attrs.field(repr=False)
     #: the actor class with this pool's options applied (resources, runtime_env...)
     actor_class: Any = attrs.field(repr=False)
+    #: what each actor asks the cluster for, as messages name it
+    asks: str = ""
 
     @classmethod
     def of(
@@ -80,7 +82,11 @@ class ActorSpec:
         if options.runtime_env is not None:
             settings["runtime_env"] = dict(options.runtime_env)
         actor_class = ray.remote(ExecutorActor).options(**settings)
-        return cls(config, options, task_group, actor_class)
+        asks = ", ".join(
+            [f"num_cpus={num_cpus:g}", f"num_gpus={options.num_gpus:g}"]
+            + [f"{name}={amount:g}" for name, amount in options.resources.items()]
+        )
+        return cls(config, options, task_group, actor_class, asks)
 
 
 def _poster() -> Callable[[Callable[[], object]], object]:
@@ -109,6 +115,8 @@ class RayExecutor:
         self._killed = False
         #: kill() has ended the actor (ray.kill), or there was none to end
         self._ended = False
+        #: Ray has placed the actor on a node and made it (set from a thread of Ray's)
+        self._placed = False
         #: the wait of the running job, which kill() ends at once
         self._wake: anyio.Event | None = None
         self._post: Callable[[Callable[[], object]], object] | None = None
@@ -137,10 +145,19 @@ class RayExecutor:
             msg = f"{self._where()}: Ray could not create its actor: {type(exc).__name__}: {exc}"
             raise RayExecutorError(msg) from exc
         logger.debug("%s: actor created", self._where())
+        self._actor.__ray_ready__.remote().future().add_done_callback(self._made)
         self._spec.task_group.start_soon(self._watch, name=f"executors-ray-watch-{self.id}")
         try:
             ok, value = await self._get(self._actor.setup.remote())
         except BaseException as exc:
+            if not self._placed:
+                logger.warning(
+                    "%s: its start ended before Ray placed its actor on a node; no node "
+                    "may have what it asks for free (%s): `ray status` shows what the "
+                    "cluster has",
+                    self._where(),
+                    self._spec.asks,
+                )
             with anyio.CancelScope(shield=True):
                 await self.kill()
             if isinstance(exc, Exception) and _is_ray_error(exc):
@@ -258,6 +275,9 @@ class RayExecutor:
     def health(self) -> Health:
         alive = self._actor is not None and self._exited is not None and not self._exited.is_set()
         return Health(alive=alive, memory_mb=self._memory, ping_latency=self._ping_latency())
+
+    def _made(self, future: object) -> None:
+        self._placed = True
 
     # -- waiting on Ray --------------------------------------------------------------------
 
