@@ -194,6 +194,8 @@ class RayExecutor:
             reply = await self._get(ref, wakeable=True)
         except BaseException as exc:
             if isinstance(exc, Exception) and _is_ray_error(exc):
+                if self._killed:
+                    await self._ended_by_kill()
                 return self._failed(job, exc)
             # Cancelled (timeout, cancel, drain): a job halfway through in the actor
             # cannot be stopped but by ending the actor; the pool replaces it.
@@ -201,6 +203,7 @@ class RayExecutor:
                 await self.kill()
             raise
         if reply is _WOKEN:  # kill() while the job ran
+            await self._ended_by_kill()
             detail = f"{self._where()} was killed while it ran job {job.id}"
             error = RemoteError("executors_ray.ActorKilled", detail, "")
             return JobOutcome.failure(job.id, FailureReason.KILLED, error)
@@ -275,6 +278,14 @@ class RayExecutor:
     def health(self) -> Health:
         alive = self._actor is not None and self._exited is not None and not self._exited.is_set()
         return Health(alive=alive, memory_mb=self._memory, ping_latency=self._ping_latency())
+
+    async def _ended_by_kill(self) -> None:
+        """Once kill() has woken a run: wait until Ray reports the actor dead (kill()
+        makes sure it is, within close_timeout), so that no job code runs after the
+        run's outcome."""
+        assert self._exited is not None
+        with anyio.move_on_after(self._spec.config.close_timeout):
+            await self._exited.wait()
 
     def _made(self, future: object) -> None:
         self._placed = True
