@@ -69,6 +69,17 @@ async def ours(executors: int) -> AsyncIterator[Side]:
         yield Side("ray pool", pool.run, pool)
 
 
+async def _answering(actors: int) -> list[Any]:
+    """``actors`` bare actors, created at once, each once it has given its first reply."""
+    import ray
+
+    echo: Any = ray.remote(Echo)
+    handles = [echo.remote() for _ in range(actors)]
+    for handle in handles:
+        await handle.noop.remote(0)
+    return handles
+
+
 @contextlib.asynccontextmanager
 async def bare(actors: int) -> AsyncIterator[Side]:
     """Bare actors, called in turn: what the pool's executors are, without the pool.
@@ -76,10 +87,7 @@ async def bare(actors: int) -> AsyncIterator[Side]:
     the next as soon as the last ends, with no round trip between."""
     import ray
 
-    echo: Any = ray.remote(Echo)
-    handles = [echo.remote() for _ in range(actors)]
-    for handle in handles:
-        await handle.noop.remote(0)
+    handles = await _answering(actors)
     turns = itertools.cycle(handles)
 
     async def call(i: int) -> object:
@@ -99,10 +107,7 @@ async def one_call_each(actors: int) -> AsyncIterator[Side]:
     pool's contract (one job per executor at a time) also keeps."""
     import ray
 
-    echo: Any = ray.remote(Echo)
-    handles = [echo.remote() for _ in range(actors)]
-    for handle in handles:
-        await handle.noop.remote(0)
+    handles = await _answering(actors)
     send, receive = anyio.create_memory_object_stream[Any](actors)
     for handle in handles:
         send.send_nowait(handle)
@@ -130,10 +135,7 @@ async def warm(executors: int, starts: int) -> dict[str, float]:
     import ray
 
     async def bare_start() -> None:
-        echo: Any = ray.remote(Echo)
-        handles = [echo.remote() for _ in range(executors)]
-        for handle in handles:
-            await handle.noop.remote(0)
+        handles = await _answering(executors)
         for handle in handles:
             ray.kill(handle)
 

@@ -194,8 +194,8 @@ class RayExecutor:
             reply = await self._get(ref, wakeable=True)
         except BaseException as exc:
             if isinstance(exc, Exception) and _is_ray_error(exc):
-                if self._killed:
-                    await self._ended_by_kill()
+                if self._killed:  # the call failed as kill() ended the actor
+                    return await self._killed_run(job)
                 return self._failed(job, exc)
             # Cancelled (timeout, cancel, drain): a job halfway through in the actor
             # cannot be stopped but by ending the actor; the pool replaces it.
@@ -203,10 +203,7 @@ class RayExecutor:
                 await self.kill()
             raise
         if reply is _WOKEN:  # kill() while the job ran
-            await self._ended_by_kill()
-            detail = f"{self._where()} was killed while it ran job {job.id}"
-            error = RemoteError("executors_ray.ActorKilled", detail, "")
-            return JobOutcome.failure(job.id, FailureReason.KILLED, error)
+            return await self._killed_run(job)
         if self.state is _BUSY:
             # the actor may have died just after it answered
             self.state = _CLOSED if self._exited is not None and self._exited.is_set() else _READY
@@ -279,13 +276,15 @@ class RayExecutor:
         alive = self._actor is not None and self._exited is not None and not self._exited.is_set()
         return Health(alive=alive, memory_mb=self._memory, ping_latency=self._ping_latency())
 
-    async def _ended_by_kill(self) -> None:
-        """Once kill() has woken a run: wait until Ray reports the actor dead (kill()
-        makes sure it is, within close_timeout), so that no job code runs after the
-        run's outcome."""
+    async def _killed_run(self, job: Job) -> JobOutcome:
+        """The outcome of a run that kill() ended, once Ray reports the actor dead
+        (kill() makes sure it is, within close_timeout): no job code runs after it."""
         assert self._exited is not None
         with anyio.move_on_after(self._spec.config.close_timeout):
             await self._exited.wait()
+        detail = f"{self._where()} was killed while it ran job {job.id}"
+        error = RemoteError("executors_ray.ActorKilled", detail, "")
+        return JobOutcome.failure(job.id, FailureReason.KILLED, error)
 
     def _made(self, future: object) -> None:
         self._placed = True
@@ -384,10 +383,6 @@ class RayExecutor:
             )
             error = RemoteError.from_exception(problem)
             return JobOutcome.failure(job.id, FailureReason.RAISED, error)
-        if self._killed:
-            detail = f"{self._where()} was killed while it ran job {job.id}"
-            error = RemoteError("executors_ray.ActorKilled", detail, "")
-            return JobOutcome.failure(job.id, FailureReason.KILLED, error)
         if isinstance(exc, ray.exceptions.RayActorError) and not _unreachable(exc):
             self._gone()
             what = "died running"
