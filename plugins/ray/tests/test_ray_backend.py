@@ -26,19 +26,26 @@ pytestmark = pytest.mark.anyio
 WAIT = 60.0
 
 
-def config(**settings: object) -> PoolConfig:
+def config(*, graphs: bool = False, **settings: object) -> PoolConfig:
     values: dict[str, object] = {
         "backend": "ray",
         "entrypoint": "ray_jobs:where",
         "idle_executors": 2,
         "max_executors": 2,
+        "backend_options": {"compiled_graphs": graphs},
     }
     values.update(settings)
     return PoolConfig(**values)  # type: ignore[arg-type]
 
 
-async def test_jobs_run_in_actors_with_their_setups_state() -> None:
-    async with open_pool(config(setup="ray_jobs:load_state")) as pool:
+@pytest.fixture(params=[False, True], ids=["calls", "graphs"])
+def graphs(request: pytest.FixtureRequest) -> bool:
+    """The jobs' path: plain actor calls, or each executor's compiled graph."""
+    return bool(request.param)
+
+
+async def test_jobs_run_in_actors_with_their_setups_state(graphs: bool) -> None:
+    async with open_pool(config(setup="ray_jobs:load_state", graphs=graphs)) as pool:
         with anyio.fail_after(WAIT):
             await pool.wait_until(lambda s: s.idle >= 2)
             seen = [await pool.run(i) for i in range(6)]
@@ -50,10 +57,10 @@ async def test_jobs_run_in_actors_with_their_setups_state() -> None:
     assert len({s["executor"] for s in seen}) <= 2
 
 
-async def test_a_payload_ray_cannot_serialize_fails_only_its_job() -> None:
+async def test_a_payload_ray_cannot_serialize_fails_only_its_job(graphs: bool) -> None:
     import threading
 
-    async with open_pool(config(idle_executors=1, max_executors=1)) as pool:
+    async with open_pool(config(idle_executors=1, max_executors=1, graphs=graphs)) as pool:
         with anyio.fail_after(WAIT), pytest.raises(JobFailed) as info:
             await pool.run(threading.Lock())
         outcome = info.value.outcome
@@ -65,8 +72,8 @@ async def test_a_payload_ray_cannot_serialize_fails_only_its_job() -> None:
             assert (await pool.run("next"))["payload"] == "next"
 
 
-async def test_a_result_ray_cannot_serialize_fails_only_its_job() -> None:
-    cfg = config(entrypoint="ray_jobs:a_lock", idle_executors=1, max_executors=1)
+async def test_a_result_ray_cannot_serialize_fails_only_its_job(graphs: bool) -> None:
+    cfg = config(entrypoint="ray_jobs:a_lock", idle_executors=1, max_executors=1, graphs=graphs)
     async with open_pool(cfg) as pool:
         with anyio.fail_after(WAIT), pytest.raises(JobFailed) as info:
             await pool.run(None)
@@ -81,8 +88,8 @@ async def test_a_result_ray_cannot_serialize_fails_only_its_job() -> None:
         assert pool.statistics().executors_started == 1
 
 
-async def test_a_crashed_actor_fails_only_its_job_and_is_replaced() -> None:
-    async with open_pool(PoolConfig(backend="ray", idle_executors=2, max_executors=2)) as pool:
+async def test_a_crashed_actor_fails_only_its_job_and_is_replaced(graphs: bool) -> None:
+    async with open_pool(config(entrypoint=None, graphs=graphs)) as pool:
         with anyio.fail_after(WAIT):
             await pool.wait_until(lambda s: s.idle >= 2)
             with pytest.raises(JobFailed) as info:
@@ -105,6 +112,7 @@ async def test_a_crashed_actor_fails_only_its_job_and_is_replaced() -> None:
         ("runtime_env", ["pip"], "expected a table"),
         ("address", "", "expected 'auto'"),
         ("connect_timeout", 0, "connect_timeout"),
+        ("compiled_graphs", "sometimes", "compiled_graphs"),
         ("adress", "auto", "adress"),
     ],
 )

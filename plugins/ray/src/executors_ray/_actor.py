@@ -84,6 +84,25 @@ class ExecutorActor:
             # SystemExit, GeneratorExit...: the job's failure, not the actor's
             return False, carried(exc)
 
+    def run_packed(self, data: bytes) -> bytes:
+        """One job sent through the executor's compiled graph: its arguments come, and
+        its reply goes, as pickled bytes. Whatever does not (de)serialize is then this
+        job's failure, told in its reply: the graph itself carries bytes only, and one
+        value it could not write would break it for every later job."""
+        try:
+            job_id, payload, metadata = pickle.loads(data)
+        except BaseException as exc:
+            problem = pickle.UnpicklingError(
+                f"a job's payload cannot be deserialized in the actor: "
+                f"{type(exc).__name__}: {first_line(exc)}"
+            )
+            return dumps((False, carried(problem)))
+        reply = self.run(job_id, payload, metadata)
+        try:
+            return dumps(reply)
+        except Exception as exc:
+            return dumps((None, f"{type(exc).__name__}: {first_line(exc)}"))
+
     def ping(self) -> int:
         """The actor's resident memory in bytes, read as it answers."""
         try:
@@ -113,6 +132,20 @@ class ExecutorActor:
                 self._loop = asyncio.new_event_loop()
             return self._loop.run_until_complete(_awaited(value))
         return value
+
+
+def dumps(value: object) -> bytes:
+    """``value`` pickled as Ray pickles a call's arguments (functions and classes
+    defined in ``__main__`` or locally too)."""
+    from ray import cloudpickle
+
+    data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
+    return data
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 async def _awaited(awaitable: Any) -> object:

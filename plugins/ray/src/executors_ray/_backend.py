@@ -124,6 +124,11 @@ class RayOptions:
     runtime_env: Mapping[str, Any] | None = attrs.field(
         default=None, converter=_mapping, validator=_check_runtime_env
     )
+    #: send each executor's jobs through a Ray compiled graph (a thread of the host's
+    #: per executor): a fraction of a plain actor call's round trip and CPU, but Ray's
+    #: channels wait by spinning: an idle actor keeps part of a CPU busy, and the host
+    #: a whole one per running job (docs/ray.md has the figures)
+    compiled_graphs: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 class RayConnectError(ConfigError):

@@ -23,14 +23,17 @@ from executors import (
     FailureReason,
     Health,
     JobOutcome,
+    LaunchError,
     RemoteError,
 )
 from executors.backend import event_class, loop_clock, not_ready
 
-from ._actor import CONCURRENCY, ExecutorActor
+from ._actor import CONCURRENCY, ExecutorActor, dumps, first_line
+from ._graph import JobGraph, Unsent
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from concurrent.futures import Future
 
     from anyio.abc import TaskGroup
 
@@ -125,6 +128,13 @@ class RayExecutor:
         self._ping_sent: float | None = None
         self._last_rtt: float | None = None
         self._memory: float | None = None
+        #: the actor's compiled graph: compiled as the actor sets up, closed with it
+        self._compiling: JobGraph | None = None
+        #: the compiled graph the jobs go through, once the actor is set up
+        self._graph: JobGraph | None = None
+        #: why the watch woke the job running through the graph: Ray's error that told
+        #: it the actor died, or cannot be reached
+        self._loss: Exception | None = None
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -147,6 +157,10 @@ class RayExecutor:
         logger.debug("%s: actor created", self._where())
         self._actor.__ray_ready__.remote().future().add_done_callback(self._made)
         self._spec.task_group.start_soon(self._watch, name=f"executors-ray-watch-{self.id}")
+        if self._spec.options.compiled_graphs:
+            # compiled by its thread while the actor sets up
+            self._compiling = JobGraph(self._actor, f"executors-ray-graph-{self.id}")
+            self._compiling.start()
         try:
             ok, value = await self._get(self._actor.setup.remote())
         except BaseException as exc:
@@ -161,7 +175,7 @@ class RayExecutor:
             with anyio.CancelScope(shield=True):
                 await self.kill()
             if isinstance(exc, Exception) and _is_ray_error(exc):
-                msg = f"{self._where()} died while it started: {_first_line(exc)}"
+                msg = f"{self._where()} died while it started: {first_line(exc)}"
                 raise RayExecutorError(msg) from exc
             raise
         if not ok:
@@ -170,6 +184,8 @@ class RayExecutor:
         self.pid, self.node, rss = value
         logger.debug("%s is set up", self._where())
         self._memory = rss / _MIB
+        if self._compiling is not None:
+            await self._compiled(self._compiling)
         if self.state is ExecutorState.STARTING:
             self.state = _READY
             self._spec.task_group.start_soon(self._ping, name=f"executors-ray-ping-{self.id}")
@@ -177,18 +193,14 @@ class RayExecutor:
     async def run_job(self, job: Job) -> JobOutcome:
         if self.state is not _READY:
             raise not_ready(self.id, job.id, self.state)
+        if self._graph is not None:
+            return await self._run_through(self._graph, job)
         try:
             ref = self._actor.run.remote(job.id, job.payload, dict(job.metadata))
         except Exception as exc:
             # Ray serializes the arguments here: nothing was sent, the actor stays READY.
             await anyio.lowlevel.checkpoint()
-            problem = pickle.PicklingError(
-                f"the payload of job {job.id} cannot be serialized: {type(exc).__name__}: "
-                f"{_first_line(exc)}"
-            )
-            return JobOutcome.failure(
-                job.id, FailureReason.RAISED, RemoteError.from_exception(problem)
-            )
+            return _unsendable(job, exc)
         self.state = _BUSY
         try:
             reply = await self._get(ref, wakeable=True)
@@ -217,6 +229,11 @@ class RayExecutor:
             await self.kill()
             return
         self.state = ExecutorState.CLOSING
+        if self._compiling is not None:
+            # The actor is idle: its graph ends at once (a round trip to it), before the
+            # actor does, which would make Ray's teardown log an error.
+            with anyio.move_on_after(self._spec.config.close_timeout / 2):
+                await self._wait(self._compiling.close())
         # The actor tidies up (its jobs' event loop), then goes as Ray ends an actor for
         # good: ray.kill(). Not __ray_terminate__: a threaded actor's process can hang
         # at its exit after Ray has reported it dead, and live on unseen.
@@ -239,6 +256,9 @@ class RayExecutor:
         if self._wake is not None:
             self._wake.set()
         ended, self._ended = self._ended, True
+        if self._compiling is not None:
+            # its thread tears it down once the job it waits on ends, with the actor
+            self._compiling.close()
         if ended or self._actor is None or self._exited is None or self._exited.is_set():
             await anyio.lowlevel.checkpoint()
             return
@@ -289,12 +309,106 @@ class RayExecutor:
     def _made(self, future: object) -> None:
         self._placed = True
 
+    # -- the compiled graph (asyncio hosts) ------------------------------------------------
+
+    async def _compiled(self, graph: JobGraph) -> None:
+        """Waits for the actor's graph. Where Ray could not compile it, the executor's
+        jobs go as plain actor calls."""
+        try:
+            await self._wait(graph.compiled)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                with anyio.CancelScope(shield=True):
+                    await self.kill()
+                raise
+            if self.state is ExecutorState.STARTING:  # not the actor's death
+                logger.warning(
+                    "%s: Ray could not compile its graph (%s: %s); its jobs go as plain "
+                    "actor calls (compiled_graphs = false skips the attempt)",
+                    self._where(),
+                    type(exc).__name__,
+                    first_line(exc),
+                )
+            return
+        self._graph = graph
+
+    async def _run_through(self, graph: JobGraph, job: Job) -> JobOutcome:
+        """One job through the compiled graph. Its reply does not come at once where the
+        actor dies: the watch wakes the job then, as kill() does."""
+        try:
+            data = dumps((job.id, job.payload, dict(job.metadata)))
+        except Exception as exc:
+            await anyio.lowlevel.checkpoint()
+            return _unsendable(job, exc)
+        self.state = _BUSY
+        try:
+            reply = await self._wait(graph.send(data), wakeable=True)
+        except Unsent as exc:
+            # Ray tore the graph down (it found the actor dead): nothing was sent
+            self.state = _CLOSED
+            msg = (
+                f"{self._where()} cannot take job {job.id}: its compiled graph is gone "
+                f"({first_line(exc.cause)})"
+            )
+            raise LaunchError(msg) from exc.cause
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # Cancelled (timeout, cancel, drain): as for a plain call
+                with anyio.CancelScope(shield=True):
+                    await self.kill()
+                raise
+            if self._killed:
+                return await self._killed_run(job)
+            if _is_ray_error(exc):
+                return self._failed(job, exc)
+            # the graph broke mid-job another way: how far the job got is unknown
+            self.state = _CLOSED
+            return self._lost(job, "was lost running", exc)
+        if reply is _WOKEN:
+            if self._killed:
+                return await self._killed_run(job)
+            assert self._loss is not None
+            return self._failed(job, self._loss)
+        if self.state is _BUSY:
+            self.state = _CLOSED if self._exited is not None and self._exited.is_set() else _READY
+        try:
+            ok, value = pickle.loads(reply)
+        except Exception as exc:
+            problem: pickle.PickleError = pickle.UnpicklingError(
+                f"the result of job {job.id} from {self._where()} cannot be deserialized "
+                f"here: {type(exc).__name__}: {first_line(exc)}"
+            )
+            return JobOutcome.failure(
+                job.id, FailureReason.RAISED, RemoteError.from_exception(problem)
+            )
+        if ok is None:
+            problem = pickle.PicklingError(
+                f"the result of job {job.id} on {self._where()} cannot be serialized: {value}"
+            )
+            return JobOutcome.failure(
+                job.id, FailureReason.RAISED, RemoteError.from_exception(problem)
+            )
+        if ok:
+            return JobOutcome.success(job.id, value)
+        return JobOutcome.failure(job.id, FailureReason.RAISED, value)
+
+    def _woken_by_watch(self, exc: Exception) -> None:
+        """The watch learnt the actor died, or cannot be reached: a job running through
+        the graph would never hear of it from its own reply."""
+        if self._graph is not None and self._wake is not None and self.state is _BUSY:
+            self._loss = exc
+            self._wake.set()
+
     # -- waiting on Ray --------------------------------------------------------------------
 
     async def _get(self, ref: Any, *, wakeable: bool = False) -> Any:
         """The value of ``ref`` (Ray's exception raised where the call failed); with
         ``wakeable``, ``_WOKEN`` if kill() ended the wait first."""
-        future = ref.future()
+        return await self._wait(ref.future(), wakeable=wakeable)
+
+    async def _wait(self, future: Future[Any], *, wakeable: bool = False) -> Any:
+        """The value of ``future``, done on another thread (Ray's, or a graph's); with
+        ``wakeable``, ``_WOKEN`` if kill() or the watch ended the wait first."""
         if future.done():
             await anyio.lowlevel.checkpoint()
         else:
@@ -331,9 +445,11 @@ class RayExecutor:
                 await self._get(self._actor.watch.remote())
             except Exception as exc:
                 if _unreachable(exc):
+                    self._woken_by_watch(exc)
                     await anyio.sleep(self._spec.config.ping_interval)
                     continue
                 if _is_ray_error(exc):
+                    self._woken_by_watch(exc)
                     self._gone()
             return
 
@@ -392,7 +508,10 @@ class RayExecutor:
             # ends the actor, should it still be there) and runs the job nowhere else.
             what = "was lost running"
         self.state = _CLOSED
-        detail = f"{self._where()} {what} job {job.id}: {_first_line(exc)}"
+        return self._lost(job, what, exc)
+
+    def _lost(self, job: Job, what: str, exc: Exception) -> JobOutcome:
+        detail = f"{self._where()} {what} job {job.id}: {first_line(exc)}"
         error = RemoteError(f"executors_ray.{type(exc).__name__}", detail, str(exc))
         return JobOutcome.failure(job.id, FailureReason.CRASHED, error)
 
@@ -402,7 +521,17 @@ class RayExecutor:
         return f"executor {self.id} (Ray actor, pid {self.pid} on node {self.node})"
 
 
+#: what a wakeable wait returns when kill() or the watch ended it
 _WOKEN: Any = object()
+
+
+def _unsendable(job: Job, exc: Exception) -> JobOutcome:
+    """The outcome of a job whose payload did not serialize: nothing was sent, and the
+    executor stays READY."""
+    problem = pickle.PicklingError(
+        f"the payload of job {job.id} cannot be serialized: {type(exc).__name__}: {first_line(exc)}"
+    )
+    return JobOutcome.failure(job.id, FailureReason.RAISED, RemoteError.from_exception(problem))
 
 
 def _unreachable(exc: Exception) -> bool:
@@ -418,16 +547,11 @@ def _is_ray_error(exc: Exception) -> bool:
     return isinstance(exc, ray.exceptions.RayError)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _cause_line(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
-        return f"{type(cause).__name__}: {_first_line(cause)}"
-    return _first_line(exc)
+        return f"{type(cause).__name__}: {first_line(cause)}"
+    return first_line(exc)
 
 
 def _exception_of(error: RemoteError, where: str) -> BaseException:
