@@ -273,7 +273,31 @@ def _ray_section(results: dict[str, Any], starts: int) -> list[str]:
         f"From nothing to 4 warm executors: our pool {_fmt(warm['ray pool'])} ms (opened, "
         f"4 idle executors), bare Ray {_fmt(warm['Ray actors'])} ms (4 actors created, each "
         f"with its first reply); the median of {starts} starts, the sides taking turns.",
+        *_compiled_graphs(results),
     ]
+
+
+def _compiled_graphs(results: dict[str, Any]) -> list[str]:
+    """What ``compiled_graphs = true`` gains against a bare actor, and what it costs."""
+    ours, bare = results["ray"]["ray pool, compiled graphs"], results["ray"]["Ray actor"]
+    warm = results["ray_lifecycle"]["warm_ms"]
+    busy = results["ray_lifecycle"]["busy_cpus"]
+    lines = [
+        "",
+        "`ray pool, compiled graphs`: the same pool with the backend's option "
+        "`compiled_graphs = true`. Against the bare actor calls, its round-trip p50 is "
+        f"{_fmt(ours['p50_us'] / bare['p50_us'], 2)} times theirs and its throughput "
+        f"{_fmt(ours['throughput'] / bare['throughput'], 2)} times; its 4 warm executors "
+        f"took {_fmt(warm['ray pool, compiled graphs'])} ms "
+        f"({_fmt(warm['ray pool, compiled graphs'] / warm['Ray actors'], 2)} times the bare "
+        "actors'). The machine's busy CPUs with each path, measured over 2 s:",
+        "",
+        "| path | its 2 executors idle | each running a job that sleeps |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, cpus in busy.items():
+        lines.append(f"| {name} | {_fmt(cpus['idle'], 2)} | {_fmt(cpus['sleeping'], 2)} |")
+    return lines
 
 
 def _map_sides(results: dict[str, Any]) -> list[str]:

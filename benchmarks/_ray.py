@@ -1,6 +1,9 @@
 """The ray part of ``bench.py``: our pool on the ray backend against bare calls to Ray
 actors, on one local Ray started for it (and shut down after). Both sides await Ray
-from asyncio: the bare actor's ``ObjectRef`` directly, our pool through its backend."""
+from asyncio: the bare actor's ``ObjectRef`` directly, our pool through its backend.
+Our pool runs twice: on its default path (plain actor calls), and with
+``compiled_graphs``; the CPU each keeps busy while its executors idle, and while their
+jobs sleep, is measured too."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import psutil
 from _sides import Side
 
 from executors import PoolConfig, open_pool
@@ -25,6 +29,10 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 #: logical CPUs of the bench's Ray: each side's executors (one CPU each) fit at once
 RAY_CPUS = 8
+#: our sides: the backend's option compiled_graphs of each
+OURS = {"ray pool": False, "ray pool, compiled graphs": True}
+#: seconds over which the machine's busy CPUs are measured
+BUSY_SECONDS = 2.0
 
 
 class Echo:
@@ -51,22 +59,23 @@ def local_ray() -> Any:
         ray.shutdown()
 
 
-def _config(executors: int) -> PoolConfig:
+def _config(executors: int, name: str = "ray pool", entrypoint: str | None = None) -> PoolConfig:
     return PoolConfig(
         backend="ray",
-        entrypoint="bench_jobs:noop",
+        entrypoint=entrypoint or "bench_jobs:noop",
         idle_executors=executors,
         max_executors=executors,
         max_concurrent_initializations=executors,
         max_pending=None,
+        backend_options={"compiled_graphs": OURS[name]},
     )
 
 
 @contextlib.asynccontextmanager
-async def ours(executors: int) -> AsyncIterator[Side]:
-    async with open_pool(_config(executors)) as pool:
+async def ours(executors: int, name: str) -> AsyncIterator[Side]:
+    async with open_pool(_config(executors, name)) as pool:
         await pool.wait_until(lambda s: s.idle >= executors)
-        yield Side("ray pool", pool.run, pool)
+        yield Side(name, pool.run, pool)
 
 
 async def _answering(actors: int) -> list[Any]:
@@ -139,11 +148,15 @@ async def warm(executors: int, starts: int) -> dict[str, float]:
         for handle in handles:
             ray.kill(handle)
 
-    async def our_start() -> None:
-        async with open_pool(_config(executors)) as pool:
-            await pool.wait_until(lambda s: s.idle >= executors)
+    def our_start(name: str) -> Callable[[], Any]:
+        async def start() -> None:
+            async with open_pool(_config(executors, name)) as pool:
+                await pool.wait_until(lambda s: s.idle >= executors)
 
-    sides: dict[str, Callable[[], Any]] = {"ray pool": our_start, "Ray actors": bare_start}
+        return start
+
+    sides: dict[str, Callable[[], Any]] = {name: our_start(name) for name in OURS}
+    sides["Ray actors"] = bare_start
     times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(starts):
         for name, start in sides.items():
@@ -151,6 +164,41 @@ async def warm(executors: int, starts: int) -> dict[str, float]:
             await start()
             times[name].append((time.perf_counter() - began) * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _busy_cpus() -> Callable[[], float]:
+    """A stopwatch of the machine's busy CPUs: call it to read how many were busy on
+    average since it was made."""
+    times = psutil.cpu_times()
+
+    def read() -> float:
+        now = psutil.cpu_times()
+        idle = now.idle - times.idle + getattr(now, "iowait", 0) - getattr(times, "iowait", 0)
+        total = sum(now) - sum(times)
+        return (total - idle) / total * (psutil.cpu_count() or 1) if total > 0 else 0.0
+
+    return read
+
+
+async def busy(executors: int) -> dict[str, dict[str, float]]:
+    """The machine's busy CPUs over ``BUSY_SECONDS``, for each of our sides: while its
+    ``executors`` idle, and while each runs a job that sleeps."""
+    results: dict[str, dict[str, float]] = {}
+    for name in OURS:
+        async with open_pool(_config(executors, name, "bench_jobs:sleeper")) as pool:
+            await pool.wait_until(lambda s: s.idle >= executors)
+            reading = _busy_cpus()
+            await anyio.sleep(BUSY_SECONDS)
+            idle = reading()
+            async with anyio.create_task_group() as tg:
+                for _ in range(executors):
+                    tg.start_soon(pool.run, BUSY_SECONDS + 1.0)
+                await pool.wait_until(lambda s: s.busy >= executors)
+                reading = _busy_cpus()
+                await anyio.sleep(BUSY_SECONDS)
+                sleeping = reading()
+        results[name] = {"idle": idle, "sleeping": sleeping}
+    return results
 
 
 async def section(
@@ -164,7 +212,7 @@ async def section(
     results: dict[str, Any] = {}
     async with contextlib.AsyncExitStack() as stack:
         sides = [
-            await stack.enter_async_context(ours(workers)),
+            *[await stack.enter_async_context(ours(workers, name)) for name in OURS],
             await stack.enter_async_context(bare(workers)),
             await stack.enter_async_context(one_call_each(workers)),
         ]
@@ -172,4 +220,5 @@ async def section(
             results["ray"] = await compare(sides, settings)
     with watching("ray_lifecycle"):
         results["ray_lifecycle"] = {"warm_ms": await warm(warm_executors, settings.starts)}
+    results["ray_lifecycle"]["busy_cpus"] = await busy(workers)
     return results

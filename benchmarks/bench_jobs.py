@@ -3,6 +3,7 @@ worker processes import them by name (and the forkserver preloads them)."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,3 +23,9 @@ def identity(value: object) -> object:
 async def anoop(ctx: JobContext) -> object:
     """The coroutine backend's no-op job: return the payload."""
     return ctx.payload
+
+
+def sleeper(ctx: JobContext) -> object:
+    """Sleeps for its payload's seconds: a job that keeps no CPU busy."""
+    time.sleep(ctx.payload)
+    return None

@@ -4,11 +4,12 @@ runs no executor and three worker nodes of two "slot"s each. A pool of four exec
 pool drains while jobs still run. Run by test_ray_cluster.py in a process of its own
 (a driver connects to one cluster for its life); prints its findings as one JSON line.
 
-    python ray_cluster_scenarios.py DIRECTORY [tuned|default]
+    python ray_cluster_scenarios.py DIRECTORY [tuned|default|graphs]
 
 "tuned" (the default) has Ray's control store declare a node dead after 3 missed health
 checks 200 ms apart; "default" keeps Ray's own settings, where the driver finds the
-node's actors unreachable (their connections dropped) long before that.
+node's actors unreachable (their connections dropped) long before that. "graphs" is
+"default" with the jobs sent through compiled graphs (``compiled_graphs = true``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main(directory: Path, health: str) -> dict[str, Any]:
             node = cluster.add_node(num_cpus=SLOTS_PER_NODE, resources={"slot": SLOTS_PER_NODE})
             nodes[node.node_id] = node
         cluster.wait_for_nodes()
-        return anyio.run(scenario, cluster, nodes, directory)
+        return anyio.run(scenario, cluster, nodes, directory, health == "graphs")
     finally:
         import ray
 
@@ -52,7 +53,9 @@ def main(directory: Path, health: str) -> dict[str, Any]:
         cluster.shutdown()
 
 
-async def scenario(cluster: Any, nodes: dict[str, Any], directory: Path) -> dict[str, Any]:
+async def scenario(
+    cluster: Any, nodes: dict[str, Any], directory: Path, graphs: bool
+) -> dict[str, Any]:
     cfg = PoolConfig(
         backend="ray",
         entrypoint="ray_jobs:held",
@@ -61,7 +64,12 @@ async def scenario(cluster: Any, nodes: dict[str, Any], directory: Path) -> dict
         drain_timeout=DRAIN_TIMEOUT,
         close_timeout=CLOSE_TIMEOUT,
         ping_interval=0.5,
-        backend_options={"address": cluster.address, "num_cpus": 0, "resources": {"slot": 1}},
+        backend_options={
+            "address": cluster.address,
+            "num_cpus": 0,
+            "resources": {"slot": 1},
+            "compiled_graphs": graphs,
+        },
     )
     findings: dict[str, Any] = {}
     async with open_pool(cfg) as pool:

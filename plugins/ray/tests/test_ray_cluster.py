@@ -20,13 +20,14 @@ HERE = Path(__file__).resolve().parent
 WITHIN = 240.0
 
 
-@pytest.fixture(scope="module", params=["tuned", "default"])
+@pytest.fixture(scope="module", params=["tuned", "default", "graphs"])
 def findings(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """What the scenario saw, with Ray's node health checks tuned to declare a removed
     node dead within a second, and with Ray's defaults (its actors are unreachable
-    first, and declared dead much later)."""
+    first, and declared dead much later); with Ray's defaults again, the jobs sent
+    through compiled graphs."""
     directory = tmp_path_factory.mktemp("cluster")
     # where Ray's cluster_utils records the cluster it starts, and leaves it
     recorded = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"

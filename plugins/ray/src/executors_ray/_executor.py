@@ -312,24 +312,24 @@ class RayExecutor:
     # -- the compiled graph (asyncio hosts) ------------------------------------------------
 
     async def _compiled(self, graph: JobGraph) -> None:
-        """Waits for the actor's graph. Where Ray could not compile it, the executor's
-        jobs go as plain actor calls."""
+        """Waits for the actor's graph; raises :class:`RayExecutorError` where Ray could
+        not compile it, or the actor died meanwhile."""
         try:
             await self._wait(graph.compiled)
         except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self.kill()
             if not isinstance(exc, Exception):
-                with anyio.CancelScope(shield=True):
-                    await self.kill()
                 raise
-            if self.state is ExecutorState.STARTING:  # not the actor's death
-                logger.warning(
-                    "%s: Ray could not compile its graph (%s: %s); its jobs go as plain "
-                    "actor calls (compiled_graphs = false skips the attempt)",
-                    self._where(),
-                    type(exc).__name__,
-                    first_line(exc),
+            if _is_ray_error(exc) and isinstance(exc, _actor_error()):
+                msg = f"{self._where()} died while it started: {first_line(exc)}"
+            else:
+                msg = (
+                    f"{self._where()}: Ray could not compile its graph (compiled_graphs = "
+                    f"true; false sends the jobs as plain actor calls): "
+                    f"{type(exc).__name__}: {first_line(exc)}"
                 )
-            return
+            raise RayExecutorError(msg) from exc
         self._graph = graph
 
     async def _run_through(self, graph: JobGraph, job: Job) -> JobOutcome:
@@ -539,6 +539,12 @@ def _unreachable(exc: Exception) -> bool:
     import ray.exceptions
 
     return isinstance(exc, ray.exceptions.ActorUnavailableError)
+
+
+def _actor_error() -> type[Exception]:
+    import ray.exceptions
+
+    return ray.exceptions.RayActorError
 
 
 def _is_ray_error(exc: Exception) -> bool:
