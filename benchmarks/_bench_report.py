@@ -290,7 +290,8 @@ def _compiled_graphs(results: dict[str, Any]) -> list[str]:
         f"{_fmt(ours['throughput'] / bare['throughput'], 2)} times; its 4 warm executors "
         f"took {_fmt(warm['ray pool, compiled graphs'])} ms "
         f"({_fmt(warm['ray pool, compiled graphs'] / warm['Ray actors'], 2)} times the bare "
-        "actors'). The machine's busy CPUs with each path, measured over 2 s:",
+        "actors'). The machine's busy CPUs with each path, measured over "
+        f"{_fmt(results['ray_lifecycle']['busy_seconds'], 1)} s:",
         "",
         "| path | its 2 executors idle | each running a job that sleeps |",
         "| --- | ---: | ---: |",

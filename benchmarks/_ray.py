@@ -180,22 +180,22 @@ def _busy_cpus() -> Callable[[], float]:
     return read
 
 
-async def busy(executors: int) -> dict[str, dict[str, float]]:
-    """The machine's busy CPUs over ``BUSY_SECONDS``, for each of our sides: while its
+async def busy(executors: int, seconds: float) -> dict[str, dict[str, float]]:
+    """The machine's busy CPUs over ``seconds``, for each of our sides: while its
     ``executors`` idle, and while each runs a job that sleeps."""
     results: dict[str, dict[str, float]] = {}
     for name in OURS:
         async with open_pool(_config(executors, name, "bench_jobs:sleeper")) as pool:
             await pool.wait_until(lambda s: s.idle >= executors)
             reading = _busy_cpus()
-            await anyio.sleep(BUSY_SECONDS)
+            await anyio.sleep(seconds)
             idle = reading()
             async with anyio.create_task_group() as tg:
                 for _ in range(executors):
-                    tg.start_soon(pool.run, BUSY_SECONDS + 1.0)
+                    tg.start_soon(pool.run, seconds + 1.0)
                 await pool.wait_until(lambda s: s.busy >= executors)
                 reading = _busy_cpus()
-                await anyio.sleep(BUSY_SECONDS)
+                await anyio.sleep(seconds)
                 sleeping = reading()
         results[name] = {"idle": idle, "sleeping": sleeping}
     return results
@@ -220,5 +220,7 @@ async def section(
             results["ray"] = await compare(sides, settings)
     with watching("ray_lifecycle"):
         results["ray_lifecycle"] = {"warm_ms": await warm(warm_executors, settings.starts)}
-    results["ray_lifecycle"]["busy_cpus"] = await busy(workers)
+    seconds = BUSY_SECONDS / 4 if settings.quick else BUSY_SECONDS
+    results["ray_lifecycle"]["busy_cpus"] = await busy(workers, seconds)
+    results["ray_lifecycle"]["busy_seconds"] = seconds
     return results

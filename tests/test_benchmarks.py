@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ GROUPS = {
     "coroutine": {"coroutine pool", "asyncio.create_task"},
     "coroutine_trio": {"coroutine pool", "trio task"},
     "futures": {"PoolExecutor", "ProcessPoolExecutor"},
-    "ray": {"ray pool", "Ray actor", "Ray actors, one call each"},
+    "ray": {"ray pool", "ray pool, compiled graphs", "Ray actor", "Ray actors, one call each"},
 }
 #: the part of the run each target's figures come from
 TARGET_PARTS = {
@@ -111,8 +112,13 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
         assert all(seconds > 0 for seconds in maps[side]["seconds"].values())
     generator = measured["futures_generator"]
     assert generator["rss_mib_highest"] >= generator["rss_mib_at_a_tenth"] > 0
-    assert set(measured["ray_lifecycle"]["warm_ms"]) == {"ray pool", "Ray actors"}
+    ray_pools = {"ray pool", "ray pool, compiled graphs"}
+    assert set(measured["ray_lifecycle"]["warm_ms"]) == {*ray_pools, "Ray actors"}
     assert all(value > 0 for value in measured["ray_lifecycle"]["warm_ms"].values())
+    busy = measured["ray_lifecycle"]["busy_cpus"]
+    assert set(busy) == ray_pools
+    cpus = psutil.cpu_count() or 1
+    assert all(0 <= v <= cpus for cpus_of in busy.values() for v in cpus_of.values()), busy
 
     for share in document["steal"].values():
         assert math.isnan(share) if sys.platform != "linux" else 0 <= share <= 1
