@@ -168,6 +168,7 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
     ]
     for title, key, ours in sections:
         out += ["", f"## {title}", "", *_table(results[key], ours)]
+    out += _payload_section(results["payloads"])
     life = results["process_lifecycle"]
     out += [
         "",
@@ -248,6 +249,37 @@ def _futures_section(results: dict[str, Any]) -> list[str]:
         f"{_fmt(generator['rss_mib_at_end'])} MiB at the end.",
     ]
     return out
+
+
+def _payload_section(sizes: dict[str, dict[str, float]]) -> list[str]:
+    """Large payloads through the process backend, its anchor and the floor."""
+    names = list(next(iter(sizes.values())))
+    lines = [
+        "",
+        "## Large payloads (process backend, asyncio host)",
+        "",
+        "An echo job (a `bytearray` in, the same out) through 2 workers, a job in flight on "
+        "each; the socketpair floor sends the same bytes to another process and back over "
+        "a bare socketpair (no pickling, received into one buffer). MB/s of payload per "
+        "round trip: its size times the round trips, over the time they took.",
+        "",
+        "| payload | "
+        + " | ".join(f"{name} (MB/s)" for name in names)
+        + " | "
+        + " | ".join(f"process pool / {name}" for name in names[1:])
+        + " |",
+        "| --- | " + " | ".join("---:" for _ in names + names[1:]) + " |",
+    ]
+    for size, rates in sizes.items():
+        ours = rates[names[0]]
+        lines.append(
+            f"| {size} | "
+            + " | ".join(_fmt(rates[name], 0) for name in names)
+            + " | "
+            + " | ".join(_fmt(ours / rates[name], 2) for name in names[1:])
+            + " |"
+        )
+    return lines
 
 
 def _ray_section(results: dict[str, Any], starts: int) -> list[str]:

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import _payloads
 import _sides
 import _sync
 import anyio
@@ -390,6 +391,10 @@ async def on_asyncio(
     print("process pools ...", file=sys.stderr)
     with watching_steal(steal, "process"):
         results["process"] = await together(process_sides, settings)
+    with watching_steal(steal, "payloads"):
+        results["payloads"] = await _payloads.section(
+            context, settings.quick, 1 if settings.quick else 3
+        )
     print("thread pools ...", file=sys.stderr)
     with watching_steal(steal, "thread"):
         results["thread"] = await together(
@@ -496,6 +501,21 @@ TARGETS = [
         ">=",
         1.5,
     ),
+    *[
+        (
+            f"payload_{size}mb_vs_{anchor}",
+            f"process: {size} MB echo, MB/s / {name}",
+            f"payloads/{size} MB/process pool",
+            f"payloads/{size} MB/{side}",
+            ">=",
+            limit,
+        )
+        for size in (10, 100)
+        for anchor, name, side, limit in (
+            ("ppe", "ProcessPoolExecutor's", "ProcessPoolExecutor", 4.0),
+            ("floor", "the socketpair floor's", "socketpair floor", 0.5),
+        )
+    ],
     (
         "thread_p50_vs_to_thread",
         "thread: round-trip p50 / anyio.to_thread.run_sync's, on one CPU",

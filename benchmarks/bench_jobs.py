@@ -29,3 +29,8 @@ def sleeper(ctx: JobContext) -> object:
     """Sleeps for its payload's seconds: a job that keeps no CPU busy."""
     time.sleep(ctx.payload)
     return None
+
+
+def echo(ctx: JobContext) -> object:
+    """Returns its payload: a large payload's round trip."""
+    return ctx.payload

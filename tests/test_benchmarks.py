@@ -41,6 +41,10 @@ TARGET_PARTS = {
     "process_p50_vs_ppe": "process",
     "process_p50_vs_floor": "process",
     "process_throughput_vs_ppe": "process",
+    "payload_10mb_vs_ppe": "payloads",
+    "payload_10mb_vs_floor": "payloads",
+    "payload_100mb_vs_ppe": "payloads",
+    "payload_100mb_vs_floor": "payloads",
     "thread_p50_vs_to_thread": "thread_one_cpu",
     "coroutine_p50_vs_task": "coroutine",
     "coroutine_memory": "coroutine_memory",
@@ -104,12 +108,18 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
         "futures_map",
         "futures_generator",
         "ray_lifecycle",
+        "payloads",
     }
     assert set(document["steal"]) == parts
     maps = measured["futures_map"]
     for side in ("PoolExecutor", "ProcessPoolExecutor"):
         assert maps[side]["best_items_per_s"] > 0
         assert all(seconds > 0 for seconds in maps[side]["seconds"].values())
+    payloads = measured["payloads"]
+    assert set(payloads) == {"1 MB", "10 MB", "100 MB"}
+    for rates in payloads.values():
+        assert set(rates) == {"process pool", "ProcessPoolExecutor", "socketpair floor"}
+        assert all(rate > 0 for rate in rates.values()), rates
     generator = measured["futures_generator"]
     assert generator["rss_mib_highest"] >= generator["rss_mib_at_a_tenth"] > 0
     ray_pools = {"ray pool", "ray pool, compiled graphs"}
@@ -129,6 +139,7 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
     text = page.read_text(encoding="utf-8")
     assert "## concurrent.futures executors (synchronous callers)" in text
     assert "## Ray (asyncio host)" in text
+    assert "## Large payloads (process backend, asyncio host)" in text
     flagged = [t["target"] for t in targets if t["close"]]
     if flagged:
         assert f"so that one run cannot tell whether they hold: {'; '.join(flagged)}." in text

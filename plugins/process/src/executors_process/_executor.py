@@ -30,7 +30,10 @@ from executors.backend import describe_os_error, not_ready
 
 from . import _worker
 from ._forkserver import WORKER_NAME_PREFIX
-from ._protocol import ErrorInfo, FrameBuffer, Message, encode, error_info
+from ._protocol import ErrorInfo, Frame, FrameBuffer, Message, encode, error_info
+
+#: buffers one sendmsg() takes (Linux's IOV_MAX is 1024)
+_IOV_MAX = 512
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkServerContext, SpawnContext
@@ -178,10 +181,13 @@ class ProcessExecutor:
             return JobOutcome.failure(job.id, FailureReason.RAISED, error)
         self.state = ExecutorState.BUSY
         try:
-            # Usually the whole frame goes at once, with no coroutine to run for it.
-            sent = self._send_now(frame)
-            if sent < len(frame):
-                await self._deliver(job.id, memoryview(frame)[sent:])
+            if isinstance(frame, bytes):
+                # Usually the whole frame goes at once, with no coroutine to run for it.
+                sent = self._send_now(frame)
+                if sent < len(frame):
+                    await self._deliver(job.id, memoryview(frame)[sent:])
+            else:  # large buffers, sent as they lie in memory
+                await self._deliver(job.id, frame)
             reply = await self._reply()
             if reply is None:
                 # The worker died: wait for its exit status, to say how it died.
@@ -377,6 +383,16 @@ class ProcessExecutor:
         """asyncio's reader callback for the job socket (outside any task)."""
         sock = self._sock
         while sock is not None:
+            target = self._replies.pending()
+            if target is not None:  # a large reply: straight into its buffers
+                count = self._recv_into(sock, target)
+                if count is None:
+                    break
+                if not count:
+                    self._stop_reading()
+                    return
+                self._inbox.extend(self._replies.filled(count))
+                continue
             data = self._recv(sock)
             if data is None:
                 break
@@ -404,6 +420,18 @@ class ProcessExecutor:
         except OSError:
             return b""
 
+    def _recv_into(self, sock: socket.socket, target: memoryview) -> int | None:
+        """As ``_recv``, into ``target``: how many bytes came (0: the end)."""
+        try:
+            return sock.recv_into(target)
+        except BlockingIOError:
+            return None
+        except ConnectionResetError:
+            self._unread = True
+            return 0
+        except OSError:
+            return 0
+
     def _stop_reading(self) -> None:
         """The socket closed, or the executor is finished: unregister it, and tell a
         task waiting for a reply that none will come."""
@@ -421,13 +449,23 @@ class ProcessExecutor:
         sock = self._sock
         assert sock is not None
         while True:
-            data = self._recv(sock)
-            if data is None:
-                await anyio.wait_readable(sock)
-                continue
-            if not data:
-                return None
-            replies = self._replies.feed(data)
+            target = self._replies.pending()
+            if target is not None:  # a large reply: straight into its buffers
+                count = self._recv_into(sock, target)
+                if count is None:
+                    await anyio.wait_readable(sock)
+                    continue
+                if not count:
+                    return None
+                replies = self._replies.filled(count)
+            else:
+                data = self._recv(sock)
+                if data is None:
+                    await anyio.wait_readable(sock)
+                    continue
+                if not data:
+                    return None
+                replies = self._replies.feed(data)
             if replies:
                 assert len(replies) == 1, f"{self._where()} sent {len(replies)} replies"
                 return replies[0]
@@ -501,19 +539,30 @@ class ProcessExecutor:
                 self._spec.options.high_ping_threshold,
             )
 
-    async def _send_frame(self, frame: bytes | memoryview, sock: socket.socket | None) -> None:
+    async def _send_frame(self, frame: Frame | memoryview, sock: socket.socket | None) -> None:
         if sock is None:
             msg = f"{self._where()} is closed"
             raise BrokenPipeError(msg)
         # Each socket has one sender at a time (the job socket: start, the running job,
         # aclose; the control socket: the pinger), so no lock is taken. A send cancelled
         # half-way leaves a torn frame: every cancellation of a send ends in kill().
-        view = memoryview(frame)
-        while view:
+        views = [
+            memoryview(part).cast("B")
+            for part in ([frame] if not isinstance(frame, list) else frame)
+        ]
+        views = [view for view in views if view]
+        while views:
             try:
-                view = view[sock.send(view) :]
+                sent = sock.sendmsg(views[:_IOV_MAX]) if len(views) > 1 else sock.send(views[0])
             except BlockingIOError:
                 await anyio.wait_writable(sock)
+                continue
+            while sent:
+                step = min(sent, len(views[0]))
+                sent -= step
+                views[0] = views[0][step:]
+                if not views[0]:
+                    views.pop(0)
 
     def _send_now(self, frame: bytes) -> int:
         """Sends what the job socket takes of ``frame`` without waiting; how many bytes
@@ -526,7 +575,7 @@ class ProcessExecutor:
         except OSError:
             return 0
 
-    async def _deliver(self, job_id: str, frame: bytes | memoryview) -> None:
+    async def _deliver(self, job_id: str, frame: Frame | memoryview) -> None:
         try:
             await self._send_frame(frame, self._sock)
         except OSError as exc:

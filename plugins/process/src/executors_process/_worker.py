@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from executors import JobContext, resolve_callable
 
-from ._protocol import FrameBuffer, Message, encode, error_info
+from ._protocol import Frame, FrameBuffer, Message, encode, error_info, send_all
 
 if TYPE_CHECKING:
     import socket
@@ -55,7 +56,7 @@ def main(sock: socket.socket, control: socket.socket, executor_id: str) -> None:
     )
     pinger.start()
     # Only this thread sends on the job socket (the replies): no lock.
-    worker = _Worker(sock.sendall, executor_id)
+    worker = _Worker(functools.partial(send_all, sock), executor_id)
     _forward_logging(side, worker)
     for message in _receive(sock):
         kind = message[0]
@@ -121,20 +122,25 @@ class _Outbox:
     def send(self, message: Message) -> None:
         frame = encode(message)
         with self._lock:
-            self._sock.sendall(frame)
+            send_all(self._sock, frame)
 
 
 def _receive(sock: socket.socket) -> Iterator[Message]:
     buffer = FrameBuffer()
     while True:
+        target = buffer.pending()
         try:
-            data = sock.recv(1 << 16)
+            if target is not None:  # a large frame: straight into its buffers
+                count = sock.recv_into(target)
+            else:
+                data = sock.recv(1 << 16)
+                count = len(data)
         except OSError:
-            data = b""
-        if not data:
+            count = 0
+        if not count:
             # The host closed its end: it is gone. Nobody can receive our results.
             os._exit(0)
-        yield from buffer.feed(data)
+        yield from buffer.filled(count) if target is not None else buffer.feed(data)
 
 
 def _answer_pings(control: socket.socket, side: _Outbox) -> None:
@@ -144,7 +150,7 @@ def _answer_pings(control: socket.socket, side: _Outbox) -> None:
 
 
 class _Worker:
-    def __init__(self, send: Callable[[bytes], None], executor_id: str) -> None:
+    def __init__(self, send: Callable[[Frame], None], executor_id: str) -> None:
         self._send = send
         self.executor_id = executor_id
         self.job_id: str | None = None
