@@ -168,7 +168,10 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
     ]
     for title, key, ours in sections:
         out += ["", f"## {title}", "", *_table(results[key], ours)]
-    out += _payload_section(results["payloads"])
+    out += _payload_section(
+        {k: v for k, v in results["payloads"].items() if k.endswith(" MB")},
+        results["payloads"]["peak_rss_100_mb"],
+    )
     life = results["process_lifecycle"]
     out += [
         "",
@@ -251,7 +254,7 @@ def _futures_section(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def _payload_section(sizes: dict[str, dict[str, float]]) -> list[str]:
+def _payload_section(sizes: dict[str, dict[str, float]], peak: float) -> list[str]:
     """Large payloads through the process backend, its anchor and the floor."""
     names = list(next(iter(sizes.values())))
     lines = [
@@ -260,8 +263,9 @@ def _payload_section(sizes: dict[str, dict[str, float]]) -> list[str]:
         "",
         "An echo job (a `bytearray` in, the same out) through 2 workers, a job in flight on "
         "each; the socketpair floor sends the same bytes to another process and back over "
-        "a bare socketpair (no pickling, received into one buffer). MB/s of payload per "
-        "round trip: its size times the round trips, over the time they took.",
+        "a bare socketpair to each of 2 processes (no pickling, received into buffers "
+        "allocated once). MB/s of payload per round trip: its size times the round trips, "
+        "over the time they took.",
         "",
         "| payload | "
         + " | ".join(f"{name} (MB/s)" for name in names)
@@ -279,6 +283,12 @@ def _payload_section(sizes: dict[str, dict[str, float]]) -> list[str]:
             + " | ".join(_fmt(ours / rates[name], 2) for name in names[1:])
             + " |"
         )
+    lines += [
+        "",
+        f"The host's RSS at its highest during one 100 MB round trip of our pool: "
+        f"{_fmt(peak, 2)} times the payload, above its RSS before the payload was made "
+        "(the payload itself and the reply count).",
+    ]
     return lines
 
 

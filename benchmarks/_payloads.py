@@ -13,11 +13,13 @@ import contextlib
 import socket
 import struct
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import psutil
 from _sides import pool_config
 from bench_jobs import identity
 
@@ -141,8 +143,36 @@ async def _rate(call: Echo, payload: bytearray, trips: int, in_flight: int) -> f
     return time.perf_counter() - began
 
 
+async def peak_rss(call: Echo, size: int) -> float:
+    """The host's highest RSS during one round trip of a ``size``-byte payload, above
+    its RSS before the payload was made, as a multiple of ``size`` (sampled every
+    millisecond by a thread)."""
+    process = psutil.Process()
+    base = process.memory_info().rss
+    payload = bytearray(size)
+    highest = process.memory_info().rss
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal highest
+        while not stop.wait(0.001):
+            highest = max(highest, process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, name="bench-rss")
+    sampler.start()
+    try:
+        back: Any = await call(payload)
+        assert len(back) == size
+        del back
+    finally:
+        stop.set()
+        sampler.join()
+    return (highest - base) / size
+
+
 async def section(context: ForkServerContext, quick: bool, blocks: int) -> dict[str, Any]:
-    """MB/s of payload per round trip for each side and size."""
+    """MB/s of payload per round trip for each side and size; our pool's peak host RSS
+    in a 100 MB round trip."""
     print("large payloads ...", file=sys.stderr)
     sizes = QUICK_SIZES if quick else SIZES
     results: dict[str, Any] = {}
@@ -163,4 +193,6 @@ async def section(context: ForkServerContext, quick: bool, blocks: int) -> dict[
             results[f"{size_mb} MB"] = {
                 name: size_mb * trips * blocks / spent for name, spent in seconds.items()
             }
+        del payload
+        results["peak_rss_100_mb"] = await peak_rss(sides["process pool"][0], 100 * MB)
     return results

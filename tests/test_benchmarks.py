@@ -115,7 +115,8 @@ def test_the_harness_measures_every_side_and_writes_its_report(tmp_path: Path) -
     for side in ("PoolExecutor", "ProcessPoolExecutor"):
         assert maps[side]["best_items_per_s"] > 0
         assert all(seconds > 0 for seconds in maps[side]["seconds"].values())
-    payloads = measured["payloads"]
+    payloads = dict(measured["payloads"])
+    assert payloads.pop("peak_rss_100_mb") > 0
     assert set(payloads) == {"1 MB", "10 MB", "100 MB"}
     for rates in payloads.values():
         assert set(rates) == {"process pool", "ProcessPoolExecutor", "socketpair floor"}
