@@ -16,7 +16,9 @@ INTRO = """\
 Every backend against what a user would pick instead, measured in one run by
 `benchmarks/bench.py` (`make bench`; `--quick` for a smoke test of a few seconds). This
 page is written by that run, with the JSON of every figure beside it
-([`benchmarks/results.json`](benchmarks/results.json)).
+([`benchmarks/results.json`](benchmarks/results.json)); `python benchmarks/bench.py
+--render docs/benchmarks/results.json` writes it (and its plots) again from that JSON,
+measuring nothing, and a test checks that the two agree.
 
 **Method.** Every side runs a no-op job (it returns its payload) with 2 workers (processes,
 threads or executors). Sides that are compared run in the same process and alternate in

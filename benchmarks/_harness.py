@@ -668,7 +668,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/results.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs/benchmarks.md")
     parser.add_argument("--plots", type=Path, default=ROOT / "docs/benchmarks")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: write the page and plots from the results in JSON (as a run "
+        "wrote them)",
+    )
     options = parser.parse_args()
+    if options.render is not None:
+        render(json.loads(options.render.read_text(encoding="utf-8")), options)
+        return
     settings = Settings(options.quick)
     began = time.perf_counter()
     context = _sides.forkserver()
@@ -700,6 +710,11 @@ def main() -> None:
     }
     options.json.parent.mkdir(parents=True, exist_ok=True)
     options.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    render(document, options)
+
+
+def render(document: dict[str, Any], options: argparse.Namespace) -> None:
+    """The page and its plots from a run's ``document``; its summary on stdout."""
     import _bench_report
 
     plots = _bench_report.plots(document, options.plots)

@@ -225,3 +225,25 @@ def test_on_one_cpu_confines_every_thread_and_gives_each_its_cpus_back() -> None
     assert len(seen) == 2, "a thread did not report its CPUs"
     assert all(len(cpus) == 1 for cpus in seen), seen
     assert os.sched_getaffinity(0) == before
+
+
+def test_the_committed_page_is_the_committed_results_rendered(tmp_path: Path) -> None:
+    # `python benchmarks/bench.py --render docs/benchmarks/results.json` writes the page
+    # (and its plots) from a run's results, measuring nothing
+    page = tmp_path / "benchmarks.md"
+    results = ROOT / "docs" / "benchmarks" / "results.json"
+    # the plots where the page names them, as the committed page does its own
+    command = ["--render", str(results), "--markdown", str(page)]
+    command += ["--plots", str(tmp_path / "benchmarks")]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench.py", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rendered = page.read_text(encoding="utf-8")
+    committed = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert rendered == committed, "docs/benchmarks.md is not its results.json rendered"
