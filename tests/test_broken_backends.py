@@ -439,6 +439,7 @@ def _timeout_leaves_job_running(monkeypatch: pytest.MonkeyPatch) -> None:
             msg = f"executor {self.id} cannot take job {job.id}: it is {self.state.value}"
             raise LaunchError(msg)
         frame = encode(("job", job.id, job.payload))
+        assert isinstance(frame, bytes), "the rules' payloads are small"
         self.state = ExecutorState.BUSY
         try:
             sent = self._send_now(frame)
