@@ -13,13 +13,13 @@ import contextlib
 import socket
 import struct
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import psutil
+from _report import highest_rss
 from _sides import pool_config
 from bench_jobs import identity
 
@@ -147,27 +147,13 @@ async def peak_rss(call: Echo, size: int) -> float:
     """The host's highest RSS during one round trip of a ``size``-byte payload, above
     its RSS before the payload was made, as a multiple of ``size`` (sampled every
     millisecond by a thread)."""
-    process = psutil.Process()
-    base = process.memory_info().rss
+    base = psutil.Process().memory_info().rss
     payload = bytearray(size)
-    highest = process.memory_info().rss
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal highest
-        while not stop.wait(0.001):
-            highest = max(highest, process.memory_info().rss)
-
-    sampler = threading.Thread(target=sample, name="bench-rss")
-    sampler.start()
-    try:
+    with highest_rss(0.001) as highest:
         back: Any = await call(payload)
         assert len(back) == size
         del back
-    finally:
-        stop.set()
-        sampler.join()
-    return (highest - base) / size
+    return (highest() - base) / size
 
 
 async def section(context: ForkServerContext, quick: bool, blocks: int) -> dict[str, Any]:

@@ -6,10 +6,13 @@ the script's own directory is on ``sys.path``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
+import psutil
 
 #: one call of a side: runs the no-op job on ``i`` and returns its value
 Call = Callable[[int], Awaitable[object]]
@@ -45,3 +48,26 @@ async def in_flight(call: Call, payloads: range, lanes: int) -> float:
         for _ in range(lanes):
             tg.start_soon(lane)
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def highest_rss(every: float) -> Iterator[Callable[[], int]]:
+    """This process's RSS sampled every ``every`` seconds by a thread while the block
+    runs: call what it yields for the highest reading so far (the RSS at entry
+    included)."""
+    process = psutil.Process()
+    highest = process.memory_info().rss
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal highest
+        while not stop.wait(every):
+            highest = max(highest, process.memory_info().rss)
+
+    watcher = threading.Thread(target=watch, name="bench-rss")
+    watcher.start()
+    try:
+        yield lambda: highest
+    finally:
+        stop.set()
+        watcher.join()

@@ -8,13 +8,12 @@ import contextlib
 import gc
 import math
 import statistics
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from _report import percentile
+from _report import highest_rss, percentile
 from _sides import pool_config
 from bench_jobs import identity
 
@@ -108,30 +107,17 @@ def generator_memory(sides: dict[str, Executor], settings: Any) -> dict[str, flo
     total = settings.generator_items
     tenth = total // 10
     readings: dict[str, float] = {}
-    highest = 0.0
-    stop = threading.Event()
-
-    def watch() -> None:
-        nonlocal highest
-        while not stop.wait(0.05):
-            highest = max(highest, process.memory_info().rss)
-
-    watcher = threading.Thread(target=watch, name="bench-rss")
     gc.collect()
     start = time.perf_counter()
-    watcher.start()
-    try:
+    with highest_rss(0.05) as highest:
         for count, _ in enumerate(
             ours.map(identity, (i for i in range(total)), chunksize=10_000), 1
         ):
             if count == tenth:
                 readings["rss_mib_at_a_tenth"] = process.memory_info().rss / 2**20
-    finally:
-        stop.set()
-        watcher.join()
     readings["rss_mib_at_end"] = process.memory_info().rss / 2**20
     readings["rss_mib_highest"] = max(
-        highest / 2**20, readings["rss_mib_at_end"], readings.get("rss_mib_at_a_tenth", 0.0)
+        highest() / 2**20, readings["rss_mib_at_end"], readings.get("rss_mib_at_a_tenth", 0.0)
     )
     readings["items"] = total
     readings["seconds"] = time.perf_counter() - start

@@ -383,22 +383,15 @@ class ProcessExecutor:
         """asyncio's reader callback for the job socket (outside any task)."""
         sock = self._sock
         while sock is not None:
-            target = self._replies.pending()
-            if target is not None:  # a large reply: straight into its buffers
-                count = self._recv_into(sock, target)
-                if count is None:
-                    break
-                if not count:
-                    self._stop_reading()
-                    return
-                self._inbox.extend(self._replies.filled(count))
-                continue
-            data = self._recv(sock)
+            data = self._recv(sock, self._replies.pending())
             if data is None:
                 break
             if not data:
                 self._stop_reading()
                 return
+            if isinstance(data, int):  # into a large reply's own buffers
+                self._inbox.extend(self._replies.filled(data))
+                continue
             self._inbox.extend(self._replies.feed(data))
             if len(data) < 1 << 16:
                 # Drained, most likely: the loop calls back if more has come (a recv
@@ -407,11 +400,13 @@ class ProcessExecutor:
         if self._inbox and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def _recv(self, sock: socket.socket) -> bytes | None:
+    def _recv(self, sock: socket.socket, target: memoryview | None) -> bytes | int | None:
         """What the job socket holds: None if nothing yet, b"" once the worker's end is
-        closed (noting whether it closed with data unread, see ``_unread``)."""
+        closed (noting whether it closed with data unread, see ``_unread``). With
+        ``target`` (where a large frame's next bytes go), received into it: how many came,
+        0 once the end is closed."""
         try:
-            return sock.recv(1 << 16)
+            return sock.recv(1 << 16) if target is None else sock.recv_into(target)
         except BlockingIOError:
             return None
         except ConnectionResetError:
@@ -419,18 +414,6 @@ class ProcessExecutor:
             return b""
         except OSError:
             return b""
-
-    def _recv_into(self, sock: socket.socket, target: memoryview) -> int | None:
-        """As ``_recv``, into ``target``: how many bytes came (0: the end)."""
-        try:
-            return sock.recv_into(target)
-        except BlockingIOError:
-            return None
-        except ConnectionResetError:
-            self._unread = True
-            return 0
-        except OSError:
-            return 0
 
     def _stop_reading(self) -> None:
         """The socket closed, or the executor is finished: unregister it, and tell a
@@ -449,22 +432,15 @@ class ProcessExecutor:
         sock = self._sock
         assert sock is not None
         while True:
-            target = self._replies.pending()
-            if target is not None:  # a large reply: straight into its buffers
-                count = self._recv_into(sock, target)
-                if count is None:
-                    await anyio.wait_readable(sock)
-                    continue
-                if not count:
-                    return None
-                replies = self._replies.filled(count)
+            data = self._recv(sock, self._replies.pending())
+            if data is None:
+                await anyio.wait_readable(sock)
+                continue
+            if not data:
+                return None
+            if isinstance(data, int):  # into a large reply's own buffers
+                replies = self._replies.filled(data)
             else:
-                data = self._recv(sock)
-                if data is None:
-                    await anyio.wait_readable(sock)
-                    continue
-                if not data:
-                    return None
                 replies = self._replies.feed(data)
             if replies:
                 assert len(replies) == 1, f"{self._where()} sent {len(replies)} replies"

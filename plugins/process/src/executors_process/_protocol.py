@@ -32,10 +32,7 @@ from __future__ import annotations
 
 import pickle
 import struct
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from typing import Any
 
 from executors import RemoteError
 
@@ -63,13 +60,16 @@ def encode(message: Message) -> Frame:
     """The frame for ``message``: ``bytes``, or where it holds large buffers, its head
     then the buffers themselves (``memoryview``s of the message's own memory, not to be
     changed until sent). Raises whatever pickling raises."""
-    buffers: list[memoryview] = []
-    if any(_large(item, 2) for item in message):
-        # large bytes and bytearrays, which pickle would copy in (it offers their
-        # buffers to no callback): wrapped to go out of band
-        message = tuple(_unpacked(item, 2) for item in message)
-    data = pickle.dumps(message, protocol=5, buffer_callback=_taker(buffers))
-    if len(data) > MAX_FRAME or any(b.nbytes > MAX_FRAME for b in buffers):
+    for item in message:  # on every job and reply: a type check an item, as a rule
+        if type(item) in _HOLDERS and _large(item, 2):
+            # large bytes and bytearrays, which pickle would copy in (it offers their
+            # buffers to no callback): wrapped to go out of band
+            message = tuple(_unpacked(item, 2) for item in message)
+            break
+    taker = _Taker()
+    data = pickle.dumps(message, protocol=5, buffer_callback=taker)
+    buffers = taker.buffers
+    if len(data) > MAX_FRAME or (buffers and max(b.nbytes for b in buffers) > MAX_FRAME):
         msg = f"message of {len(data)} bytes is over the {MAX_FRAME}-byte frame limit"
         raise ValueError(msg)
     if not buffers:
@@ -78,21 +78,28 @@ def encode(message: Message) -> Frame:
     return [HEADER.pack(len(data) | FLAG) + COUNT.pack(len(buffers)) + sizes + data, *buffers]
 
 
-def _taker(buffers: list[memoryview]) -> Callable[[pickle.PickleBuffer], bool]:
+#: the types that are, or may hold, a large bytes or bytearray
+_HOLDERS = frozenset({bytes, bytearray, list, tuple, dict})
+
+
+class _Taker:
     """A ``buffer_callback`` that takes the large contiguous buffers out of band (into
     ``buffers``): false for those, true to leave a buffer in the pickle."""
 
-    def take(buffer: pickle.PickleBuffer) -> bool:
+    __slots__ = ("buffers",)
+
+    def __init__(self) -> None:
+        self.buffers: list[memoryview] = []
+
+    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
         try:
             raw = buffer.raw()
         except BufferError:  # not contiguous: the pickle copies it
             return True
         if raw.nbytes < OUT_OF_BAND:
             return True
-        buffers.append(raw)
+        self.buffers.append(raw)
         return False
-
-    return take
 
 
 def _large(value: object, depth: int) -> bool:
