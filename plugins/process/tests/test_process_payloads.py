@@ -141,7 +141,6 @@ def test_a_frame_that_does_not_unpickle_costs_only_itself() -> None:
     messages = _read(bytes(broken) + _stream(encode(("ping", 1))), random.Random(0))
     assert messages[0][0] == "undecodable"
     assert messages[1] == ("ping", 1)
-    assert pickle.HIGHEST_PROTOCOL >= 5
 
 
 @pytest.mark.anyio

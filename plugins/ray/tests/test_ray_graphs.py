@@ -23,10 +23,11 @@ def _graph_threads() -> list[threading.Thread]:
 
 
 def _no_graph_thread_within(seconds: float) -> list[threading.Thread]:
+    """Joins the graph threads, ``seconds`` for them all: those still alive after."""
     deadline = time.monotonic() + seconds
-    while (left := _graph_threads()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    for thread in _graph_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return _graph_threads()
 
 
 class NoJobs:

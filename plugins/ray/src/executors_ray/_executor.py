@@ -193,36 +193,59 @@ class RayExecutor:
     async def run_job(self, job: Job) -> JobOutcome:
         if self.state is not _READY:
             raise not_ready(self.id, job.id, self.state)
-        if self._graph is not None:
-            return await self._run_through(self._graph, job)
         try:
-            ref = self._actor.run.remote(job.id, job.payload, dict(job.metadata))
+            sent = self._send(job)
         except Exception as exc:
-            # Ray serializes the arguments here: nothing was sent, the actor stays READY.
+            # The arguments did not serialize: nothing was sent, the actor stays READY.
             await anyio.lowlevel.checkpoint()
             return _unsendable(job, exc)
         self.state = _BUSY
         try:
-            reply = await self._get(ref, wakeable=True)
+            reply = await self._wait(sent, wakeable=True)
+        except Unsent as exc:
+            # Ray tore the graph down (it found the actor dead): nothing was sent
+            self.state = _CLOSED
+            msg = (
+                f"{self._where()} cannot take job {job.id}: its compiled graph is gone "
+                f"({first_line(exc.cause)})"
+            )
+            raise LaunchError(msg) from exc.cause
         except BaseException as exc:
-            if isinstance(exc, Exception) and _is_ray_error(exc):
-                if self._killed:  # the call failed as kill() ended the actor
-                    return await self._killed_run(job)
+            if not isinstance(exc, Exception):
+                # Cancelled (timeout, cancel, drain): a job halfway through in the actor
+                # cannot be stopped but by ending the actor; the pool replaces it.
+                with anyio.CancelScope(shield=True):
+                    await self.kill()
+                raise
+            if self._killed:  # the call failed as kill() ended the actor
+                return await self._killed_run(job)
+            if _is_ray_error(exc):
                 return self._failed(job, exc)
-            # Cancelled (timeout, cancel, drain): a job halfway through in the actor
-            # cannot be stopped but by ending the actor; the pool replaces it.
-            with anyio.CancelScope(shield=True):
-                await self.kill()
-            raise
-        if reply is _WOKEN:  # kill() while the job ran
-            return await self._killed_run(job)
+            # a graph broke mid-job another way: how far the job got is unknown
+            self.state = _CLOSED
+            return self._lost(job, "was lost running", exc)
+        if reply is _WOKEN:
+            if self._killed:
+                return await self._killed_run(job)
+            # the watch woke a job running through the graph: the actor died, or is lost
+            assert self._loss is not None
+            return self._failed(job, self._loss)
         if self.state is _BUSY:
             # the actor may have died just after it answered
             self.state = _CLOSED if self._exited is not None and self._exited.is_set() else _READY
-        ok, value = reply
+        ok, value = reply if self._graph is None else self._unpacked(job, reply)
         if ok:
             return JobOutcome.success(job.id, value)
         return JobOutcome.failure(job.id, FailureReason.RAISED, value)
+
+    def _send(self, job: Job) -> Future[Any]:
+        """Sends ``job`` to the actor: through its compiled graph (the arguments pickled
+        here), or as a plain call. Raises where the arguments do not serialize."""
+        arguments = (job.id, job.payload, dict(job.metadata))
+        if self._graph is not None:
+            return self._graph.send(dumps(arguments))
+        future: Future[Any] = self._actor.run.remote(*arguments).future()
+        return future
 
     async def aclose(self) -> None:
         if self.state is _CLOSED or self._exited is None or self._exited.is_set():
@@ -309,7 +332,7 @@ class RayExecutor:
     def _made(self, future: object) -> None:
         self._placed = True
 
-    # -- the compiled graph (asyncio hosts) ------------------------------------------------
+    # -- the compiled graph ------------------------------------------------------------
 
     async def _compiled(self, graph: JobGraph) -> None:
         """Waits for the actor's graph; raises :class:`RayExecutorError` where Ray could
@@ -332,65 +355,22 @@ class RayExecutor:
             raise RayExecutorError(msg) from exc
         self._graph = graph
 
-    async def _run_through(self, graph: JobGraph, job: Job) -> JobOutcome:
-        """One job through the compiled graph. Its reply does not come at once where the
-        actor dies: the watch wakes the job then, as kill() does."""
+    def _unpacked(self, job: Job, data: bytes) -> tuple[bool, Any]:
+        """A graph's reply, ``(ok, value)``: its failure to (de)serialize the job's."""
         try:
-            data = dumps((job.id, job.payload, dict(job.metadata)))
-        except Exception as exc:
-            await anyio.lowlevel.checkpoint()
-            return _unsendable(job, exc)
-        self.state = _BUSY
-        try:
-            reply = await self._wait(graph.send(data), wakeable=True)
-        except Unsent as exc:
-            # Ray tore the graph down (it found the actor dead): nothing was sent
-            self.state = _CLOSED
-            msg = (
-                f"{self._where()} cannot take job {job.id}: its compiled graph is gone "
-                f"({first_line(exc.cause)})"
-            )
-            raise LaunchError(msg) from exc.cause
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                # Cancelled (timeout, cancel, drain): as for a plain call
-                with anyio.CancelScope(shield=True):
-                    await self.kill()
-                raise
-            if self._killed:
-                return await self._killed_run(job)
-            if _is_ray_error(exc):
-                return self._failed(job, exc)
-            # the graph broke mid-job another way: how far the job got is unknown
-            self.state = _CLOSED
-            return self._lost(job, "was lost running", exc)
-        if reply is _WOKEN:
-            if self._killed:
-                return await self._killed_run(job)
-            assert self._loss is not None
-            return self._failed(job, self._loss)
-        if self.state is _BUSY:
-            self.state = _CLOSED if self._exited is not None and self._exited.is_set() else _READY
-        try:
-            ok, value = pickle.loads(reply)
+            ok, value = pickle.loads(data)
         except Exception as exc:
             problem: pickle.PickleError = pickle.UnpicklingError(
                 f"the result of job {job.id} from {self._where()} cannot be deserialized "
                 f"here: {type(exc).__name__}: {first_line(exc)}"
             )
-            return JobOutcome.failure(
-                job.id, FailureReason.RAISED, RemoteError.from_exception(problem)
-            )
+            return False, RemoteError.from_exception(problem)
         if ok is None:
             problem = pickle.PicklingError(
                 f"the result of job {job.id} on {self._where()} cannot be serialized: {value}"
             )
-            return JobOutcome.failure(
-                job.id, FailureReason.RAISED, RemoteError.from_exception(problem)
-            )
-        if ok:
-            return JobOutcome.success(job.id, value)
-        return JobOutcome.failure(job.id, FailureReason.RAISED, value)
+            return False, RemoteError.from_exception(problem)
+        return ok, value
 
     def _woken_by_watch(self, exc: Exception) -> None:
         """The watch learnt the actor died, or cannot be reached: a job running through
@@ -401,10 +381,9 @@ class RayExecutor:
 
     # -- waiting on Ray --------------------------------------------------------------------
 
-    async def _get(self, ref: Any, *, wakeable: bool = False) -> Any:
-        """The value of ``ref`` (Ray's exception raised where the call failed); with
-        ``wakeable``, ``_WOKEN`` if kill() ended the wait first."""
-        return await self._wait(ref.future(), wakeable=wakeable)
+    async def _get(self, ref: Any) -> Any:
+        """The value of ``ref`` (Ray's exception raised where the call failed)."""
+        return await self._wait(ref.future())
 
     async def _wait(self, future: Future[Any], *, wakeable: bool = False) -> Any:
         """The value of ``future``, done on another thread (Ray's, or a graph's); with
