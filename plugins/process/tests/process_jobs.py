@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -163,6 +164,17 @@ def keep_memory(ctx: JobContext) -> int:
     """Keep ``payload`` MiB alive in the worker after the job returns; return the pid."""
     _KEPT.append(b"\x01" * (int(ctx.payload) << 20))
     return os.getpid()
+
+
+_FAULTS = [0]
+
+
+def faults_since_last_job(ctx: JobContext) -> int:
+    """The worker's minor page faults since the last job of this kind read them (the
+    payload's receipt among them)."""
+    now = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    since, _FAULTS[0] = now - _FAULTS[0], now
+    return since
 
 
 # -- setups --------------------------------------------------------------------------------

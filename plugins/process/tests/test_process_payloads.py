@@ -5,6 +5,7 @@ whatever the chunking, and through real workers."""
 from __future__ import annotations
 
 import pickle
+import platform
 import random
 import socket
 import threading
@@ -153,3 +154,35 @@ async def test_large_payloads_round_trip_through_a_worker(name: str) -> None:
             assert _same(payload, back)
             assert await pool.run("small") == "small"  # the stream is still in step
         assert pool.statistics().executors_started == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_mb tunes glibc's malloc")
+@pytest.mark.parametrize(("keep_freed_mb", "kept"), [(256, True), (0, False)])
+async def test_a_worker_receives_a_large_payload_into_memory_a_former_one_freed(
+    keep_freed_mb: int, kept: bool
+) -> None:
+    # 64 MiB: over the 32 MiB above which glibc maps every block afresh by default.
+    payload = bytearray(64 * MIB)
+    pages = len(payload) // 4096
+    cfg = config(
+        entrypoint="process_jobs:faults_since_last_job",
+        backend_options={"keep_freed_mb": keep_freed_mb},
+    )
+    async with open_pool(cfg) as pool:
+        with anyio.fail_after(PATIENCE):
+            faults = [await pool.run(payload) for _ in range(3)]
+    # The first payload faults its pages in wherever it lands; each later one lands in
+    # the memory the one before freed, or faults its pages in again.
+    if kept:
+        assert max(faults[1:]) < pages / 10, f"{faults} page faults for {pages} pages"
+    else:
+        assert min(faults[1:]) > pages / 2, f"{faults} page faults for {pages} pages"
+
+
+def test_keep_freed_mb_is_checked() -> None:
+    from executors_process import ProcessOptions
+
+    for wrong in (-1, 2048, 1.5):
+        with pytest.raises((ValueError, TypeError), match="keep_freed_mb"):
+            ProcessOptions(keep_freed_mb=wrong)  # type: ignore[arg-type]

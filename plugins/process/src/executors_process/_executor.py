@@ -281,7 +281,7 @@ class ProcessExecutor:
         try:
             process = self._spec.context.Process(
                 target=_worker.main,
-                args=(child, control_child, self.id),
+                args=(child, control_child, self.id, self._spec.options.keep_freed_mb),
                 name=f"{WORKER_NAME_PREFIX}{self.id}",
                 daemon=False,
             )

@@ -32,9 +32,13 @@ from __future__ import annotations
 
 import pickle
 import struct
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from executors import RemoteError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 HEADER = struct.Struct("!I")
 COUNT = struct.Struct("!I")
@@ -264,11 +268,36 @@ class FrameBuffer:
         start, sizes = head
         rest = self._buffer[start:]
         self._buffer = bytearray()
-        self._parts = [bytearray(size) for size in sizes]
+        self._parts = [unfilled(size) for size in sizes]
         self._part = self._offset = 0
         # a part of size 0 is whole already
         messages = self.filled(0)
         return messages + (self.feed(rest) if rest else [])
+
+
+def unfilled(size: int) -> bytearray:
+    """A ``bytearray`` of ``size`` bytes whose memory is not cleared first (CPython), to
+    be received into: ``bytearray(size)`` writes zeros over all of it, one pass over the
+    memory more, and one that faults its pages in (the receive into it would anyway).
+    A frame's buffers are read only once every byte of them has come."""
+    global _new_bytearray
+    if _new_bytearray is None:
+        _new_bytearray = _bytearray_maker()
+    return _new_bytearray(size)
+
+
+def _bytearray_maker() -> Callable[[int], bytearray]:
+    if sys.implementation.name != "cpython":
+        return bytearray
+    import ctypes  # only once a large frame comes: a worker that gets none never imports it
+
+    make = ctypes.pythonapi.PyByteArray_FromStringAndSize
+    make.restype = ctypes.py_object
+    make.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
+    return lambda size: make(None, size)
+
+
+_new_bytearray: Callable[[int], bytearray] | None = None
 
 
 def _decode(
