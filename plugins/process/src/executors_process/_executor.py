@@ -148,7 +148,7 @@ class ProcessExecutor:
     async def start(self) -> None:
         try:
             try:
-                self._launch_process()
+                await self._launch_process()
             except OSError as exc:
                 msg = f"cannot start {self._where()}: {describe_os_error(exc)}"
                 raise WorkerError(msg) from exc
@@ -268,7 +268,7 @@ class ProcessExecutor:
         config = self._spec.config
         return (config.entrypoint, config.setup, logging.getLogger().getEffectiveLevel())
 
-    def _launch_process(self) -> None:
+    async def _launch_process(self) -> None:
         # Either socketpair, or the start itself, may fail (EMFILE, EAGAIN): nothing
         # created here outlives a failure.
         parent, child = socket.socketpair()
@@ -285,7 +285,14 @@ class ProcessExecutor:
                 name=f"{WORKER_NAME_PREFIX}{self.id}",
                 daemon=False,
             )
-            process.start()
+            # Off the event loop: a start from the forkserver waits for the server to
+            # fork (about 2 ms, and a start from a new forkserver for its preloads),
+            # during which the loop serves the workers started before and the pool's
+            # jobs. Shielded: a start cannot be taken back half-way, and a cancellation
+            # meanwhile is taken at the next checkpoint, with the worker known (the
+            # caller kills it).
+            with anyio.CancelScope(shield=True):
+                await _start_off_the_loop(process)
         except BaseException:
             parent.close()
             control.close()
@@ -603,6 +610,25 @@ def _placed(exc: BaseException, where: str) -> BaseException:
     for note in getattr(exc, "__notes__", ()):
         placed.add_note(note)
     return placed
+
+
+async def _start_off_the_loop(process: BaseProcess) -> None:
+    """``process.start()`` in a thread; on the loop's own thread where no thread can be
+    started (a limit on tasks, which threads count against): the start then fails, or
+    not, for itself, with the error that says why."""
+    began = False
+
+    def start() -> None:
+        nonlocal began
+        began = True
+        process.start()
+
+    try:
+        await anyio.to_thread.run_sync(start)
+    except RuntimeError:
+        if began:
+            raise
+        process.start()
 
 
 def _kill_all(processes: list[psutil.Process | None]) -> None:

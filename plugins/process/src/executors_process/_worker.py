@@ -90,21 +90,23 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     """A signal handler that does nothing."""
 
 
-def _prctl() -> Any:
-    """The C library's prctl on Linux; None elsewhere or if it cannot be loaded.
-    Looked up when this module is imported: in the forkserver, once for every worker
-    (looked up in each new worker, it cost a tenth of a millisecond of its start)."""
+def _libc(name: str) -> Any:
+    """The C library's function ``name`` on Linux; None elsewhere or if it cannot be
+    loaded. Looked up when this module is imported: in the forkserver, once for every
+    worker (looked up in each new worker, it cost a tenth of a millisecond of its
+    start)."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
 
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError):  # mallopt: not glibc
         return None
 
 
-_PRCTL = _prctl()
+_PRCTL = _libc("prctl")
+_MALLOPT = _libc("mallopt")
 
 
 def _die_with_parent() -> None:
@@ -132,14 +134,9 @@ def keep_freed_memory(megabytes: int) -> bool:
     (about 0.4 ms a MiB on a virtual machine, more than the copy). Taken from the heap
     instead, and kept there when freed (up to ``megabytes`` at its top), the next large
     payload lands in memory that is already mapped."""
-    import ctypes  # a worker that never sees the option set never imports it
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):  # not glibc
+    if _MALLOPT is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, megabytes << 20))
+    return bool(_MALLOPT(_M_MMAP_MAX, 0)) and bool(_MALLOPT(_M_TRIM_THRESHOLD, megabytes << 20))
 
 
 class _Outbox:
