@@ -525,6 +525,14 @@ TARGETS = [
         0.75,
     ),
     (
+        "thread_throughput_vs_tpe",
+        "thread: throughput, 64 in flight / ThreadPoolExecutor's",
+        "thread/thread pool/throughput",
+        "thread/ThreadPoolExecutor/throughput",
+        ">=",
+        1.0,
+    ),
+    (
         "coroutine_p50_vs_task",
         "coroutine: round-trip p50 / asyncio.create_task's",
         "coroutine/coroutine pool/p50_us",
@@ -596,7 +604,7 @@ TARGETS = [
         "process_lifecycle/warm_ms/process pool",
         "process_lifecycle/warm_ms/ProcessPoolExecutor",
         "<=",
-        2.0,
+        1.0,
     ),
 ]
 

@@ -46,6 +46,7 @@ TARGET_PARTS = {
     "payload_100mb_vs_ppe": "payloads",
     "payload_100mb_vs_floor": "payloads",
     "thread_p50_vs_to_thread": "thread_one_cpu",
+    "thread_throughput_vs_tpe": "thread",
     "coroutine_p50_vs_task": "coroutine",
     "coroutine_memory": "coroutine_memory",
     "futures_p50_vs_ppe": "futures",
