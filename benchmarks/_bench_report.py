@@ -193,7 +193,9 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
         "",
         "Cold to 4 warm workers: our pool from `open_pool()` to 4 idle executors; the",
         "anchors from their constructor to their first result with 4 workers (they start",
-        f"workers lazily, so this is one start). The median of {starts} starts, the sides",
+        "workers lazily, so this is one start); `ProcessPoolExecutor, 4 started` from its",
+        "constructor to the results of 4 calls made at once, each of which starts a",
+        f"worker: four starts, as for our pool. The median of {starts} starts, the sides",
         "taking turns. USS is the memory a worker holds alone.",
     ]
     out += _futures_section(results)

@@ -48,6 +48,11 @@ BROKEN = ("BrokenProcessPool", "TerminatedWorkerError")
 PACKAGES = ["executors", "anyio", "trio", "loky", "pebble", "trio-parallel", "ray", "psutil"]
 
 
+#: ProcessPoolExecutor(WARM) timed to the results of WARM calls made at once, which
+#: start its WARM workers: the like-for-like of our WARM warm executors
+PPE_STARTED = f"ProcessPoolExecutor, {WARM} started"
+
+
 class Settings:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
@@ -110,14 +115,19 @@ async def together(
 # -- process pools, one at a time ----------------------------------------------------------
 
 
-async def warm_up(opener: Callable[[], AbstractAsyncContextManager[Side]]) -> float:
-    """Seconds from opening the side to its first result (our pool: to WARM idle
-    executors, which it reaches before any result)."""
+async def warm_up(opener: Callable[[], AbstractAsyncContextManager[Side]], calls: int = 1) -> float:
+    """Seconds from opening the side to its first result, or to the results of
+    ``calls`` calls made at once (our pool: to WARM idle executors, which it reaches
+    before any result)."""
     start = time.perf_counter()
     async with opener() as side:
         if side.pool is None:
-            assert await side.call(1) == 1
+            values = await asyncio.gather(*(side.call(i) for i in range(calls)))
+            assert values == list(range(calls))
         elapsed = time.perf_counter() - start
+        if calls > 1:  # each call found no idle worker, so each started one
+            started = len(_sides.descendants())
+            assert started >= calls, f"{side.name} started {started} workers, not {calls}"
     return elapsed
 
 
@@ -208,6 +218,11 @@ async def one_at_a_time(context: ForkServerContext, settings: Settings) -> dict[
         for name, opener in starts:
             gc.collect()
             warm.setdefault(name, []).append(await warm_up(opener))
+        # ProcessPoolExecutor(4) with its 4 workers started: 4 calls at once
+        gc.collect()
+        warm.setdefault(PPE_STARTED, []).append(
+            await warm_up(lambda: _sides.ppe(context, WARM), calls=WARM)
+        )
     pools = dict(starts)
     memory: dict[str, float] = {}
     recoveries: dict[str, list[dict[str, Any]]] = {}

@@ -4,10 +4,13 @@ whatever the chunking, and through real workers."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import platform
 import random
+import resource
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -27,6 +30,7 @@ from executors_process._protocol import (
     Message,
     encode,
     send_all,
+    unfilled,
 )
 
 MIB = 1 << 20
@@ -186,3 +190,32 @@ def test_keep_freed_mb_is_checked() -> None:
     for wrong in (-1, 2048, 1.5):
         with pytest.raises((ValueError, TypeError), match="keep_freed_mb"):
             ProcessOptions(keep_freed_mb=wrong)  # type: ignore[arg-type]
+
+
+def _kernel() -> tuple[int, ...]:
+    release = os.uname().release.split("-")[0]
+    return tuple(int(part) for part in release.split(".")[:2] if part.isdigit())
+
+
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or sys.implementation.name != "cpython",
+    reason="large receive buffers are mapped in ahead on CPython on Linux",
+)
+def test_a_large_receive_buffer_is_mapped_in_before_the_receive() -> None:
+    if _kernel() < (5, 14):
+        pytest.skip("MADV_POPULATE_WRITE needs Linux 5.14")
+    size = 64 * MIB
+    pages = size // 4096
+    buffer = unfilled(size)
+    assert type(buffer) is bytearray
+    assert len(buffer) == size
+    allocated = _faults()
+    buffer[::4096] = b"\x01" * len(range(0, size, 4096))  # a byte on every page
+    assert _faults() - allocated < pages / 10, "the receive would fault every page in"
+    small = unfilled(100)
+    assert type(small) is bytearray
+    assert len(small) == 100

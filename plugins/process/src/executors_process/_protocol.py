@@ -30,6 +30,7 @@ fields of :class:`executors.RemoteError`, and the exception itself where it pick
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import struct
 import sys
@@ -276,25 +277,51 @@ class FrameBuffer:
 
 
 def unfilled(size: int) -> bytearray:
-    """A ``bytearray`` of ``size`` bytes whose memory is not cleared first (CPython), to
-    be received into: ``bytearray(size)`` writes zeros over all of it, one pass over the
-    memory more, and one that faults its pages in (the receive into it would anyway).
-    A frame's buffers are read only once every byte of them has come."""
+    """A ``bytearray`` of ``size`` bytes to be received into, its memory not cleared
+    first (CPython) and, from ``DIRECT`` bytes on Linux, its pages mapped in one call
+    rather than one fault at a time as the receive reaches them.
+
+    ``bytearray(size)`` writes zeros over all of it, one pass over the memory more, and
+    that pass faults its pages in one by one, at about 1.6 µs for every 4 KiB on a
+    virtual machine. A frame's buffers are read only once every byte of them has come."""
     global _new_bytearray
     if _new_bytearray is None:
         _new_bytearray = _bytearray_maker()
     return _new_bytearray(size)
 
 
+#: madvise(): map the range's pages in, writable, now (Linux 5.14)
+_MADV_POPULATE_WRITE = 23
+
+
 def _bytearray_maker() -> Callable[[int], bytearray]:
     if sys.implementation.name != "cpython":
         return bytearray
     import ctypes  # only once a large frame comes: a worker that gets none never imports it
+    import mmap
 
     make = ctypes.pythonapi.PyByteArray_FromStringAndSize
     make.restype = ctypes.py_object
     make.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
-    return lambda size: make(None, size)
+    madvise = None
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            madvise = ctypes.CDLL(None).madvise
+            madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page = mmap.PAGESIZE
+
+    def new(size: int) -> bytearray:
+        buffer: bytearray = make(None, size)
+        if madvise is not None and size >= DIRECT:
+            # Whole pages only: the first and last may hold other objects. An older
+            # kernel refuses the advice (EINVAL): the pages then fault in as before.
+            address = ctypes.addressof((ctypes.c_char * size).from_buffer(buffer))
+            start = -(-address // page) * page
+            end = (address + size) // page * page
+            madvise(start, end - start, _MADV_POPULATE_WRITE)
+        return buffer
+
+    return new
 
 
 _new_bytearray: Callable[[int], bytearray] | None = None
