@@ -180,6 +180,24 @@ def test_config_error_names_file_and_key_and_exits_2(
     assert captured.out == ""
 
 
+def test_an_unknown_env_variable_is_a_warning_on_stderr_not_an_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EXECUTORS_HOME", "/opt")
+    monkeypatch.setenv("EXECUTORS_MAX_EXECUTOR", "3")
+    assert main(["config", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "warning: env EXECUTORS_HOME: home = '/opt' is ignored: unknown variable; pool "
+        "options are EXECUTORS_<OPTION> (such as EXECUTORS_IDLE_EXECUTORS), backend "
+        "options EXECUTORS_<BACKEND>__<OPTION>",
+        "warning: env EXECUTORS_MAX_EXECUTOR: max_executor = '3' is ignored: unknown "
+        "variable; did you mean 'EXECUTORS_MAX_EXECUTORS'?",
+    ]
+    rows = {row["key"]: row for row in json.loads(captured.out)}
+    assert rows["max_executors"]["source"] == "default"
+
+
 def test_config_rejects_a_bad_set_value(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "--set", "max_executors=many"]) == 2
     assert "error: override: max_executors = 'many' is invalid" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from executors._config import (
     build_backend_options,
     load_config,
 )
-from executors._exceptions import ConfigError
+from executors._exceptions import ConfigError, ConfigWarning
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 FIELDS = [a.name for a in attrs.fields(PoolConfig) if a.name != "backend_options"]
@@ -301,15 +301,23 @@ def test_bad_env_values_name_the_variable(
         load(tmp_path, **{name: text})
 
 
-def test_misspelt_env_variable_suggests_the_right_one(tmp_path: Path) -> None:
-    expected = "env EXECUTORS_IDLE_EXECUTOR: idle_executor = '4' is invalid: unknown variable"
-    with pytest.raises(ConfigError, match=fails(expected, "'EXECUTORS_IDLE_EXECUTORS'?")):
-        load(tmp_path, EXECUTORS_IDLE_EXECUTOR="4")
+def test_misspelt_env_variable_warns_and_suggests_the_right_one(tmp_path: Path) -> None:
+    expected = "env EXECUTORS_IDLE_EXECUTOR: idle_executor = '4' is ignored: unknown variable"
+    with pytest.warns(ConfigWarning, match=fails(expected, "'EXECUTORS_IDLE_EXECUTORS'?")):
+        loaded = load(tmp_path, EXECUTORS_IDLE_EXECUTOR="4")
+    assert loaded.config == PoolConfig()
 
 
 def test_unknown_env_variable_without_a_near_name_explains_the_scheme(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=fails("EXECUTORS_ZZZ", "EXECUTORS_<OPTION>")):
+    with pytest.warns(ConfigWarning, match=fails("EXECUTORS_ZZZ", "EXECUTORS_<OPTION>")):
         load(tmp_path, EXECUTORS_ZZZ="1")
+
+
+def test_another_programs_variable_does_not_stop_a_pool(tmp_path: Path) -> None:
+    # EXECUTORS_HOME belongs to no setting: the settings around it still load.
+    with pytest.warns(ConfigWarning, match="EXECUTORS_HOME: home = '/opt' is ignored"):
+        loaded = load(tmp_path, EXECUTORS_HOME="/opt", EXECUTORS_IDLE_EXECUTORS="2")
+    assert loaded.config.idle_executors == 2
 
 
 def test_reserved_and_foreign_variables_are_ignored(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def test_errors_share_one_base_and_subclass_the_builtin_they_resemble() -> None:
         for name in executors.__all__
         if isinstance(getattr(executors, name), type)
         and issubclass(getattr(executors, name), BaseException)
+        and not issubclass(getattr(executors, name), Warning)
     ]
     assert len(errors) >= 10
     for error in errors:
@@ -50,6 +51,9 @@ def test_errors_share_one_base_and_subclass_the_builtin_they_resemble() -> None:
     assert issubclass(executors.ConfigError, ValueError)
     assert issubclass(executors.UnknownBackendError, LookupError)
     assert issubclass(executors.AcquireError, executors.JobFailed)
+    # what is ignored is warned of, as a UserWarning (shown by default)
+    assert issubclass(executors.ConfigWarning, UserWarning)
+    assert (executors.ConfigWarning.__doc__ or "").startswith("Warned when")
 
 
 def test_the_job_model_imports_without_the_pool() -> None:

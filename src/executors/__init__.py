@@ -21,6 +21,7 @@ if _typing.TYPE_CHECKING:
     from ._entrypoints import resolve_callable as resolve_callable
     from ._exceptions import AcquireError as AcquireError
     from ._exceptions import ConfigError as ConfigError
+    from ._exceptions import ConfigWarning as ConfigWarning
     from ._exceptions import DuplicateBackendError as DuplicateBackendError
     from ._exceptions import EntrypointError as EntrypointError
     from ._exceptions import ExecutorsError as ExecutorsError
@@ -64,6 +65,7 @@ _HOMES = {
     "resolve_callable": "._entrypoints",
     "AcquireError": "._exceptions",
     "ConfigError": "._exceptions",
+    "ConfigWarning": "._exceptions",
     "DuplicateBackendError": "._exceptions",
     "EntrypointError": "._exceptions",
     "ExecutorsError": "._exceptions",
@@ -108,6 +110,7 @@ __all__ = [
     "BrokenPlugin",
     "Capabilities",
     "ConfigError",
+    "ConfigWarning",
     "DuplicateBackendError",
     "EntrypointError",
     "ExecutorFactory",

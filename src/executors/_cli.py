@@ -20,10 +20,11 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -34,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._config import ConfigRow, load_config, typed_backend_options
-from ._exceptions import ExecutorsError, PoolClosed, PoolFull
+from ._exceptions import ConfigWarning, ExecutorsError, PoolClosed, PoolFull
 from ._plugins import default_registry
 from ._pool import open_pool
 
@@ -261,6 +262,24 @@ def _parser() -> argparse.ArgumentParser:
 def _error(message: str) -> None:
     # Plain text, not rich: a message must reach logs and tests unwrapped and unstyled.
     print(f"error: {message}", file=sys.stderr)
+
+
+@contextmanager
+def _config_warnings_shown() -> Iterator[None]:
+    """Configuration warnings (an unknown ``EXECUTORS_*`` variable) as ``warning:
+    <message>`` on stderr, like errors: no file and line of the library's own."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", category=ConfigWarning)
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *args: Any, **kw: Any) -> None:
+            if issubclass(category, ConfigWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, *args, **kw)
+
+        warnings.showwarning = show
+        yield
 
 
 def _print_json(document: object) -> None:
@@ -729,7 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse exits after --help (0) and usage errors (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
     handler: Callable[[argparse.Namespace], int] = args.handler
-    with _logging_to(Console(stderr=True)):
+    with _logging_to(Console(stderr=True)), _config_warnings_shown():
         try:
             return handler(args)
         except ExecutorsError as err:

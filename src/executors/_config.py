@@ -24,13 +24,14 @@ import re
 import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, TypeVar
 
 import attrs
 
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, ConfigWarning
 
 #: A "module:function" reference, or the callable itself (it must be importable by
 #: reference where the backend runs it in another process).
@@ -534,7 +535,10 @@ def _read_env_var(layer: _Layer, name: str, text: str) -> None:
             "pool options are EXECUTORS_<OPTION> (such as EXECUTORS_IDLE_EXECUTORS), "
             "backend options EXECUTORS_<BACKEND>__<OPTION>"
         )
-        raise _invalid(source, key, text, f"unknown variable; {hint}")
+        # Another program's variable may share the prefix (EXECUTORS_HOME): warned of,
+        # never fatal, so that it cannot stop every pool.
+        msg = f"{source}: {key} = {text!r} is ignored: unknown variable; {hint}"
+        warnings.warn(msg, ConfigWarning, stacklevel=2)
 
 
 def _override_layer(overrides: Mapping[str, object]) -> _Layer:

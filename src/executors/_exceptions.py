@@ -20,6 +20,12 @@ class ConfigError(ExecutorsError, ValueError):
     """
 
 
+class ConfigWarning(UserWarning):
+    """Warned when the configuration holds something that is ignored: an
+    ``EXECUTORS_*`` environment variable that is no setting. The message names it, and
+    the setting it may be a misspelling of."""
+
+
 class UnknownBackendError(ConfigError, LookupError):
     """Raised when the configured backend name is not registered by any plugin."""
 
