@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -11,12 +12,17 @@ from executors import (
     ConfigError,
     EntrypointError,
     JobFailed,
+    LoadedConfig,
     PoolConfig,
     Registry,
     UnknownBackendError,
+    load_config,
     open_pool,
 )
 from executors.testing import SimulatedBackend
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 async def open_and_close(config: PoolConfig | None = None, **overrides: Any) -> None:
@@ -28,6 +34,12 @@ async def open_and_close(config: PoolConfig | None = None, **overrides: Any) -> 
     else:
         async with open_pool(config, registry=registry, **overrides):
             pass
+
+
+async def open_installed(config: PoolConfig | LoadedConfig) -> None:
+    """Open and close a pool on the installed backends."""
+    async with open_pool(config):
+        pass
 
 
 def sim(**overrides: Any) -> PoolConfig:
@@ -96,3 +108,30 @@ def test_an_idle_target_above_max_executors_is_refused_at_runtime() -> None:
                 pool.set_idle_executors(3)
 
     anyio.run(main)
+
+
+@pytest.mark.parametrize("key", ["memory_limit_mb", "memory_warn_mb"])
+@pytest.mark.parametrize("backend", ["thread", "coroutine"])
+def test_a_memory_limit_on_a_backend_that_does_not_measure_memory_is_refused(
+    key: str, backend: str
+) -> None:
+    entrypoint = "executors.testing:aecho" if backend == "coroutine" else "executors.testing:echo"
+    config = PoolConfig(backend=backend, entrypoint=entrypoint, **{key: 500.0})
+    expected = (
+        f"PoolConfig: {key} = 500.0 is invalid: backend '{backend}' does not measure its "
+        "executors' memory (its capability measures_memory is false)"
+    )
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        anyio.run(lambda: open_installed(config))
+
+
+def test_a_memory_limit_from_a_file_is_refused_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "executors.toml").write_text(
+        'backend = "thread"\nentrypoint = "executors.testing:echo"\nmemory_limit_mb = 300\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    loaded = load_config()
+    with pytest.raises(ConfigError, match=r"executors\.toml \(.*\): memory_limit_mb = 300"):
+        anyio.run(lambda: open_installed(loaded))

@@ -22,7 +22,7 @@ from . import calls
 from ._clock import cancel_scope_class, event_class, loop_clock
 from ._config import LoadedConfig, PoolConfig, build_backend_options, load_config
 from ._entrypoints import check_runnable, is_callable, resolve_callable
-from ._exceptions import JobFailed, LaunchError, PoolClosed, PoolFull
+from ._exceptions import ConfigError, JobFailed, LaunchError, PoolClosed, PoolFull
 from ._executor import ExecutorState
 from ._handle import JobHandle, PoolStatistics, own_exception, result_of
 from ._job import FailureReason, Job, JobOutcome, RemoteError
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from ._executor import Backend, ExecutorFactory, JobExecutor
+    from ._executor import Backend, Capabilities, ExecutorFactory, JobExecutor
 
 __all__ = ["JobHandle", "Pool", "PoolStatistics", "open_pool"]
 
@@ -787,6 +787,26 @@ def open_pool(
     )
 
 
+#: settings that only a backend which measures its executors' memory can apply
+_MEMORY_LIMITS = ("memory_warn_mb", "memory_limit_mb")
+
+
+def _check_enforceable(loaded: LoadedConfig, backend: str, capabilities: Capabilities) -> None:
+    """A limit the backend cannot apply is an error, never silently ignored."""
+    if capabilities.measures_memory:
+        return
+    for key in _MEMORY_LIMITS:
+        value = getattr(loaded.config, key)
+        if value is not None:
+            msg = (
+                f"{loaded.source(key)}: {key} = {value!r} is invalid: backend {backend!r} "
+                "does not measure its executors' memory (its capability measures_memory "
+                f"is false), so the limit would never apply; unset {key}, or use a "
+                "backend that measures memory (process)"
+            )
+            raise ConfigError(msg)
+
+
 @asynccontextmanager
 async def _opened_pool(
     config: PoolConfig | LoadedConfig | None,
@@ -800,6 +820,7 @@ async def _opened_pool(
     cfg = loaded.config
     registry = registry if registry is not None else default_registry()
     backend = registry.backend(cfg.backend, source=loaded.source("backend"))
+    _check_enforceable(loaded, backend.name, backend.capabilities)
     if cfg.entrypoint is None:
         # A pool of plain calls (pool.call, pool.map, PoolExecutor): its jobs are Call
         # payloads, which one entrypoint of executors.calls runs.

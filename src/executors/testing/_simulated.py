@@ -72,7 +72,7 @@ class Script:
 _CAPABILITIES = Capabilities(
     isolates_crashes=True,
     can_kill_running_job=True,
-    measures_memory=False,
+    measures_memory=True,  # the memory_mb its scripts declare
     sync_entrypoints=True,
     async_entrypoints=True,
 )
