@@ -116,7 +116,8 @@ def test_a_memory_limit_on_a_backend_that_does_not_measure_memory_is_refused(
     key: str, backend: str
 ) -> None:
     entrypoint = "executors.testing:aecho" if backend == "coroutine" else "executors.testing:echo"
-    config = PoolConfig(backend=backend, entrypoint=entrypoint, **{key: 500.0})
+    limit: dict[str, Any] = {key: 500.0}
+    config = PoolConfig(backend=backend, entrypoint=entrypoint, **limit)
     expected = (
         f"PoolConfig: {key} = 500.0 is invalid: backend '{backend}' does not measure its "
         "executors' memory (its capability measures_memory is false)"
