@@ -12,7 +12,7 @@ import psutil
 import pytest
 from process_helpers import PATIENCE, config
 
-from executors import ConfigError, open_pool
+from executors import ConfigError, EntrypointError, open_pool
 
 pytestmark = pytest.mark.anyio
 
@@ -120,3 +120,31 @@ async def test_an_invalid_start_method_is_a_config_error_naming_the_option() -> 
         async with open_pool(cfg):
             pass
     assert "'fork'" in str(info.value)
+
+
+def _nested() -> Any:
+    def job(ctx: object) -> int:
+        return 1
+
+    return job
+
+
+@pytest.mark.parametrize("what", ["entrypoint", "setup"])
+@pytest.mark.parametrize(
+    ("made", "name"),
+    [
+        (lambda: lambda ctx: 1, "<lambda>"),
+        (_nested, "_nested.<locals>.job"),
+    ],
+    ids=["lambda", "nested function"],
+)
+async def test_a_function_a_worker_cannot_import_by_name_is_refused_before_any_start(
+    what: str, made: Any, name: str
+) -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    cfg = config(entrypoint="process_jobs:pid").evolve(**{what: made()})
+    with pytest.raises(EntrypointError, match=f"{what} .*{name}' cannot be sent to a worker"):
+        async with open_pool(cfg):
+            pass
+    started = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert not started, "no worker (nor forkserver) is started for it"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import sys
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Literal, cast
@@ -9,13 +10,13 @@ from typing import TYPE_CHECKING, Literal, cast
 import anyio
 import attrs
 
-from executors import Capabilities, ConfigError
+from executors import Capabilities, ConfigError, EntrypointError
 
 from . import _worker
 from ._executor import ProcessExecutor, WorkerSpec
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from multiprocessing.context import ForkServerContext
 
     from executors import ExecutorFactory, PoolConfig
@@ -97,6 +98,25 @@ def _refuse_nesting(config: PoolConfig) -> None:
     raise NestedPoolError(msg)
 
 
+def _check_sendable(ref: str | Callable[..., object] | None, what: str) -> None:
+    """An entrypoint or setup given as an object travels to each worker by reference
+    (its module and name, which the worker imports): one that cannot is refused before
+    any worker starts, rather than failing every start."""
+    if ref is None or isinstance(ref, str):
+        return
+    try:
+        pickle.dumps(ref, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        name = f"{getattr(ref, '__module__', '?')}:{getattr(ref, '__qualname__', repr(ref))}"
+        msg = (
+            f"{what} {name!r} cannot be sent to a worker process, which imports it by "
+            f"name ({type(exc).__name__}: {exc}): define it at the top level of a module "
+            "(not a lambda or a nested function), or name it as "
+            "'module:function'"
+        )
+        raise EntrypointError(msg) from exc
+
+
 def resolve_start_method(method: StartMethod) -> str:
     if method != "auto":
         return method
@@ -148,6 +168,8 @@ class ProcessBackend:
     async def open(self, config: PoolConfig, options: object) -> AsyncIterator[ExecutorFactory]:
         assert isinstance(options, ProcessOptions)
         _refuse_nesting(config)
+        _check_sendable(config.entrypoint, "entrypoint")
+        _check_sendable(config.setup, "setup")
         wants_memory = any(
             limit is not None
             for limit in (config.memory_warn_mb, config.memory_limit_mb, options.recycle_memory_mb)
