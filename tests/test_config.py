@@ -557,3 +557,50 @@ def test_every_toml_example_in_the_reference_loads(tmp_path: Path) -> None:
         name = "pyproject.toml" if "tool" in tomllib.loads(block) else "executors.toml"
         write(directory, name, block)
         assert load(directory).config.entrypoint == "examples.demo:work"
+
+
+# -- every bad setting at once ------------------------------------------------------------
+
+
+def test_every_bad_setting_is_reported_at_once_in_the_order_of_its_sources(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "executors.toml", "idle_executors = -1\nmax_executor = 4\n")
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, {"job_timeout": "soon"}, EXECUTORS_WHEN_FULL="later")
+    lines = str(info.value).splitlines()
+    assert lines[0] == "4 settings are invalid:"
+    assert [line.split(": ", 1)[0].strip() for line in lines[1:]] == [
+        f"executors.toml ({tmp_path / 'executors.toml'})",
+        f"executors.toml ({tmp_path / 'executors.toml'})",
+        "env EXECUTORS_WHEN_FULL",
+        "override",
+    ]
+    assert "idle_executors = -1 is invalid" in lines[1]
+    assert "max_executor = 4 is invalid: unknown key; did you mean 'max_executors'?" in lines[2]
+    assert "when_full = 'later' is invalid" in lines[3]
+    assert "job_timeout = 'soon' is invalid" in lines[4]
+
+
+def test_one_bad_setting_is_reported_alone(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, {"max_executors": 0})
+    assert str(info.value).startswith("override: max_executors = 0 is invalid")
+
+
+def test_relations_are_checked_once_every_setting_is_valid(tmp_path: Path) -> None:
+    # max_executors is wrong on its own: no complaint that idle_executors exceeds it.
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, {"idle_executors": 5, "max_executors": "many"})
+    assert "idle_executors" not in str(info.value)
+
+
+def test_every_bad_backend_option_is_reported_at_once(tmp_path: Path) -> None:
+    overrides = {"backend": "demo", "demo.workers": 0, "demo.mode": "x", "demo.zz": 1}
+    with pytest.raises(ConfigError) as info:
+        build_backend_options(DemoOptions, load(tmp_path, overrides))
+    lines = str(info.value).splitlines()
+    assert lines[0] == "3 settings are invalid:"
+    assert "demo.workers = 0 is invalid" in lines[1]
+    assert "demo.mode = 'x' is invalid" in lines[2]
+    assert "demo.zz = 1 is invalid: unknown key" in lines[3]

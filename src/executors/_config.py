@@ -16,6 +16,7 @@ came from, so each error names its source and ``executors config`` can show it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import operator
@@ -25,7 +26,7 @@ import tomllib
 import types
 import typing
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, TypeVar
 
@@ -301,6 +302,32 @@ def _is_text(source: str) -> bool:
     return source == _OVERRIDE or source.startswith("env ")
 
 
+class _Problems:
+    """The configuration errors found so far: each key is checked on its own, and all
+    that are wrong are reported together, not only the first."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    @contextlib.contextmanager
+    def each(self) -> Iterator[None]:
+        """Collects the ConfigError the block raises, if any."""
+        try:
+            yield
+        except ConfigError as err:
+            self.errors.append(err)
+
+    def raise_any(self) -> None:
+        """One ConfigError for everything collected: the error itself when there is
+        one, else all of their messages, a line each."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            lines = "\n".join(f"  {err}" for err in self.errors)
+            msg = f"{len(self.errors)} settings are invalid:\n{lines}"
+            raise ConfigError(msg)
+
+
 def _invalid(source: str, key: str, value: object, rule: str) -> ConfigError:
     return ConfigError(f"{source}: {key} = {value!r} is invalid: {rule}")
 
@@ -447,31 +474,34 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(msg) from err
 
 
-def _table_layer(table: Mapping[str, object], source: _FileSource) -> _Layer:
+def _table_layer(table: Mapping[str, object], source: _FileSource, problems: _Problems) -> _Layer:
     """Top-level keys are pool fields; sub-tables are (potential) backend tables."""
     layer = _Layer()
     for key, value in table.items():
-        if key in _FIELD_KINDS:
-            layer.fields[key] = _field_setting(source.label, key, value)
-        elif key == "backend_options":
-            example = source.header("process")
-            rule = f"put backend options in a table named after the backend, such as {example}"
-            raise _invalid(source.label, key, value, rule)
-        elif key == "tool" and not source.table:
-            # A snippet copied from pyproject.toml would otherwise pass as a backend table.
-            rule = (
-                "this file takes settings at the top level; [tool.executors] is for pyproject.toml"
-            )
-            raise _invalid(source.label, key, value, rule)
-        elif isinstance(value, dict):
-            sub = source.sub(key)
-            layer.tables[key] = {option: _Setting(v, sub) for option, v in value.items()}
-        else:
-            raise _unknown_key(source.label, key, value, _FIELD_KINDS)
+        with problems.each():
+            _read_table_key(layer, source, key, value)
     return layer
 
 
-def _pyproject_layer(directory: Path) -> _Layer:
+def _read_table_key(layer: _Layer, source: _FileSource, key: str, value: object) -> None:
+    if key in _FIELD_KINDS:
+        layer.fields[key] = _field_setting(source.label, key, value)
+    elif key == "backend_options":
+        example = source.header("process")
+        rule = f"put backend options in a table named after the backend, such as {example}"
+        raise _invalid(source.label, key, value, rule)
+    elif key == "tool" and not source.table:
+        # A snippet copied from pyproject.toml would otherwise pass as a backend table.
+        rule = "this file takes settings at the top level; [tool.executors] is for pyproject.toml"
+        raise _invalid(source.label, key, value, rule)
+    elif isinstance(value, dict):
+        sub = source.sub(key)
+        layer.tables[key] = {option: _Setting(v, sub) for option, v in value.items()}
+    else:
+        raise _unknown_key(source.label, key, value, _FIELD_KINDS)
+
+
+def _pyproject_layer(directory: Path, problems: _Problems) -> _Layer:
     path = directory / "pyproject.toml"
     if not path.exists():
         return _Layer()
@@ -482,7 +512,7 @@ def _pyproject_layer(directory: Path) -> _Layer:
     source = _FileSource(path, "tool.executors")
     if not isinstance(table, dict):
         raise _invalid(source.label, "tool.executors", table, "expected a table")
-    return _table_layer(table, source)
+    return _table_layer(table, source, problems)
 
 
 def _config_file(directory: Path, environ: Mapping[str, str]) -> Path | None:
@@ -502,17 +532,20 @@ def _config_file(directory: Path, environ: Mapping[str, str]) -> Path | None:
     return path
 
 
-def _config_file_layer(directory: Path, environ: Mapping[str, str]) -> _Layer:
+def _config_file_layer(directory: Path, environ: Mapping[str, str], problems: _Problems) -> _Layer:
     path = _config_file(directory, environ)
-    return _Layer() if path is None else _table_layer(_read_toml(path), _FileSource(path))
+    if path is None:
+        return _Layer()
+    return _table_layer(_read_toml(path), _FileSource(path), problems)
 
 
-def _env_layer(environ: Mapping[str, str]) -> _Layer:
+def _env_layer(environ: Mapping[str, str], problems: _Problems) -> _Layer:
     layer = _Layer(spell=_env_spelling)
-    # Sorted, so that with several bad variables the same one is reported every time.
+    # Sorted, so that bad variables are reported in the same order every time.
     for name, text in sorted(environ.items()):
         if name.startswith(_ENV_PREFIX) and name not in RESERVED_ENV_VARS:
-            _read_env_var(layer, name, text)
+            with problems.each():
+                _read_env_var(layer, name, text)
     return layer
 
 
@@ -541,19 +574,24 @@ def _read_env_var(layer: _Layer, name: str, text: str) -> None:
         warnings.warn(msg, ConfigWarning, stacklevel=2)
 
 
-def _override_layer(overrides: Mapping[str, object]) -> _Layer:
+def _override_layer(overrides: Mapping[str, object], problems: _Problems) -> _Layer:
     layer = _Layer()
     for key, value in overrides.items():
-        backend, dot, option = key.partition(".")
-        if key == "backend_options":
-            layer.selected.update(_override_options(value))
-        elif dot and backend and option:
-            layer.tables.setdefault(backend, {})[option] = _Setting(value, _OVERRIDE)
-        elif key in _FIELD_KINDS:
-            layer.fields[key] = _field_setting(_OVERRIDE, key, value)
-        else:
-            raise _unknown_key(_OVERRIDE, key, value, [*_FIELD_KINDS, "<backend>.<option>"])
+        with problems.each():
+            _read_override(layer, key, value)
     return layer
+
+
+def _read_override(layer: _Layer, key: str, value: object) -> None:
+    backend, dot, option = key.partition(".")
+    if key == "backend_options":
+        layer.selected.update(_override_options(value))
+    elif dot and backend and option:
+        layer.tables.setdefault(backend, {})[option] = _Setting(value, _OVERRIDE)
+    elif key in _FIELD_KINDS:
+        layer.fields[key] = _field_setting(_OVERRIDE, key, value)
+    else:
+        raise _unknown_key(_OVERRIDE, key, value, [*_FIELD_KINDS, "<backend>.<option>"])
 
 
 def _override_options(value: object) -> dict[str, _Setting]:
@@ -656,19 +694,26 @@ def load_config(
     like environment variables, because the CLI's ``--set key=value`` passes text.
 
     Raises :class:`ConfigError` naming the source, key, value and what is allowed, for any
-    unknown key or variable, wrong type, out-of-range value or unreadable file.
+    unknown key, wrong type, out-of-range value or unreadable file: one error for all of
+    them, a line each, when there are several. An ``EXECUTORS_*`` variable that is no
+    setting is ignored with a :class:`ConfigWarning`.
     """
     env = os.environ if environ is None else environ
     where = (Path.cwd() if directory is None else Path(directory)).resolve()
-    return _merge(
-        [
-            _default_layer(),
-            _pyproject_layer(where),
-            _config_file_layer(where, env),
-            _env_layer(env),
-            _override_layer(overrides or {}),
-        ]
-    )
+    problems = _Problems()
+    layers = [_default_layer()]
+    sources: list[Callable[[], _Layer]] = [
+        lambda: _pyproject_layer(where, problems),
+        lambda: _config_file_layer(where, env, problems),
+        lambda: _env_layer(env, problems),
+        lambda: _override_layer(overrides or {}, problems),
+    ]
+    for source in sources:
+        with problems.each():  # a file that cannot be read, a bad EXECUTORS_CONFIG
+            layers.append(source())
+    # Relations between settings are checked once every setting is valid on its own.
+    problems.raise_any()
+    return _merge(layers)
 
 
 # ---------------------------------------------------------------------------------------
@@ -697,7 +742,8 @@ def build_backend_options(options_cls: type[T], loaded: LoadedConfig) -> T:
 
     Raises :class:`ConfigError` naming the source (file and table, variable or override),
     key, value and rule for an unknown option (listing the valid ones), a missing required
-    option, a value of the wrong type, or a value the class's validators reject.
+    option, a value of the wrong type, or a value the class's validators reject; one
+    error for all the options that are wrong, a line each.
     """
     return _build_backend_options(options_cls, loaded)[0]
 
@@ -723,19 +769,46 @@ def _build_backend_options(
     sources = {o: loaded.provenance.get(f"{backend}.{o}", "PoolConfig") for o in given}
     hints = _type_hints(options_cls)
     kwargs: dict[str, object] = {}
+    problems = _Problems()
     for option, value in given.items():
-        key, attr = f"{backend}.{option}", params.get(option)
-        if attr is None:
-            raise _unknown_key(sources[option], key, value, params, prefix=f"{backend}.")
-        kind = _kind_of(hints.get(attr.name))
-        kwargs[option] = _checked(
-            kind, value, key=key, source=sources[option], validator=attr.validator
-        )
-    _check_required(backend, params, kwargs)
+        with problems.each():
+            key, attr = f"{backend}.{option}", params.get(option)
+            if attr is None:
+                raise _unknown_key(sources[option], key, value, params, prefix=f"{backend}.")
+            kind = _kind_of(hints.get(attr.name))
+            checked = _checked(
+                kind, value, key=key, source=sources[option], validator=attr.validator
+            )
+            _validate_alone(attr, checked, backend, {option: value}, sources)
+            kwargs[option] = checked
+    with problems.each():
+        _check_required(backend, params, kwargs)
+    problems.raise_any()
     try:
         return options_cls(**kwargs), kwargs
     except (TypeError, ValueError) as err:
         raise _rejected(err, backend, given, sources) from err
+
+
+def _validate_alone(
+    attr: attrs.Attribute[Any],
+    value: object,
+    backend: str,
+    given: Mapping[str, object],
+    sources: Mapping[str, str],
+) -> None:
+    """Runs ``attr``'s validator on ``value`` alone, so that every option out of range is
+    reported, not only the first the class meets. A validator that needs the other
+    options (it reads the instance) is left to the class, which runs them all again."""
+    if attr.validator is None:
+        return
+    try:
+        attr.validator(None, attr, value)
+    except (TypeError, ValueError) as err:
+        raise _rejected(err, backend, given, sources) from err
+    except Exception:
+        # It reads the instance (there is none here): the class runs it with the others.
+        return
 
 
 def _check_required(
