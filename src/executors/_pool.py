@@ -302,6 +302,23 @@ class Pool:
         if not self._settled.is_set():
             logger.warning("pool %s: drain timed out after %ss; cancelling", self.name, timeout)
             self._perform(self._state.abort())
+        await self._closed_within_close_timeout()
+
+    async def _abort(self, error: BaseException) -> None:
+        """Close at once because the pool's block was left by ``error``: what is left is
+        cancelled (``POOL_CLOSED``), as a drain that timed out at once would, but this
+        is not a drain that ran out of time, and is not logged as one."""
+        self._perform(self._state.drain())
+        if not self._settled.is_set():
+            logger.debug(
+                "pool %s: its block raised %s; cancelling what is left",
+                self.name,
+                type(error).__name__,
+            )
+            self._perform(self._state.abort())
+        await self._closed_within_close_timeout()
+
+    async def _closed_within_close_timeout(self) -> None:
         # Cancelled runs end promptly and closes kill after close_timeout: bounded.
         with anyio.move_on_after(self.config.close_timeout + 5.0):
             await self._settled.wait()
@@ -844,7 +861,7 @@ async def _opened_pool(
         except BaseException as exc:
             error = exc
         with anyio.CancelScope(shield=True):
-            await pool.drain(timeout=0 if error is not None else None)
+            await (pool.drain() if error is None else pool._abort(error))
         tg.cancel_scope.cancel()
     if error is not None:
         raise error
