@@ -136,3 +136,25 @@ def test_a_memory_limit_from_a_file_is_refused_naming_the_file(
     loaded = load_config()
     with pytest.raises(ConfigError, match=r"executors\.toml \(.*\): memory_limit_mb = 300"):
         anyio.run(lambda: open_installed(loaded))
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "meant"),
+    [
+        ("app/jobs.py:run", "app.jobs:run"),
+        ("jobs.py:run", "jobs:run"),
+        ("app/jobs:run", "app.jobs:run"),
+    ],
+)
+def test_an_entrypoint_written_as_a_file_path_gets_its_import_name_suggested(
+    entrypoint: str, meant: str
+) -> None:
+    hint = f"did you mean {meant!r}? (a module's import name, not its file)"
+    with pytest.raises(EntrypointError, match=re.escape(hint)):
+        anyio.run(open_and_close, sim().evolve(entrypoint=entrypoint))
+
+
+def test_a_module_that_does_not_import_gets_no_path_hint() -> None:
+    with pytest.raises(EntrypointError) as info:
+        anyio.run(open_and_close, sim().evolve(entrypoint="nosuch.module:run"))
+    assert "did you mean" not in str(info.value)

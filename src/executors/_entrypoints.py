@@ -25,12 +25,15 @@ def resolve_callable(
         return ref
     module_name, _, qualname = ref.partition(":")
     if not module_name or not qualname:
-        msg = f"{what} {ref!r} is invalid: expected 'module:function'"
+        msg = f"{what} {ref!r} is invalid: expected 'module:function'{_as_module(ref)}"
         raise EntrypointError(msg)
     try:
         target: object = importlib.import_module(module_name)
     except Exception as exc:
-        msg = f"{what} {ref!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        msg = (
+            f"{what} {ref!r}: cannot import module {module_name!r}: "
+            f"{type(exc).__name__}: {exc}{_as_module(ref)}"
+        )
         raise EntrypointError(msg) from exc
     for part in qualname.split("."):
         try:
@@ -42,6 +45,19 @@ def resolve_callable(
         msg = f"{what} {ref!r} is not callable: it is a {type(target).__name__}"
         raise EntrypointError(msg)
     return target
+
+
+def _as_module(ref: str) -> str:
+    """``"; did you mean 'app.jobs:f'?"`` for a reference written as a file's path
+    (``app/jobs.py:f``), else ``""``: a module is named by its dotted import name."""
+    path, colon, name = ref.rpartition(":")
+    if not colon or not ("/" in path or "\\" in path or path.endswith(".py")):
+        return ""
+    dotted = path.removesuffix(".py").replace("\\", "/").strip("/").replace("/", ".")
+    dotted = dotted.removeprefix("..").lstrip(".")
+    if not dotted or not name:
+        return ""
+    return f"; did you mean {dotted + ':' + name!r}? (a module's import name, not its file)"
 
 
 def is_callable(value: object) -> bool:
