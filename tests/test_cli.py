@@ -156,6 +156,29 @@ def test_config_shows_the_source_of_each_value(
     assert "env EXECUTORS_JOB_TIMEOUT" in out
 
 
+def test_config_shows_every_option_of_the_backend_with_its_source(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["config", "--set", "backend=thread", "--set", "thread.loop=trio", "--json"]
+    assert main(argv) == 0
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["thread.loop"] == {"key": "thread.loop", "value": "trio", "source": "override"}
+    assert main(["config", "--set", "backend=process", "--json"]) == 0
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
+    options = [key for key in rows if key.startswith("process.")]
+    assert options == [
+        "process.start_method",
+        "process.high_ping_threshold",
+        "process.recycle_memory_mb",
+        "process.keep_freed_mb",
+    ]
+    assert rows["process.keep_freed_mb"] == {
+        "key": "process.keep_freed_mb",
+        "value": 256,
+        "source": "default",
+    }
+
+
 def test_config_reads_the_directory_given(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -604,3 +604,21 @@ def test_every_bad_backend_option_is_reported_at_once(tmp_path: Path) -> None:
     assert "demo.workers = 0 is invalid" in lines[1]
     assert "demo.mode = 'x' is invalid" in lines[2]
     assert "demo.zz = 1 is invalid: unknown key" in lines[3]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [(word, True) for word in ("true", "YES", "On", "1")]
+    + [(word, False) for word in ("false", "No", "OFF", "0")],
+)
+def test_a_boolean_option_takes_the_documented_spellings(
+    tmp_path: Path, text: str, value: bool
+) -> None:
+    loaded = load(tmp_path, {"backend": "demo"}, EXECUTORS_DEMO__VERBOSE=text)
+    assert build_backend_options(DemoOptions, loaded).verbose is value
+
+
+def test_a_boolean_option_refuses_any_other_word(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {"backend": "demo"}, EXECUTORS_DEMO__VERBOSE="maybe")
+    with pytest.raises(ConfigError, match=fails("demo.verbose = 'maybe' is invalid")):
+        build_backend_options(DemoOptions, loaded)

@@ -433,7 +433,12 @@ def _load_with_options(
 
 
 def _config_command(args: argparse.Namespace) -> int:
-    rows = _load(args).rows()
+    loaded, given = _load_with_options(args, {}, named=_NAMED_BACKEND)
+    backend = loaded.config.backend
+    options = default_registry().backend(backend, source=loaded.source("backend")).options
+    prefix = f"{backend}."
+    rows = [row for row in loaded.rows() if not row.key.startswith(prefix)]
+    rows += _option_rows(options, prefix, {row.key: row for row in given})
     if args.json:
         _print_json([row._asdict() for row in rows])
         return EXIT_OK
@@ -442,6 +447,25 @@ def _config_command(args: argparse.Namespace) -> int:
         table.add_row(key, repr(value), source)
     Console().print(table)
     return EXIT_OK
+
+
+def _option_rows(options: type, prefix: str, given: dict[str, ConfigRow]) -> list[ConfigRow]:
+    """Every option of the backend, in the order its class declares them: those set
+    (parsed, with their source), then those left at their defaults (source "default"),
+    so that the whole configuration the backend runs with is shown."""
+    rows = []
+    for field in attrs.fields(options):
+        key = prefix + (field.alias or field.name)
+        if key in given:
+            rows.append(given.pop(key))
+        elif field.init and field.default is not attrs.NOTHING:
+            default = field.default
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                if default.takes_self:
+                    continue
+                default = default.factory()
+            rows.append(ConfigRow(key, default, "default"))
+    return rows + list(given.values())
 
 
 # -- executors run -------------------------------------------------------------------------
