@@ -372,6 +372,119 @@ def test_run_imports_entrypoints_from_the_working_directory(
     assert "2 ok, 0 failed" in capsys.readouterr().out
 
 
+def test_run_reads_json_lines_and_writes_each_outcome_as_json_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("3\n\n10\n{oops\n7\n")  # a blank line, and one that is no JSON
+    written = tmp_path / "out.jsonl"
+    argv = ["run", "examples.demo:flaky", "--input", str(source), "--output", str(written)]
+    assert main([*argv, *DEMO]) == 1
+    records = sorted(
+        (json.loads(line) for line in written.read_text().splitlines()), key=lambda r: r["line"]
+    )
+    assert [(r["line"], r["status"], r.get("reason")) for r in records] == [
+        (1, "succeeded", None),
+        (3, "failed", "raised"),
+        (4, "failed", "invalid_input"),
+        (5, "succeeded", None),
+    ]
+    assert records[0]["value"]["payload"] == 3
+    assert "ValueError: payload 10 is divisible by 10" in records[1]["error"]["traceback"]
+    assert records[2]["error"]["message"].startswith(f"{source}:4: not JSON")
+    captured = capsys.readouterr()
+    assert "2 ok, 2 failed" in captured.out
+    # the remote traceback of the job that raised, on stderr, then the rest counted
+    assert "job pool" in captured.err
+    assert 'in flaky\n    raise ValueError(f"payload' in captured.err
+    assert "... and 1 more failed job\n" in captured.err
+
+
+def test_run_reads_standard_input_and_writes_standard_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("1\n2\n3\n"))
+    assert (
+        main(["run", "examples.demo:work", "--input", "-", "--output", "-", "--jobs", "2", *DEMO])
+        == 0
+    )
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert sorted(r["value"]["payload"] for r in records) == [1, 2]  # --jobs 2: two lines
+    assert "2 ok, 0 failed" in captured.err  # the summary keeps off the JSON
+
+
+def test_run_takes_the_entrypoint_from_the_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "executors.toml").write_text('entrypoint = "examples.demo:work"\n')
+    assert main(["run", "--jobs", "2", *DEMO]) == 0
+    assert "2 ok, 0 failed" in capsys.readouterr().out
+    (tmp_path / "executors.toml").unlink()
+    assert main(["run", "--jobs", "2", *DEMO]) == 2
+    assert "error: no entrypoint: give one" in capsys.readouterr().err
+
+
+def test_run_with_an_input_that_cannot_be_opened_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.jsonl"
+    assert main(["run", "examples.demo:work", "--input", str(missing), *DEMO]) == 2
+    assert f"error: cannot open --input {missing}: No such file or directory" in (
+        capsys.readouterr().err
+    )
+
+
+def test_run_log_level_shows_the_jobs_own_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "logging_jobs.py").write_text(
+        "import logging\n\nasync def job(ctx):\n"
+        "    logging.getLogger('logging_jobs').info('job %s says hello', ctx.payload)\n"
+    )
+    try:
+        argv = ["run", "logging_jobs:job", "--jobs", "1", "--quiet"]
+        assert main([*argv, "--log-level", "info"]) == 0
+        assert "job 0 says hello" in capsys.readouterr().err
+        assert main(argv) == 0
+        assert "says hello" not in capsys.readouterr().err  # WARNING and above by default
+    finally:
+        sys.modules.pop("logging_jobs", None)
+
+
+class _ClosedPipe(io.StringIO):
+    """Standard output whose reader went away (`executors config --json | head -1`)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_standard_output_ends_a_command_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(sys, "stdout", _ClosedPipe())
+        assert main(["config", "--json"]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_run_stops_submitting_once_the_reader_of_its_output_goes_away() -> None:
+    # Far more output than a pipe holds: the reader leaves after one line.
+    command = [
+        *[sys.executable, "-m", "executors", "run", "executors.testing:aecho"],
+        *["--backend", "coroutine", "--jobs", "200000", "--output", "-", "--quiet"],
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+        assert child.stdout is not None
+        assert child.stderr is not None
+        assert json.loads(child.stdout.readline())["status"] == "succeeded"
+        child.stdout.close()
+        err = child.stderr.read().decode()
+        assert child.wait(timeout=60) == 141, err
+    assert "the reader of --output went away: stopped submitting jobs" in err
+    assert "Traceback" not in err
+
+
 # -- check -----------------------------------------------------------------------------------
 # These stop before any rule runs; tests/test_conformance.py runs the checker itself.
 

@@ -12,6 +12,7 @@ signal handler): the first drains the pool, the second cancels what still runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
@@ -40,13 +41,14 @@ from ._plugins import default_registry
 from ._pool import open_pool
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+    from typing import IO
 
     from anyio.abc import TaskGroup
 
     from ._config import LoadedConfig
     from ._executor import Capabilities
-    from ._job import JobOutcome
+    from ._job import JobOutcome, RemoteError
     from ._plugins import Registry
     from ._pool import Pool, PoolStatistics
 
@@ -73,8 +75,14 @@ _CAPABILITY_LABELS = {
 }
 # Failures that are no FailureReason: submit() refused the job (when_full = "reject").
 _REJECTED = "rejected"
+# ... and a line of --input that is no JSON.
+_INVALID_INPUT = "invalid_input"
 _EXHAUSTED = object()  # the end of the payloads
 _PROGRESS_REFRESH = 0.1  # seconds between redraws of the progress bar
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: the exit status after standard output was closed early (`executors config | head`):
+#: 128 + SIGPIPE, as a program killed by that signal would have
+EXIT_BROKEN_PIPE = 141
 
 
 # -- argument parsing ----------------------------------------------------------------------
@@ -167,23 +175,60 @@ def _add_run_command(
         "run",
         parents=[parent],
         help="run jobs on a pool and summarize their outcomes",
-        description="Open a pool, run --jobs jobs of ENTRYPOINT on it, and print a summary. "
+        description="Open a pool, run jobs of ENTRYPOINT on it (--jobs of them, or one a "
+        "line of --input), write their outcomes (--output) and print a summary, then the "
+        "tracebacks of the first failed jobs. "
         "The current directory is put first on sys.path, as `python -m` does, so "
         "ENTRYPOINT and --setup may name modules of the project you run it from. "
         "Exits 0 when every job succeeded, 1 when some failed, 2 on a configuration, "
-        "entrypoint or backend error. The first SIGINT (Ctrl-C) or SIGTERM stops "
+        "entrypoint, input or backend error, 141 when the reader of --output went away. The first SIGINT (Ctrl-C) or SIGTERM stops "
         "submitting jobs and drains the pool (drain_timeout); a second one cancels the "
         "running jobs and exits with 128 + the signal's number (130, 143).",
     )
     parser.add_argument(
-        "entrypoint", metavar="ENTRYPOINT", help="the job function, module:function"
+        "entrypoint",
+        metavar="ENTRYPOINT",
+        nargs="?",
+        help="the job function, module:function (default: the configured entrypoint)",
     )
-    parser.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="default: 1")
     parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="how many jobs (default: 1; with --input, every line)",
+    )
+    payloads = parser.add_mutually_exclusive_group()
+    payloads.add_argument(
         "--payload",
         type=_json_payload,
         metavar="JSON",
         help="the payload of every job (default: job i gets the integer i)",
+    )
+    payloads.add_argument(
+        "--input",
+        metavar="FILE",
+        help="JSON Lines: one job per line, the line its payload ('-': standard input)",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write each job's outcome as a line of JSON, as it ends ('-': standard "
+        "output; the summary then goes to standard error)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=_LOG_LEVELS,
+        type=str.upper,
+        metavar="LEVEL",
+        help="show log records of this level and above, the jobs' own included: "
+        f"{', '.join(_LOG_LEVELS)} (default: WARNING, and only the library's)",
+    )
+    parser.add_argument(
+        "--tracebacks",
+        type=int,
+        default=3,
+        metavar="K",
+        help="print the remote tracebacks of the first K failed jobs (default: 3)",
     )
     parser.add_argument("--setup", metavar="REF", help="setup function, module:function")
     parser.add_argument("--backend", metavar="NAME", help="see `executors backends`")
@@ -282,6 +327,18 @@ def _config_warnings_shown() -> Iterator[None]:
         yield
 
 
+def _quiet_stdout() -> None:
+    """Points standard output at the null device, so that flushing it at exit raises
+    no second BrokenPipeError."""
+    with contextlib.suppress(OSError, ValueError):
+        stdout = sys.stdout.fileno()  # none for a stand-in (io.StringIO): nothing to do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stdout)
+        finally:
+            os.close(devnull)
+
+
 def _print_json(document: object) -> None:
     # default=str: values from TOML files may be dates; a setup may be a callable.
     print(json.dumps(document, indent=2, default=str))
@@ -296,15 +353,21 @@ def _table(title: str, *columns: str) -> Table:
 
 
 @contextmanager
-def _logging_to(console: Console) -> Iterator[None]:
-    """Show the library's warnings (spawn failures, broken plugins) on ``console``."""
-    handler = RichHandler(console=console, show_time=False, show_path=False)
-    logger = logging.getLogger("executors")
+def _logging_to(console: Console, level: str | None = None) -> Iterator[None]:
+    """Show the library's warnings (spawn failures, broken plugins) on ``console``; with
+    ``level`` (--log-level), every record of that level and above, the jobs' own
+    included (a worker's records are logged again in the host, under their names)."""
+    handler = RichHandler(console=console, show_time=level is not None, show_path=False)
+    logger = logging.getLogger() if level is not None else logging.getLogger("executors")
+    was = logger.level
     logger.addHandler(handler)
+    if level is not None:
+        logger.setLevel(level)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(was)
 
 
 # -- executors backends ------------------------------------------------------------------
@@ -482,6 +545,10 @@ class _Tally:
     examples: dict[str, str] = attrs.field(factory=dict)
     #: seconds from submit to outcome, of every job
     latencies: list[float] = attrs.field(factory=list)
+    #: how many failed jobs keep their error for the summary (--tracebacks)
+    keep: int = 3
+    #: (job id, reason, error) of the first ``keep`` failed jobs that have an error
+    kept: list[tuple[str, str, RemoteError]] = attrs.field(factory=list)
 
     @property
     def failed(self) -> int:
@@ -495,6 +562,8 @@ class _Tally:
             return
         reason = outcome.reason.value if outcome.reason else outcome.status.value
         self.fail(reason, str(outcome.error) if outcome.error else "")
+        if outcome.error is not None and len(self.kept) < self.keep:
+            self.kept.append((outcome.job_id, reason, outcome.error))
 
     def fail(self, reason: str, message: str) -> None:
         self.failures[reason] += 1
@@ -525,31 +594,108 @@ class _Report:
 
 
 @attrs.frozen
+class _BadLine:
+    """A line of --input that is no JSON: it fails as a job of its own."""
+
+    message: str
+
+
+#: a job's place in the run ({"index": i}, or {"line": n} with --input) and payload
+_Item = tuple[dict[str, int], object]
+
+
+@attrs.frozen
 class _RunPlan:
     """One ``executors run``: what to run and how many at a time."""
 
     config: LoadedConfig
-    jobs: int
+    #: --jobs; None: 1, or with --input every line
+    jobs: int | None
     payload: _Payload | None
     concurrency: int
     quiet: bool
+    #: the --input lines and how to name them in messages; None: no --input
+    lines: Iterable[str] | None = None
+    input_name: str = ""
 
-    def payloads(self) -> Iterator[object]:
-        for i in range(self.jobs):
-            yield i if self.payload is None else self.payload.value
+    @property
+    def total(self) -> int | None:
+        """How many jobs, where that is known before the run."""
+        if self.lines is None:
+            return self.jobs or 1
+        return self.jobs
+
+    def payloads(self) -> Iterator[_Item]:
+        if self.lines is None:
+            for i in range(self.jobs or 1):
+                yield {"index": i}, i if self.payload is None else self.payload.value
+            return
+        taken = 0
+        for number, line in enumerate(self.lines, 1):
+            if self.jobs is not None and taken >= self.jobs:
+                return
+            if not line.strip():
+                continue
+            taken += 1
+            try:
+                yield {"line": number}, json.loads(line)
+            except json.JSONDecodeError as err:
+                yield {"line": number}, _BadLine(f"{self.input_name}:{number}: not JSON: {err}")
+
+
+class _Output:
+    """Where each outcome goes as a line of JSON (--output), as it ends. A reader that
+    went away (``| head``) ends the run's submitting, as a first signal would."""
+
+    def __init__(self, file: IO[str] | None) -> None:
+        self._file = file
+        self.broken = False
+
+    def write(self, place: dict[str, int], outcome: JobOutcome | None, bad: str = "") -> None:
+        if self._file is None or self.broken:
+            return
+        record: dict[str, object] = dict(place)
+        if outcome is None:  # a line that is no JSON
+            record |= {"status": "failed", "reason": _INVALID_INPUT, "error": {"message": bad}}
+        else:
+            record |= {"job_id": outcome.job_id, "status": outcome.status.value}
+            if outcome.ok:
+                record["value"] = outcome.value
+            else:
+                record["reason"] = outcome.reason.value if outcome.reason else None
+                if (error := outcome.error) is not None:
+                    record["error"] = {
+                        "type": error.type_name,
+                        "message": error.message,
+                        "traceback": error.traceback,
+                    }
+            record["attempts"] = outcome.attempts
+        try:
+            # A value JSON cannot hold is written as its repr.
+            self._file.write(json.dumps(record, default=repr) + "\n")
+            self._file.flush()
+        except BrokenPipeError:
+            self.broken = True
 
 
 async def _submit_all(
     pool: Pool,
-    payloads: Iterator[object],
+    take: Callable[[], Awaitable[_Item | None]],
     tally: _Tally,
     advance: Callable[[], None],
     stop: _Stop,
+    output: _Output,
 ) -> None:
-    """Run jobs one after another until ``payloads`` is exhausted or a signal stops the
-    run. Several of these share one iterator, so that as many jobs are in flight as there
-    are of them."""
-    while stop.graceful is None and (payload := next(payloads, _EXHAUSTED)) is not _EXHAUSTED:
+    """Run jobs one after another until ``take`` has no more or a signal stops the run.
+    Several of these share one ``take``, so that as many jobs are in flight as there are
+    of them."""
+    while stop.graceful is None and not output.broken and (item := await take()) is not None:
+        place, payload = item
+        if isinstance(payload, _BadLine):
+            tally.fail(_INVALID_INPUT, payload.message)
+            output.write(place, None, payload.message)
+            advance()
+            continue
         try:
             handle = await pool.submit(payload)
         except PoolClosed:
@@ -557,8 +703,30 @@ async def _submit_all(
         except PoolFull as err:
             tally.fail(_REJECTED, str(err))
         else:
-            tally.add(await handle.outcome())
+            outcome = await handle.outcome()
+            tally.add(outcome)
+            output.write(place, outcome)
         advance()
+
+
+def _taker(plan: _RunPlan) -> Callable[[], Awaitable[_Item | None]]:
+    """The next job's place and payload, or None once there are no more. Lines of
+    --input are read in a thread (standard input may keep the reader waiting), one
+    reader at a time; generated payloads are taken at once."""
+    items = plan.payloads()
+    if plan.lines is None:
+
+        async def generated() -> _Item | None:
+            return next(items, None)
+
+        return generated
+    lock = anyio.Lock()
+
+    async def read() -> _Item | None:
+        async with lock:
+            return await anyio.to_thread.run_sync(next, items, None)
+
+    return read
 
 
 async def _refresh_forever(progress: Progress) -> None:
@@ -595,8 +763,8 @@ def _notice(message: str) -> None:
     print(f"executors: {message}", file=sys.stderr, flush=True)
 
 
-async def _run_jobs(plan: _RunPlan) -> _Report:
-    tally, stop = _Tally(), _Stop()
+async def _run_jobs(plan: _RunPlan, output: _Output, keep: int) -> _Report:
+    tally, stop = _Tally(keep=keep), _Stop()
     started = time.perf_counter()
     # Only the command line handles signals: a library's open_pool() leaves them alone.
     # Installed before any job starts, and kept until the pool has closed, so that a
@@ -617,7 +785,7 @@ async def _run_jobs(plan: _RunPlan) -> _Report:
                     # Started once the pool is open, so that an error opening it shows
                     # no empty bar.
                     with _progress(plan.quiet) as progress:
-                        await _run_with_progress(pool, plan, tally, progress, stop)
+                        await _run_with_progress(pool, plan, tally, progress, stop, output)
             except Exception as exc:
                 # Re-raised once the task group has exited, so that main() sees the
                 # ConfigError itself, not an ExceptionGroup wrapping it.
@@ -625,14 +793,15 @@ async def _run_jobs(plan: _RunPlan) -> _Report:
             watcher.cancel_scope.cancel()
         if error is not None:
             raise error
-    not_run = plan.jobs - tally.ok - tally.failed
+    total = plan.total
+    not_run = 0 if total is None else total - tally.ok - tally.failed
     return _Report(tally, time.perf_counter() - started, pool.statistics(), not_run, stop)
 
 
 async def _run_with_progress(
-    pool: Pool, plan: _RunPlan, tally: _Tally, progress: Progress, stop: _Stop
+    pool: Pool, plan: _RunPlan, tally: _Tally, progress: Progress, stop: _Stop, output: _Output
 ) -> None:
-    task = progress.add_task("jobs", total=plan.jobs, failed=0)
+    task = progress.add_task("jobs", total=plan.total, failed=0)
 
     def advance() -> None:
         progress.update(task, advance=1, failed=tally.failed)
@@ -640,9 +809,9 @@ async def _run_with_progress(
     async with anyio.create_task_group() as tg:
         tg.start_soon(_refresh_forever, progress)
         async with anyio.create_task_group() as jobs:
-            payloads = plan.payloads()
+            take = _taker(plan)
             for _ in range(plan.concurrency):
-                jobs.start_soon(_submit_all, pool, payloads, tally, advance, stop)
+                jobs.start_soon(_submit_all, pool, take, tally, advance, stop, output)
         tg.cancel_scope.cancel()
 
 
@@ -697,6 +866,17 @@ def _show_summary(console: Console, report: _Report) -> None:
     console.print(grid)
 
 
+def _show_failures(tally: _Tally) -> None:
+    """The remote tracebacks of the first failed jobs, then how many more failed, on
+    standard error: plain text, as a traceback is read and searched."""
+    for job_id, reason, error in tally.kept:
+        print(f"\njob {job_id} failed ({reason}):", file=sys.stderr)
+        print(error.traceback.rstrip() or f"{error.type_name}: {error.message}", file=sys.stderr)
+    more = tally.failed - len(tally.kept)
+    if tally.kept and more:
+        print(f"\n... and {more} more failed job{'s' if more > 1 else ''}", file=sys.stderr)
+
+
 def _failed_text(tally: _Tally) -> Text:
     return Text(f"{tally.failed} failed", style="red" if tally.failed else "")
 
@@ -713,14 +893,49 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.host_loop == "trio" and importlib.util.find_spec("trio") is None:
         _error("--host-loop trio needs trio: install it with `pip install trio`")
         return EXIT_ERROR
+    if args.tracebacks < 0:
+        _error(f"--tracebacks {args.tracebacks} is invalid: must be 0 or more")
+        return EXIT_ERROR
     _put_cwd_on_path()
     named = {"entrypoint": args.entrypoint, "setup": args.setup, "backend": args.backend}
     loaded = _load(args, **{key: value for key, value in named.items() if value is not None})
+    if loaded.config.entrypoint is None:
+        _error(
+            "no entrypoint: give one (executors run module:function), or set entrypoint "
+            "in pyproject.toml [tool.executors], executors.toml or EXECUTORS_ENTRYPOINT"
+        )
+        return EXIT_ERROR
     concurrency = args.concurrency or 2 * loaded.config.max_executors
-    plan = _RunPlan(loaded, args.jobs, args.payload, concurrency, args.quiet)
-    report = anyio.run(_run_jobs, plan, backend=args.host_loop)
-    _show_summary(Console(), report)
+    with ExitStack() as files:
+        try:
+            lines = _opened(files, args.input, "r") if args.input else None
+            out = _opened(files, args.output, "w") if args.output else None
+        except OSError as err:
+            _error(str(err))
+            return EXIT_ERROR
+        name = "<stdin>" if args.input == "-" else str(args.input)
+        plan = _RunPlan(loaded, args.jobs, args.payload, concurrency, args.quiet, lines, name)
+        output = _Output(out)
+        report = anyio.run(_run_jobs, plan, output, args.tracebacks, backend=args.host_loop)
+    # The summary stays off standard output when the outcomes go there.
+    _show_summary(Console(stderr=args.output == "-"), report)
+    _show_failures(report.tally)
+    if output.broken:
+        _notice("the reader of --output went away: stopped submitting jobs")
+        return EXIT_BROKEN_PIPE
     return _run_status(report)
+
+
+def _opened(files: ExitStack, path: str, mode: str) -> IO[str]:
+    """``path`` opened for the run ('-': standard input or output, left open)."""
+    if path == "-":
+        return sys.stdin if mode == "r" else sys.stdout
+    try:
+        return files.enter_context(open(path, mode, encoding="utf-8"))
+    except OSError as err:
+        which = "--input" if mode == "r" else "--output"
+        msg = f"cannot open {which} {path}: {err.strerror or err}"
+        raise OSError(msg) from err
 
 
 def _run_status(report: _Report) -> int:
@@ -772,12 +987,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse exits after --help (0) and usage errors (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
     handler: Callable[[argparse.Namespace], int] = args.handler
-    with _logging_to(Console(stderr=True)), _config_warnings_shown():
+    level = getattr(args, "log_level", None)
+    with _logging_to(Console(stderr=True), level), _config_warnings_shown():
         try:
             return handler(args)
         except ExecutorsError as err:
             _error(str(err))
             return EXIT_ERROR
+        except BrokenPipeError:
+            # The reader of standard output went away (`executors config --json | head`):
+            # nothing is left to say, and nothing to say it to.
+            _quiet_stdout()
+            return EXIT_BROKEN_PIPE
         except KeyboardInterrupt:
             _error("interrupted")
             return EXIT_INTERRUPTED
