@@ -181,7 +181,8 @@ def _add_run_command(
         "The current directory is put first on sys.path, as `python -m` does, so "
         "ENTRYPOINT and --setup may name modules of the project you run it from. "
         "Exits 0 when every job succeeded, 1 when some failed, 2 on a configuration, "
-        "entrypoint, input or backend error, 141 when the reader of --output went away. The first SIGINT (Ctrl-C) or SIGTERM stops "
+        "entrypoint, input or backend error, 141 when the reader of --output went away. "
+        "The first SIGINT (Ctrl-C) or SIGTERM stops "
         "submitting jobs and drains the pool (drain_timeout); a second one cancels the "
         "running jobs and exits with 128 + the signal's number (130, 143).",
     )
