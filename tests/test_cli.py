@@ -45,7 +45,7 @@ class BrokenPlugin:
 
 
 def use_registry(monkeypatch: pytest.MonkeyPatch, registry: Registry) -> None:
-    monkeypatch.setattr("executors._cli.default_registry", lambda: registry)
+    monkeypatch.setattr("executors._commands.default_registry", lambda: registry)
 
 
 def use_coroutine_and_plugin(
@@ -129,6 +129,26 @@ def test_backends_exits_1_when_none_is_installed(
     use_registry(monkeypatch, Registry.empty())
     assert main(["backends"]) == 1
     assert "no backend is installed" in capsys.readouterr().err
+
+
+def test_help_and_usage_errors_import_neither_the_library_nor_rich_nor_anyio() -> None:
+    # What keeps `executors --help` quick (about 0.05 s): the commands' code, and what it
+    # imports, loads only once a command runs.
+    code = (
+        "import sys\n"
+        "from executors._cli import main\n"
+        "for argv in (['--help'], ['run', '--help'], ['run', '--jobs', 'x']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('anyio', 'rich', 'attrs', 'executors._pool', 'executors._config')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout
 
 
 # -- config ------------------------------------------------------------------------------------
