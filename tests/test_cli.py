@@ -131,6 +131,16 @@ def test_backends_exits_1_when_none_is_installed(
     assert "no backend is installed" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_version_prints_the_distributions_version(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.metadata
+
+    assert main([flag]) == 0
+    assert capsys.readouterr().out == f"executors {importlib.metadata.version('executors')}\n"
+
+
 def test_help_and_usage_errors_import_neither_the_library_nor_rich_nor_anyio() -> None:
     # What keeps `executors --help` quick (about 0.05 s): the commands' code, and what it
     # imports, loads only once a command runs.
