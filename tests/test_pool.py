@@ -833,3 +833,72 @@ def test_an_unresponsive_executor_is_killed_with_reason_unresponsive() -> None:
             assert await pool.run("still serving") == "still serving"
 
     run_virtual(main)
+
+
+def test_statistics_give_percentiles_of_queue_wait_and_run_time() -> None:
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        config = make_config(idle_executors=1, max_executors=1)
+        async with open_pool(config, registry=registry_with(backend)) as pool:
+            await pool.wait_until(lambda s: s.idle == 1)
+            empty = pool.statistics()
+            assert empty.queue_wait.count == 0
+            assert empty.run_time.p50 is None
+            # One executor: each job waits for the ones before it to run.
+            handles = [await pool.submit(Script.succeed(seconds=s)) for s in (1.0, 2.0, 3.0)]
+            for handle in handles:
+                await handle.outcome()
+            stats = pool.statistics()
+        assert stats.run_time.samples == pytest.approx((1.0, 2.0, 3.0), abs=0.01)
+        assert stats.run_time.p50 == pytest.approx(2.0, abs=0.01)
+        assert stats.run_time.max == pytest.approx(3.0, abs=0.01)
+        assert stats.queue_wait.samples == pytest.approx((0.0, 1.0, 3.0), abs=0.01)
+        assert stats.queue_wait.p99 == pytest.approx(3.0, abs=0.01)
+        assert stats.queue_wait.percentile(34) == pytest.approx(1.0, abs=0.01)
+
+    run_virtual(main)
+
+
+def test_latency_percentiles_keep_the_most_recent_jobs_only() -> None:
+    from executors._pool import LATENCY_SAMPLES
+
+    backend = SimulatedBackend()
+
+    async def main() -> None:
+        config = make_config(idle_executors=1, max_executors=1)
+        async with open_pool(config, registry=registry_with(backend)) as pool:
+            for _ in range(LATENCY_SAMPLES + 5):
+                await pool.run(None)
+            assert pool.statistics().run_time.count == LATENCY_SAMPLES
+
+    run_virtual(main)
+
+
+def test_the_pools_log_records_carry_structured_fields(caplog: pytest.LogCaptureFixture) -> None:
+    backend = SimulatedBackend(spawns=[Script.fail("no GPU")])
+    recorder = Recorder()
+
+    async def main() -> None:
+        config = make_config(memory_warn_mb=100, ping_interval=1.0)
+        async with open_pool(
+            config, registry=registry_with(backend), observers=[recorder], name="fields"
+        ) as pool:
+            await pool.wait_until(lambda s: s.idle == 1)
+            await pool.run(Script.succeed(seconds=3.0, memory_mb=200))
+
+    with caplog.at_level(logging.WARNING, logger="executors"):
+        run_virtual(main)
+    fields = [
+        {key: getattr(record, key) for key in ("pool", "job_id", "executor_id", "reason")}
+        for record in caplog.records
+    ]
+    assert fields
+    assert all(field["pool"] == "fields" for field in fields)
+    spawn_failed, memory_warn = (
+        next(f for f in fields if f["reason"] == reason)
+        for reason in ("spawn_failed", "memory_warn")
+    )
+    assert spawn_failed["executor_id"] == "fields-1"
+    assert spawn_failed["job_id"] is None
+    assert memory_warn["executor_id"] == "fields-2"

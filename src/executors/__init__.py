@@ -39,6 +39,7 @@ if _typing.TYPE_CHECKING:
     from ._executor import JobExecutor as JobExecutor
     from ._futures import PoolExecutor as PoolExecutor
     from ._handle import JobHandle as JobHandle
+    from ._handle import Percentiles as Percentiles
     from ._handle import PoolStatistics as PoolStatistics
     from ._hookspecs import hookimpl as hookimpl
     from ._hookspecs import hookspec as hookspec
@@ -98,6 +99,7 @@ _HOMES = {
     "Pool": "._pool",
     "PoolExecutor": "._futures",
     "PoolStatistics": "._handle",
+    "Percentiles": "._handle",
     "open_pool": "._pool",
 }
 
@@ -128,6 +130,7 @@ __all__ = [
     "LaunchError",
     "LoadedConfig",
     "MapResults",
+    "Percentiles",
     "PluginError",
     "Pool",
     "PoolClosed",

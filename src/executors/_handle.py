@@ -3,6 +3,7 @@ or exception a job's outcome stands for."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -16,6 +17,43 @@ if TYPE_CHECKING:
 
     from ._pool import Pool
     from ._pool_state import LaunchJob
+
+
+@attrs.frozen
+class Percentiles:
+    """Seconds taken by the pool's most recent jobs (up to 1,024 of them): ``p50``,
+    ``p90``, ``p99`` and ``max`` (nearest rank), None while no job has been measured."""
+
+    #: the measurements, in the order the jobs finished
+    samples: tuple[float, ...] = attrs.field(default=(), repr=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.samples)
+
+    @property
+    def p50(self) -> float | None:
+        return self.percentile(50)
+
+    @property
+    def p90(self) -> float | None:
+        return self.percentile(90)
+
+    @property
+    def p99(self) -> float | None:
+        return self.percentile(99)
+
+    @property
+    def max(self) -> float | None:
+        return max(self.samples) if self.samples else None
+
+    def percentile(self, percent: float) -> float | None:
+        """The nearest-rank ``percent`` percentile (0 < percent <= 100)."""
+        if not self.samples:
+            return None
+        ordered = sorted(self.samples)
+        rank = math.ceil(percent / 100 * len(ordered))
+        return ordered[max(rank, 1) - 1]
 
 
 @attrs.frozen
@@ -39,6 +77,10 @@ class PoolStatistics:
     consecutive_spawn_failures: int
     healthy: bool
     draining: bool
+    #: of the most recent jobs that ran: from submission to the start of their last run
+    queue_wait: Percentiles = Percentiles()
+    #: of the most recent jobs that ran: their last run, from its start to the outcome
+    run_time: Percentiles = Percentiles()
 
 
 @attrs.define(eq=False)

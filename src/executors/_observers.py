@@ -44,4 +44,11 @@ class Observers:
         try:
             getattr(self._hook, hook)(**kwargs)
         except Exception:
-            logger.exception("an observer raised in %s; ignored", hook)
+            job = kwargs.get("job") or kwargs.get("outcome")
+            fields = {
+                "pool": kwargs.get("pool_name"),
+                "job_id": getattr(job, "job_id", getattr(job, "id", None)),
+                "executor_id": kwargs.get("executor_id"),
+                "reason": "observer_raised",
+            }
+            logger.exception("an observer raised in %s; ignored", hook, extra=fields)

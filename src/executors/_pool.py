@@ -9,6 +9,7 @@ wait for a condition.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import random
@@ -24,7 +25,7 @@ from ._config import LoadedConfig, PoolConfig, build_backend_options, load_confi
 from ._entrypoints import check_runnable, is_callable, resolve_callable
 from ._exceptions import ConfigError, JobFailed, LaunchError, PoolClosed, PoolFull
 from ._executor import ExecutorState
-from ._handle import JobHandle, PoolStatistics, own_exception, result_of
+from ._handle import JobHandle, Percentiles, PoolStatistics, own_exception, result_of
 from ._job import FailureReason, Job, JobOutcome, RemoteError
 from ._mapping import MapResults
 from ._observers import Observers
@@ -64,6 +65,9 @@ logger = logging.getLogger("executors.pool")
 
 # Read once a job: an Enum member read off its class runs Python code on 3.11.
 _READY, _ACCEPT = ExecutorState.READY, Admission.ACCEPT
+#: how many of the most recent jobs PoolStatistics' queue_wait and run_time describe
+LATENCY_SAMPLES = 1024
+
 #: close reasons that say something went wrong with the executor (logged as warnings)
 _TROUBLE = frozenset({CloseReason.BROKEN, CloseReason.UNRESPONSIVE, CloseReason.MEMORY_LIMIT})
 
@@ -116,6 +120,13 @@ class Pool:
         init=False, factory=cancel_scope_class, repr=False
     )
     _new_event: Callable[[], anyio.Event] = attrs.field(init=False, factory=event_class, repr=False)
+    # the queue waits and run times of the most recent jobs that ran (PoolStatistics)
+    _waits: collections.deque[float] = attrs.field(
+        init=False, factory=lambda: collections.deque(maxlen=LATENCY_SAMPLES), repr=False
+    )
+    _runs: collections.deque[float] = attrs.field(
+        init=False, factory=lambda: collections.deque(maxlen=LATENCY_SAMPLES), repr=False
+    )
     _job_serial: itertools.count[int] = attrs.field(
         init=False, factory=lambda: itertools.count(1), repr=False
     )
@@ -275,6 +286,8 @@ class Pool:
             consecutive_spawn_failures=state.consecutive_failures,
             healthy=state.healthy,
             draining=state.draining,
+            queue_wait=Percentiles(tuple(self._waits)),
+            run_time=Percentiles(tuple(self._runs)),
         )
 
     def set_idle_executors(self, idle_executors: int) -> None:
@@ -300,7 +313,12 @@ class Pool:
         with anyio.move_on_after(timeout):
             await self._settled.wait()
         if not self._settled.is_set():
-            logger.warning("pool %s: drain timed out after %ss; cancelling", self.name, timeout)
+            logger.warning(
+                "pool %s: drain timed out after %ss; cancelling",
+                self.name,
+                timeout,
+                extra=self._fields(reason="drain_timeout"),
+            )
             self._perform(self._state.abort())
         await self._closed_within_close_timeout()
 
@@ -314,6 +332,7 @@ class Pool:
                 "pool %s: its block raised %s; cancelling what is left",
                 self.name,
                 type(error).__name__,
+                extra=self._fields(reason="pool_closed"),
             )
             self._perform(self._state.abort())
         await self._closed_within_close_timeout()
@@ -324,7 +343,9 @@ class Pool:
             await self._settled.wait()
         if not self._settled.is_set():
             left = sorted(self._executors)
-            logger.error("pool %s: executors %s did not close in time", self.name, left)
+            logger.error(
+                "pool %s: executors %s did not close in time", self.name, left, extra=self._fields()
+            )
 
     # -- accepting jobs ----------------------------------------------------------------------
 
@@ -509,6 +530,13 @@ class Pool:
             )
         return executor, scope
 
+    def _fields(
+        self, job_id: str | None = None, executor_id: str | None = None, reason: str | None = None
+    ) -> dict[str, str | None]:
+        """The structured fields of the pool's log records (``extra``): every record has
+        all four, None where one does not apply."""
+        return {"pool": self.name, "job_id": job_id, "executor_id": executor_id, "reason": reason}
+
     @staticmethod
     def _fitness(executor: JobExecutor) -> tuple[bool, bool]:
         """``(reusable, abandoned)``: whether ``executor`` can take another job; if not,
@@ -519,7 +547,14 @@ class Pool:
 
     def _report_raised(self, job_id: str, executor: JobExecutor, error: Exception) -> None:
         if isinstance(error, LaunchError):
-            logger.warning("pool %s: %s refused %s: %s", self.name, executor.id, job_id, error)
+            logger.warning(
+                "pool %s: %s refused %s: %s",
+                self.name,
+                executor.id,
+                job_id,
+                error,
+                extra=self._fields(job_id, executor.id, "launch_refused"),
+            )
         else:
             logger.error(
                 "pool %s: %s.run_job raised (for %s)",
@@ -527,6 +562,7 @@ class Pool:
                 executor.id,
                 job_id,
                 exc_info=error,
+                extra=self._fields(job_id, executor.id, "run_job_raised"),
             )
         self._perform(self._state.run_raised(job_id, executor.id, error))
 
@@ -563,6 +599,7 @@ class Pool:
                         action.executor_id,
                         action.memory_mb,
                         self.config.memory_warn_mb,
+                        extra=self._fields(executor_id=action.executor_id, reason="memory_warn"),
                     )
         self._notify()
 
@@ -584,6 +621,10 @@ class Pool:
             error = RemoteError.from_exception(action.error)
         elif outcome is not None:
             value, error = outcome.value, outcome.error
+        now, started = self._now(), handle._started
+        if started is not None:
+            self._waits.append(started - handle.submitted_at)
+            self._runs.append(now - started)
         # positional, in the order of JobOutcome's fields: quicker, and this runs once a job
         self._deliver(
             handle,
@@ -596,8 +637,8 @@ class Pool:
                 action.executor_id,
                 action.attempt,
                 handle.submitted_at,
-                handle._started,
-                self._now(),
+                started,
+                now,
             ),
         )
 
@@ -655,7 +696,13 @@ class Pool:
                 self._tg.start_soon(watch_exit, self, executor_id, wait_exited)
             self._perform(self._state.spawn_succeeded(executor_id))
             return
-        logger.warning("pool %s: executor %s failed to start: %s", self.name, executor_id, error)
+        logger.warning(
+            "pool %s: executor %s failed to start: %s",
+            self.name,
+            executor_id,
+            error,
+            extra=self._fields(executor_id=executor_id, reason="spawn_failed"),
+        )
         self._perform(self._state.spawn_failed(executor_id, error))
 
     async def _kill(self, action: KillExecutor) -> None:
@@ -668,6 +715,7 @@ class Pool:
                     self.name,
                     executor.id,
                     action.detail,
+                    extra=self._fields(executor_id=executor.id, reason=action.reason.value),
                 )
             # A kill must finish even while the pool is being cancelled: nothing leaks.
             with anyio.CancelScope(shield=True):
@@ -679,7 +727,11 @@ class Pool:
         if executor is not None:
             if action.reason in _TROUBLE:
                 logger.warning(
-                    "pool %s: %s is %s; closing it", self.name, executor.id, action.reason.value
+                    "pool %s: %s is %s; closing it",
+                    self.name,
+                    executor.id,
+                    action.reason.value,
+                    extra=self._fields(executor_id=executor.id, reason=action.reason.value),
                 )
             # Closing must finish even while the pool is being cancelled: nothing leaks.
             with anyio.CancelScope(shield=True):
@@ -690,6 +742,7 @@ class Pool:
                         "pool %s: %s did not close within close_timeout; killing",
                         self.name,
                         executor.id,
+                        extra=self._fields(executor_id=executor.id, reason="close_timeout"),
                     )
                     await executor.kill()
             del self._executors[action.executor_id]
@@ -707,6 +760,7 @@ class Pool:
             self.name,
             action.consecutive_failures,
             action.error,
+            extra=self._fields(reason="unhealthy"),
         )
         self._observers.call(
             "executors_pool_unhealthy",
