@@ -8,7 +8,7 @@ PLUGINS := $(wildcard plugins/*)
 EXAMPLE_PLUGINS := examples/backend-plugin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-ray lint typecheck pytest format bench soak clean
+.PHONY: install demo test test-ray lint typecheck pytest format bench soak wheels clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(EXAMPLE_PLUGINS:%=%/pyproject.toml) Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "executors needs Python 3.11 or newer")'
@@ -59,9 +59,18 @@ soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py --backend thread --jobs $(SOAK_JOBS) --fault-rate 0.05
 	$(BIN)/python benchmarks/soak.py --backend process --jobs $(SOAK_JOBS) --fault-rate 0.05
 
+# Every distribution's wheel and sdist into dist/, then a smoke run of the wheels: a
+# fresh virtualenv installs them by name (the core with its backends as extras) and runs
+# a job on each backend. CI runs it after the tests.
+DIST := dist
+wheels: $(STAMP)
+	rm -rf $(DIST)
+	$(foreach p,. $(PLUGINS),$(BIN)/python -m build --no-isolation --outdir $(DIST) $(p) >/dev/null &&) true
+	$(PYTHON) .ci/smoke_wheels.py $(DIST)
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DIST) .mypy_cache .ruff_cache .hypothesis

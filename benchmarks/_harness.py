@@ -45,7 +45,7 @@ SETTLE = 0.5
 HANG = 10.0
 #: what a pool that cannot recover from a dead worker raises from then on
 BROKEN = ("BrokenProcessPool", "TerminatedWorkerError")
-PACKAGES = ["executors", "anyio", "trio", "loky", "pebble", "trio-parallel", "ray", "psutil"]
+PACKAGES = ["executors-core", "anyio", "trio", "loky", "pebble", "trio-parallel", "ray", "psutil"]
 
 
 #: ProcessPoolExecutor(WARM) timed to the results of WARM calls made at once, which

@@ -138,7 +138,7 @@ def test_version_prints_the_distributions_version(
     import importlib.metadata
 
     assert main([flag]) == 0
-    assert capsys.readouterr().out == f"executors {importlib.metadata.version('executors')}\n"
+    assert capsys.readouterr().out == f"executors {importlib.metadata.version('executors-core')}\n"
 
 
 def test_help_and_usage_errors_import_neither_the_library_nor_rich_nor_anyio() -> None:

@@ -220,7 +220,7 @@ def _add_check_command(
         "EXECUTORS_NAME__OPTION, --set NAME.OPTION=VALUE); pool settings are the suite's "
         "own. Exits 0 when no rule failed, 1 when one did or --timeout was reached, 2 for "
         "an unknown backend, invalid options, or when pytest and Hypothesis (the "
-        "executors[testing] extra) are not installed.",
+        "executors-core[testing] extra) are not installed.",
     )
     parser.add_argument("backend", metavar="NAME", help="see `executors backends`")
     parser.add_argument(

@@ -213,7 +213,10 @@ def _backends_command(args: argparse.Namespace) -> int:
     else:
         _show_backends(Console(), registry, tracebacks=args.traceback)
     if not registry.backends():
-        _error("no backend is installed: install one, for example executors-coroutine")
+        _error(
+            "no backend is installed: install one with the core, for example "
+            "`pip install 'executors-core[process]'` (or [thread], [coroutine], [ray])"
+        )
         return EXIT_FAILED
     return EXIT_OK
 
@@ -728,7 +731,7 @@ def _check_command(args: argparse.Namespace) -> int:
     except ImportError as err:
         _error(
             f"`executors check` needs pytest and Hypothesis ({err}): "
-            "install executors[testing], for example: pip install 'executors[testing]'"
+            "install executors-core[testing], for example: pip install 'executors-core[testing]'"
         )
         return EXIT_ERROR
     from ._check import DEFAULT_TIMEOUT, check

@@ -668,8 +668,9 @@ class Registry:
             )
         else:
             message = (
-                f"unknown backend {name!r}{where}: no backend is installed; install a backend"
-                " distribution (for example `pip install executors-process`)"
+                f"unknown backend {name!r}{where}: no backend is installed; install one with "
+                "the core, for example `pip install 'executors-core[process]'` (or "
+                "[thread], [coroutine], [ray])"
             )
         # A plugin that failed may have been the one to register ``name``.
         failed = sorted({b.plugin for b in self._broken if b.kind != "duplicate"})
