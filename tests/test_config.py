@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import textwrap
@@ -622,3 +623,23 @@ def test_a_boolean_option_refuses_any_other_word(tmp_path: Path) -> None:
     loaded = load(tmp_path, {"backend": "demo"}, EXECUTORS_DEMO__VERBOSE="maybe")
     with pytest.raises(ConfigError, match=fails("demo.verbose = 'maybe' is invalid")):
         build_backend_options(DemoOptions, loaded)
+
+
+def _table(value: object) -> object:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@attrs.frozen(kw_only=True)
+class ConvertedOptions:
+    # the validator sees what the converter made of the text, never the text itself
+    table: dict[str, int] = attrs.field(
+        factory=dict, converter=_table, validator=attrs.validators.instance_of(dict)
+    )
+
+
+def test_an_option_with_a_converter_is_validated_once_converted(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {"backend": "demo"}, EXECUTORS_DEMO__TABLE='{"slot": 1}')
+    assert build_backend_options(ConvertedOptions, loaded).table == {"slot": 1}
+    loaded = load(tmp_path, {"backend": "demo"}, EXECUTORS_DEMO__TABLE="[1]")
+    with pytest.raises(ConfigError, match=fails("demo.table = '[1]'", "must be <class 'dict'>")):
+        build_backend_options(ConvertedOptions, loaded)

@@ -799,8 +799,9 @@ def _validate_alone(
 ) -> None:
     """Runs ``attr``'s validator on ``value`` alone, so that every option out of range is
     reported, not only the first the class meets. A validator that needs the other
-    options (it reads the instance) is left to the class, which runs them all again."""
-    if attr.validator is None:
+    options (it reads the instance), or that expects what a converter makes of the
+    value, is left to the class, which runs them all again."""
+    if attr.validator is None or attr.converter is not None:
         return
     try:
         attr.validator(None, attr, value)
