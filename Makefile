@@ -8,7 +8,7 @@ PLUGINS := $(wildcard plugins/*)
 EXAMPLE_PLUGINS := examples/backend-plugin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-ray lint typecheck pytest format bench soak wheels clean
+.PHONY: install demo test test-ray test-versions lint typecheck pytest format bench soak wheels clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(EXAMPLE_PLUGINS:%=%/pyproject.toml) Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "executors needs Python 3.11 or newer")'
@@ -45,6 +45,12 @@ test: lint typecheck pytest
 test-ray: $(STAMP)
 	$(BIN)/python -m pytest plugins/ray --executors-profile ci
 
+# The suite on the other Pythons the project supports, each in a virtualenv of its own
+# (.venv-3.12, .venv-3.13): see .ci/test_on_python. CI runs it after `make test`.
+VERSIONS ?= 3.12 3.13
+test-versions:
+	$(foreach v,$(VERSIONS),.ci/test_on_python $(v) &&) true
+
 # Every backend against its anchors in one run (a few minutes); writes docs/benchmarks.md,
 # its plots and docs/benchmarks/results.json. Timings are noisy: read the ratios.
 bench: $(STAMP)
@@ -73,4 +79,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(DIST) .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-* $(DIST) .mypy_cache .ruff_cache .hypothesis

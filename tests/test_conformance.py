@@ -258,7 +258,7 @@ def test_check_without_pytest_says_to_install_the_testing_extra(
 
     monkeypatch.setitem(sys.modules, "pytest", None)  # `import pytest` raises ImportError
     assert main(["check", "coroutine"]) == 2
-    assert "install executors[testing]" in capsys.readouterr().err
+    assert "install executors-core[testing]" in capsys.readouterr().err
 
 
 _BROKEN_PLUGIN = """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import tracemalloc
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,12 @@ pytestmark = pytest.mark.anyio
 RUNNING = 2000
 #: a running job may hold this much more than a bare task, as a share of what a bare task
 #: holds. The project's target is 1.0 (the benchmarks measure 0.87 to 0.97 on Python
-#: 3.11, this test about 0.95); the margin is for dicts that grow at other sizes. A job
+#: 3.11, this test 0.95 to 0.97); the margin is for dicts that grow at other sizes. A job
 #: held 2.56 before its cancel scopes and extra frames went, and one more frame of the
-#: pool's is about 0.25.
-EXTRA_SHARE = 1.1
+#: pool's is about 0.25. From Python 3.12 a bare task holds less (1,109 to 1,139 bytes on
+#: 3.13, against 1,204 on 3.11) while the job's extra stays about 1,190 bytes: 1.05 to
+#: 1.10 of a bare task there, so the share allowed is a tenth more.
+EXTRA_SHARE = 1.1 if sys.version_info < (3, 12) else 1.2
 
 
 async def _bytes_per_task(
