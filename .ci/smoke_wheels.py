@@ -23,6 +23,8 @@ DISTRIBUTIONS = [
     "executors_thread",
     "executors_coroutine",
     "executors_ray",
+    "executors_prometheus",
+    "executors_opentelemetry",
 ]
 #: backend -> the job it runs (a sync one where the backend runs sync jobs)
 JOBS = {
