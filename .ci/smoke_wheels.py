@@ -1,5 +1,6 @@
-"""Install the built distributions by name into a fresh virtualenv and run a job on each
-backend: what a user gets from ``pip install 'executors-core[process]'``.
+"""Install the built distributions by name into a fresh virtualenv and run jobs on each
+backend, and through each observer: what a user gets from ``pip install
+'executors-core[process]'`` (and ``executors-prometheus``, ``executors-opentelemetry``).
 
 Run: ``python .ci/smoke_wheels.py DIST`` (``make wheels`` builds DIST first). The
 virtualenv and the job's module live in a temporary directory outside the repository,
@@ -39,6 +40,37 @@ def double(ctx):
 
 async def adouble(ctx):
     return 2 * ctx.payload
+"""
+#: the observers: a pool of three jobs with each, and what it recorded
+SMOKE_OBSERVERS = """
+import anyio
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+from executors import open_pool
+from executors_opentelemetry import OpenTelemetryObserver
+from executors_prometheus import PrometheusObserver
+
+registry, spans, tracing = CollectorRegistry(), InMemorySpanExporter(), TracerProvider()
+tracing.add_span_processor(SimpleSpanProcessor(spans))
+observers = [PrometheusObserver(registry), OpenTelemetryObserver(tracing)]
+
+
+async def main() -> None:
+    async with open_pool(
+        backend="coroutine", entrypoint="smoke_jobs:adouble", observers=observers, name="smoke"
+    ) as pool:
+        for i in range(3):
+            await pool.run(i)
+
+
+anyio.run(main)
+labels = {"pool": "smoke", "status": "succeeded", "reason": ""}
+assert registry.get_sample_value("executors_jobs_total", labels) == 3
+assert len(spans.get_finished_spans()) == 3
+print("smoke: the Prometheus and OpenTelemetry observers recorded 3 jobs")
 """
 #: seconds any one step may take
 PATIENCE = 600
@@ -98,6 +130,14 @@ def main() -> None:
             if values != [2, 4, 6]:
                 sys.exit(f"smoke: the {backend} backend gave {values}, not [2, 4, 6]")
             print(f"smoke: {backend}: 3 jobs ran from the installed wheels")
+        # The observers, by name too; the SDK their test exports to comes from the index.
+        run(
+            *(python, "-m", "pip", "install", "--quiet", "--find-links", dist),
+            *("executors-prometheus", "executors-opentelemetry", "opentelemetry-sdk"),
+            cwd=here,
+        )
+        (here / "smoke_observers.py").write_text(SMOKE_OBSERVERS)
+        print(run(python, "smoke_observers.py", cwd=here).strip())
 
 
 if __name__ == "__main__":
