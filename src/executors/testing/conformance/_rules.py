@@ -52,7 +52,8 @@ RULES: tuple[Rule, ...] = (
         "every step: every job has at most one outcome, its own; the witness shows no job "
         "run twice, two jobs at once on one executor, or job code after its outcome; "
         "executors stay within max_executors; every drain is bounded, closes every "
-        "executor gracefully and ends every job.",
+        "executor gracefully and ends every job. Then one executor runs three jobs in a "
+        "row, each of which must end with its own value.",
         promise="Every accepted job reaches exactly one outcome, whatever else happens "
         "meanwhile; one job per slot at a time.",
     ),

@@ -261,6 +261,30 @@ class BackendConformance:
         checked = rule("EX-1")
         self._require(checked)
         self._run_machine(checked, PoolMachine)
+        self._one_executor_answers_each_job_with_its_own_outcome(checked)
+
+    def _one_executor_answers_each_job_with_its_own_outcome(self, checked: Rule) -> None:
+        """After the random programs, which may never give one executor two jobs within
+        their budget: one executor runs three jobs in a row, and each must end with its
+        own outcome (its own value), not another job's."""
+        cfg = self.config(entrypoint=self._job("echo", "aecho"), idle_executors=1, max_executors=1)
+
+        async def main() -> list[tuple[str, object, object]]:
+            ended: list[tuple[str, object, object]] = []
+            async with self._open(cfg) as pool:
+                for i in range(3):
+                    handle = await pool.submit(f"payload {i}")
+                    outcome = await handle.outcome()
+                    ended.append((handle.job.id, f"payload {i}", outcome.value))
+            return ended
+
+        ended = self._run(checked, main, within=pool_bound(cfg, starts=3))
+        with _checking(checked):
+            for job_id, sent, got in ended:
+                assert got == sent, (
+                    f"job {job_id} (payload {sent!r}) ended with {got!r}: an outcome that "
+                    "belongs to another job"
+                )
 
     def _run_machine(self, checked: Rule, kind: type[PoolMachine | SlotMachine]) -> None:
         """Run a state machine within the profile's budget; its failure names the rule."""
