@@ -23,7 +23,9 @@ measuring nothing, and a test checks that the two agree.
 **Method.** Every side runs a no-op job (it returns its payload) with 2 workers (processes,
 threads or executors). Sides that are compared run in the same process and alternate in
 blocks, so that a machine that gets busier or quieter during the run treats them alike.
-Process sides fork from one forkserver, started before anything is timed. The figure to
+Our process pool forks its workers from the process backend's own fork server, the
+process anchors from `multiprocessing`'s forkserver; both are started before anything
+is timed. The figure to
 compare is the ratio to an anchor measured in the same run: absolute times move with the
 machine, and a 2-core virtual machine is noisy (two runs of the same code can differ by
 a third in absolute terms). Round trips are timed one call after another; throughput

@@ -705,6 +705,7 @@ def main() -> None:
     settings = Settings(options.quick)
     began = time.perf_counter()
     context = _sides.forkserver()
+    _sides.our_fork_server()
     steal: dict[str, float] = {}
     results = anyio.run(on_asyncio, context, settings, steal)
     results.update(anyio.run(on_trio, settings, steal, backend="trio"))

@@ -32,7 +32,7 @@ import psutil
 from bench_jobs import identity
 
 from executors import PoolConfig, open_pool
-from executors.testing._leaks import _multiprocessing_helpers
+from executors.testing._leaks import interpreter_helpers
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -69,10 +69,22 @@ def forkserver() -> ForkServerContext:
     return context
 
 
+def our_fork_server() -> None:
+    """The process backend's own fork server (Linux), started by a pool of one worker
+    opened and closed, with the modules our workers preload: nobody is charged with its
+    start either."""
+
+    async def start() -> None:
+        async with open_pool(pool_config("process", 1)) as pool:
+            await pool.wait_until(lambda s: s.idle >= 1)
+
+    anyio.run(start)
+
+
 def helper_pids() -> set[int]:
     """multiprocessing's and loky's interpreter-wide helper processes (not workers).
     The forkserver is known by its pid: the workers it forks share its command line."""
-    pids = set(_multiprocessing_helpers().pids)
+    pids = set(interpreter_helpers().pids)
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
             if "resource_tracker" in " ".join(child.cmdline()):

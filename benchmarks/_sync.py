@@ -1,6 +1,7 @@
 """The synchronous part of ``bench.py``: our ``PoolExecutor`` on the process backend
 against ``ProcessPoolExecutor``, as ``concurrent.futures`` code calls them (no event
-loop in the calling thread). Both fork from the harness's forkserver."""
+loop in the calling thread). Ours forks from the process backend's fork server, the
+anchor from the harness's forkserver."""
 
 from __future__ import annotations
 

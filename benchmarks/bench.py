@@ -15,8 +15,9 @@ For each backend and each anchor, with 2 workers (threads, tasks) everywhere:
 
 Sides that are compared run in the same process and alternate in blocks, so that a
 machine that gets busier or quieter during the run treats them alike; the figures that
-matter are the ratios. Process sides fork from one forkserver, started before anything
-is timed. trio-parallel needs a trio host: it is compared with our process pool on trio,
+matter are the ratios. Our process pool forks from the process backend's own fork
+server, the process anchors from multiprocessing's forkserver; both are started before
+anything is timed. trio-parallel needs a trio host: it is compared with our process pool on trio,
 in a section of its own, as trio.to_thread is with our thread pool. An anchor whose
 package is not installed is reported as missing.
 """

@@ -1,5 +1,5 @@
 """Job functions for the benchmarks. They live in a module of their own so that
-worker processes import them by name (and the forkserver preloads them)."""
+worker processes import them by name (and the fork servers preload them)."""
 
 from __future__ import annotations
 

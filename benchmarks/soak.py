@@ -40,8 +40,6 @@ import collections
 import gc
 import json
 import logging
-import multiprocessing.forkserver
-import multiprocessing.resource_tracker
 import os
 import platform
 import random
@@ -59,6 +57,7 @@ import psutil
 from soak_jobs import SETUP_FAILURE_RATE, Hold
 
 from executors import FailureReason, PoolConfig, default_registry, hookimpl, open_pool
+from executors.testing._leaks import interpreter_helpers
 from executors.testing._program import Recorder
 from executors.testing.jobs import Fault
 
@@ -269,7 +268,7 @@ class Soak:
 
     async def sigkill_workers(self) -> None:
         """Every ``kill_interval``: SIGKILL one worker of the pool, found as a descendant
-        of this process that is not one of multiprocessing's helpers."""
+        of this process that is not one of the interpreter's helpers (fork servers)."""
         me = psutil.Process()
         while True:
             await anyio.sleep(self.options.kill_interval)
@@ -321,18 +320,12 @@ def bookkeeping_of(pool: Pool) -> dict[str, int]:
 
 
 def helper_pids() -> set[int]:
-    """The forkserver and the resource tracker: interpreter-wide, not the pool's."""
-    server = multiprocessing.forkserver._forkserver
-    tracker = multiprocessing.resource_tracker._resource_tracker
-    pids = {getattr(server, "_forkserver_pid", None), getattr(tracker, "_pid", None)}
-    return {pid for pid in pids if pid is not None}
+    """The interpreter-wide helpers (forkservers, the resource tracker): not the pool's."""
+    return interpreter_helpers().pids
 
 
 def helper_fds() -> set[int]:
-    server = multiprocessing.forkserver._forkserver
-    tracker = multiprocessing.resource_tracker._resource_tracker
-    fds = {getattr(server, "_forkserver_alive_fd", None), getattr(tracker, "_fd", None)}
-    return {fd for fd in fds if fd is not None}
+    return interpreter_helpers().fds
 
 
 def open_fds() -> set[int]:

@@ -1,5 +1,5 @@
 """The job and setup functions of ``soak.py``. They live in a module of their own so
-that worker processes import them by name (and the forkserver preloads them).
+that worker processes import them by name (and the fork servers preload them).
 
 A job's payload says what it does: a :class:`~executors.testing.jobs.Fault` (echo,
 raise, sleep, hang, crash) is played by the testing kit's ``fault`` / ``afault``; a

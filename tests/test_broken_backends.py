@@ -42,7 +42,7 @@ from executors import (
     RemoteError,
     default_registry,
 )
-from executors.testing._leaks import _multiprocessing_helpers
+from executors.testing._leaks import interpreter_helpers
 from executors.testing.conformance import BackendConformance, rule
 from executors.testing.conformance._guard import abandoned_loops
 
@@ -723,7 +723,7 @@ def _release_what_was_abandoned(suite: _Suite, before: int) -> None:
 
 def _end_new_children(before: set[int]) -> None:
     """Kill the processes started since ``before`` that are still there, and reap them."""
-    helpers = _multiprocessing_helpers().pids
+    helpers = interpreter_helpers().pids
     for child in psutil.Process().children(recursive=True):
         if child.pid in before or child.pid in helpers:
             continue

@@ -27,6 +27,8 @@ from ._executor import ExecutorFactory as ExecutorFactory
 from ._executor import ExecutorState as ExecutorState
 from ._executor import Health as Health
 from ._executor import JobExecutor as JobExecutor
+from ._helpers import forget_helper_process as forget_helper_process
+from ._helpers import register_helper_process as register_helper_process
 from ._hookspecs import hookimpl as hookimpl
 from ._job import FailureReason as FailureReason
 from ._job import Job as Job
@@ -63,10 +65,12 @@ __all__ = [
     "describe_os_error",
     "event_class",
     "factory",
+    "forget_helper_process",
     "hookimpl",
     "loop_clock",
     "not_ready",
     "on_asyncio",
+    "register_helper_process",
     "resolve_callable",
     "task_limits",
 ]

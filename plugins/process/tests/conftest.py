@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import multiprocessing.forkserver
 import os
 import tempfile
 from typing import TYPE_CHECKING
@@ -13,7 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
-# Before any worker or the forkserver starts: the flag file of process_import_gate, one
+# Before any worker or the fork server starts: the flag file of process_import_gate, one
 # per test session.
 os.environ.setdefault(
     "PROCESS_TESTS_IMPORT_GATE",
@@ -25,13 +24,6 @@ os.environ.setdefault(
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Every async test runs under an asyncio host and a trio host."""
     return str(request.param)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _forkserver_running() -> None:
-    """The forkserver lives as long as the interpreter: start it before the first test
-    so that no test is charged with its process and descriptors."""
-    multiprocessing.forkserver.ensure_running()
 
 
 @pytest.fixture(autouse=True)

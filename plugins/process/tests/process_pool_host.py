@@ -1,14 +1,13 @@
 """A host for ``test_workers_never_outlive_a_sigkilled_host``, run as a script.
 
 It opens a process pool with two idle workers, writes the pids of its process tree to
-the file named by its argument (JSON: the forkserver, the workers forked from it, and
-every descendant), then blocks until it is killed.
+the file named by its argument (JSON: the backend's fork server, the workers forked from
+it, and every descendant), then blocks until it is killed.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing.forkserver
 import os
 import sys
 
@@ -16,6 +15,7 @@ import anyio
 import psutil
 
 from executors import open_pool
+from executors_process._server import SERVER
 
 
 async def main(report: str) -> None:
@@ -23,8 +23,8 @@ async def main(report: str) -> None:
         backend="process", entrypoint="executors.testing:echo", idle_executors=2, max_executors=2
     ) as pool:
         await pool.wait_until(lambda s: s.idle == 2)
-        server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
-        assert server is not None, "the pool did not start a forkserver"
+        server = SERVER.pid
+        assert server is not None, "the pool did not start the fork server"
         tree: dict[str, object] = {
             "forkserver": server,
             "workers": [p.pid for p in psutil.Process(server).children()],

@@ -1,6 +1,10 @@
-"""Signals sent to a whole process group: the workers and the forkserver they fork from
-ride them out (the host decides what happens to running jobs), and nothing else is
-changed, neither for the programs a job runs nor for other users of the forkserver."""
+"""Signals sent to a whole process group: the workers and the server they fork from ride
+them out (the host decides what happens to running jobs), and nothing else is changed,
+neither for the programs a job runs nor for other users of a shared forkserver.
+
+The backend's own fork server (Linux) is tested in test_process_server.py; here,
+``multiprocessing``'s forkserver, which the backend uses elsewhere, with the module the
+backend preloads in it (``_forkserver``)."""
 
 from __future__ import annotations
 

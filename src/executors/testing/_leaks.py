@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from .._helpers import helper_processes
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
@@ -25,16 +27,17 @@ def no_leaks() -> Iterator[None]:
     included), no live thread, no open file descriptor. Use it around a test, or in an
     autouse fixture.
 
-    The interpreter-wide helpers of ``multiprocessing`` (the forkserver and the resource
-    tracker, with the descriptors that reach them) are not counted: they live as long as
-    the interpreter and serve every pool.
+    The interpreter-wide helpers (``multiprocessing``'s forkserver and resource tracker,
+    the processes a backend declared with ``executors.backend.register_helper_process``,
+    and the descriptors that reach them) are not counted: they live as long as the
+    interpreter and serve every pool.
     """
     me = psutil.Process()
     children_before = {p.pid for p in me.children(recursive=True)}
     threads_before = set(threading.enumerate())
     fds_before = _open_fds()
     yield
-    helpers = _multiprocessing_helpers()
+    helpers = interpreter_helpers()
     children = [
         p
         for p in me.children(recursive=True)
@@ -68,12 +71,19 @@ class _Helpers:
         self.pids, self.fds = pids, fds
 
 
-def _multiprocessing_helpers() -> _Helpers:
+def interpreter_helpers() -> _Helpers:
+    """The processes that serve every pool of this interpreter, and the descriptors that
+    reach them: ``multiprocessing``'s forkserver and resource tracker, and the helpers
+    backends declared (``executors.backend.register_helper_process``)."""
     server = multiprocessing.forkserver._forkserver
     tracker = multiprocessing.resource_tracker._resource_tracker
     pids = {getattr(server, "_forkserver_pid", None), getattr(tracker, "_pid", None)}
     fds = {getattr(server, "_forkserver_alive_fd", None), getattr(tracker, "_fd", None)}
-    return _Helpers({p for p in pids if p is not None}, {f for f in fds if f is not None})
+    declared_pids, declared_fds = helper_processes()
+    return _Helpers(
+        {p for p in pids if p is not None} | declared_pids,
+        {f for f in fds if f is not None} | declared_fds,
+    )
 
 
 def _open_fds() -> set[int]:

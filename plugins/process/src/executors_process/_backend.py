@@ -14,10 +14,10 @@ from executors import Capabilities, ConfigError, EntrypointError
 
 from . import _worker
 from ._executor import ProcessExecutor, WorkerSpec
+from ._server import ServerContext
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
-    from multiprocessing.context import ForkServerContext
 
     from executors import ExecutorFactory, PoolConfig
 
@@ -132,19 +132,24 @@ def _modules_of(*references: object) -> list[str]:
     return [ref.partition(":")[0] for ref in references if isinstance(ref, str)]
 
 
+#: "forkserver" is the backend's own server on Linux, multiprocessing's elsewhere
+OWN_FORK_SERVER: bool = sys.platform.startswith("linux")
+
+
 def _context(config: PoolConfig, options: ProcessOptions) -> WorkerContext:
     method = resolve_start_method(options.start_method)
-    context = cast("WorkerContext", multiprocessing.get_context(method))
-    if method == "forkserver":
-        # Workers fork from a server that has imported these once; it is shared by
-        # every pool of this interpreter, so the first pool's preload list wins.
-        # _forkserver keeps the server alive through a SIGTERM sent to the whole group.
-        preload = [
-            "executors_process._forkserver",
-            "executors_process._worker",
-            *_modules_of(config.entrypoint, config.setup),
-        ]
-        cast("ForkServerContext", context).set_forkserver_preload(preload)
+    if method != "forkserver":
+        return cast("WorkerContext", multiprocessing.get_context(method))
+    modules = _modules_of(config.entrypoint, config.setup)
+    if OWN_FORK_SERVER:
+        # The backend's own server (see _server): it imports each pool's modules once.
+        return ServerContext(["executors_process._worker", *modules])
+    # Elsewhere, multiprocessing's forkserver. It is shared by every pool of this
+    # interpreter, so the first pool's preload list wins. _forkserver keeps the server
+    # alive through a SIGTERM sent to the whole group.
+    context = multiprocessing.get_context("forkserver")
+    preload = ["executors_process._forkserver", "executors_process._worker", *modules]
+    context.set_forkserver_preload(preload)
     return context
 
 

@@ -31,6 +31,7 @@ from executors.backend import describe_os_error, not_ready
 from . import _worker
 from ._forkserver import WORKER_NAME_PREFIX
 from ._protocol import ErrorInfo, Frame, FrameBuffer, Message, encode, error_info
+from ._server import ServedProcess
 
 #: buffers one sendmsg() takes (Linux's IOV_MAX is 1024)
 _IOV_MAX = 512
@@ -40,7 +41,10 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
     from typing import TypeAlias
 
-    WorkerContext: TypeAlias = SpawnContext | ForkServerContext
+    from ._server import ServerContext
+
+    WorkerContext: TypeAlias = SpawnContext | ForkServerContext | ServerContext
+    WorkerProcess: TypeAlias = BaseProcess | ServedProcess
 
     from anyio.abc import TaskGroup
 
@@ -113,7 +117,7 @@ class ProcessExecutor:
     id: str
     _spec: WorkerSpec = attrs.field(repr=False)
     state: ExecutorState = ExecutorState.STARTING
-    _process: BaseProcess | None = attrs.field(init=False, default=None)
+    _process: WorkerProcess | None = attrs.field(init=False, default=None)
     pid: int | None = attrs.field(init=False, default=None)
     _sock: socket.socket | None = attrs.field(init=False, default=None, repr=False)
     _replies: FrameBuffer = attrs.field(init=False, factory=FrameBuffer, repr=False)
@@ -147,12 +151,16 @@ class ProcessExecutor:
 
     async def start(self) -> None:
         try:
+            init = encode(("init", *self._init_args()))
+            if isinstance(init, list):  # never in practice: references are small
+                init = b"".join(init)
             try:
-                await self._launch_process()
+                unsent = await self._launch_process(init)
             except OSError as exc:
                 msg = f"cannot start {self._where()}: {describe_os_error(exc)}"
                 raise WorkerError(msg) from exc
-            await self._send_frame(encode(("init", *self._init_args())), self._sock)
+            if unsent:
+                await self._send_frame(unsent, self._sock)
             reply = await self._reply()
             if reply is None:
                 await self._exited.wait()
@@ -268,7 +276,10 @@ class ProcessExecutor:
         config = self._spec.config
         return (config.entrypoint, config.setup, logging.getLogger().getEffectiveLevel())
 
-    async def _launch_process(self) -> None:
+    async def _launch_process(self, init: bytes) -> memoryview:
+        """Starts the worker with ``init`` (its first message) waiting for it on its job
+        socket: it reads it as soon as it runs, with no round trip to the host on the
+        way to its first reply. Returns what of ``init`` the socket did not take."""
         # Either socketpair, or the start itself, may fail (EMFILE, EAGAIN): nothing
         # created here outlives a failure.
         parent, child = socket.socketpair()
@@ -278,6 +289,10 @@ class ProcessExecutor:
             parent.close()
             child.close()
             raise
+        parent.setblocking(False)
+        unsent = memoryview(init)
+        with contextlib.suppress(BlockingIOError):
+            unsent = unsent[parent.send(unsent) :]
         try:
             process = self._spec.context.Process(
                 target=_worker.main,
@@ -300,7 +315,6 @@ class ProcessExecutor:
         finally:
             child.close()
             control_child.close()
-        parent.setblocking(False)
         control.setblocking(False)
         self._process, self._sock, self._control = process, parent, control
         if sniffio.current_async_library() == "asyncio":
@@ -309,6 +323,7 @@ class ProcessExecutor:
             self._registered = True
         self.pid = process.pid
         self._spec.task_group.start_soon(self._supervise)
+        return unsent
 
     async def _supervise(self) -> None:
         with self._background:
@@ -612,10 +627,14 @@ def _placed(exc: BaseException, where: str) -> BaseException:
     return placed
 
 
-async def _start_off_the_loop(process: BaseProcess) -> None:
-    """``process.start()`` in a thread; on the loop's own thread where no thread can be
-    started (a limit on tasks, which threads count against): the start then fails, or
-    not, for itself, with the error that says why."""
+async def _start_off_the_loop(process: WorkerProcess) -> None:
+    """A worker of the backend's fork server: its request sent at once, and its pid
+    awaited. Otherwise ``process.start()`` in a thread; on the loop's own thread where no
+    thread can be started (a limit on tasks, which threads count against): the start
+    then fails, or not, for itself, with the error that says why."""
+    if isinstance(process, ServedProcess):
+        await process.start_async()
+        return
     began = False
 
     def start() -> None:

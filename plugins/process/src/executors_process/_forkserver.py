@@ -162,8 +162,10 @@ def _on_demand(fixup: Callable[[str], None]) -> Callable[[str], None]:
     return deferred
 
 
-def _run_the_main_module_on_demand() -> None:
-    # prepare() looks both up as it runs, in each new child.
+def run_the_main_module_on_demand() -> None:
+    """Have the workers forked from this process run the host's main module only when
+    something needs a name from it. ``multiprocessing.spawn.prepare()`` looks both
+    fix-ups up as it runs, in each new child."""
     spawn = multiprocessing.spawn
     spawn._fixup_main_from_path = _on_demand(spawn._fixup_main_from_path)  # type: ignore[attr-defined]
     spawn._fixup_main_from_name = _on_demand(spawn._fixup_main_from_name)  # type: ignore[attr-defined]
@@ -176,4 +178,4 @@ if _MAIN is not None:
     signal.signal(signal.SIGTERM, _ignore)
     os.register_at_fork(after_in_child=_restore_default)
     _preload_what_every_child_imports()
-    _run_the_main_module_on_demand()
+    run_the_main_module_on_demand()

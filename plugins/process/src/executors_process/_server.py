@@ -1,0 +1,589 @@
+"""The process backend's fork server (Linux): a process that the host starts once, which
+imports the worker module and the modules of each pool's entrypoint and setup, and
+forks every new worker on request.
+
+``multiprocessing``'s forkserver did this job before. Each worker it started cost the
+host a new connection to the server, the preparation data and the whole ``Process``
+object pickled, and the child their unpickling and ``multiprocessing``'s bootstrap: per
+worker, about 1 ms more CPU in the host and 1 ms more in the child than here (see
+docs/process.md, "Start methods"). Here the host sends one message on a connection it
+keeps, and the child runs the worker at once. The server is the host's alone: its
+preloads grow with each pool's modules, and nothing else shares it.
+
+The protocol, on ``SOCK_SEQPACKET`` Unix sockets (one message a packet, never split):
+
+- **the line**, the host's connection to the server, carries pickled requests:
+  ``("hello", preparation, modules)`` first, then ``("preload", preparation, modules)``
+  and ``("fork", preparation, executor_id, keep_freed_mb)``. A fork request comes with
+  three descriptors: the reply socket, and the worker's ends of its job and control
+  sockets. The server exits when the line closes: the host has exited (the workers it
+  forked then die with it: they asked the kernel for that, see ``_worker``).
+- **a reply socket**, one per worker: the server sends the worker's pid (or minus the
+  errno if it could not fork), then its exit code once it has exited and been reaped
+  (negative: the signal that killed it). The host watches it as the worker's sentinel.
+
+The module is imported by the server first, so it imports little at its top.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+
+#: the worker's pid, or minus the errno of a failed fork
+_PID = struct.Struct("q")
+#: the worker's exit code, negative for the signal that killed it
+_STATUS = struct.Struct("i")
+#: the largest request the server reads (a request is a few KiB: the host's sys.path
+#: and argv make most of it)
+_MAX_REQUEST = 1 << 20
+#: the descriptors that come with a fork request
+_FORK_FDS = 3
+
+
+class ServerGone(OSError):
+    """The fork server exited before it answered a request."""
+
+
+def _packet(sock: socket.socket, layout: struct.Struct) -> int | None:
+    """One value of ``layout`` received from ``sock``; None once it closed."""
+    data = sock.recv(layout.size)
+    if not data:
+        return None
+    value: int = layout.unpack(data)[0]
+    return value
+
+
+# -- the host's side -------------------------------------------------------------------------
+
+
+def _pickled(request: tuple[object, ...]) -> bytes:
+    data = pickle.dumps(request, pickle.HIGHEST_PROTOCOL)
+    if len(data) > _MAX_REQUEST:
+        msg = (
+            f"a request to the fork server takes {len(data)} bytes, more than it reads "
+            f"({_MAX_REQUEST}): sys.path and sys.argv make most of it"
+        )
+        raise ValueError(msg)
+    return data
+
+
+def preparation(name: str) -> dict[str, Any]:
+    """What ``multiprocessing.spawn.prepare()`` sets up in a new worker named ``name``:
+    the host's ``sys.path``, ``sys.argv``, working directory, authentication key and
+    main module, as ``spawn.get_preparation_data()`` gives them, but for the global start
+    method, which the backend never reads (reading it would fix it for the host)."""
+    import multiprocessing.process
+    import multiprocessing.util
+
+    original: str | None = getattr(multiprocessing.process, "ORIGINAL_DIR", None)
+    sys_path = [original if entry == "" and original is not None else entry for entry in sys.path]
+    data: dict[str, Any] = {
+        "name": name,
+        "authkey": bytes(multiprocessing.process.current_process().authkey),
+        "log_to_stderr": multiprocessing.util._log_to_stderr,  # type: ignore[attr-defined]
+        "sys_path": sys_path,
+        "sys_argv": sys.argv,
+        "orig_dir": original,
+        "dir": os.getcwd(),
+    }
+    mp_logger = multiprocessing.util._logger  # type: ignore[attr-defined]
+    if mp_logger is not None:
+        data["log_level"] = mp_logger.getEffectiveLevel()
+    main = sys.modules["__main__"]
+    main_name = getattr(main.__spec__, "name", None)
+    if main_name is not None:
+        data["init_main_from_name"] = main_name
+    elif (main_path := getattr(main, "__file__", None)) is not None:
+        if not os.path.isabs(main_path) and original is not None:
+            main_path = os.path.join(original, main_path)
+        data["init_main_from_path"] = os.path.normpath(main_path)
+    return data
+
+
+class ForkServer:
+    """The host's handle on its fork server: started by the first worker that needs it,
+    started again if it has died, and shared by every pool of the interpreter (the
+    requests of several threads and event loops are serialised by a lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._line: socket.socket | None = None
+        self._pid: int | None = None
+        # the host that started it: a process forked from the host must not use the
+        # line of its parent's server
+        self._owner: int | None = None
+        self._preloaded: set[str] = set()
+
+    @property
+    def pid(self) -> int | None:
+        """The server's pid while it runs (None before the first start)."""
+        return self._pid
+
+    def request_fork(
+        self,
+        name: str,
+        executor_id: str,
+        keep_freed_mb: int,
+        fds: tuple[socket.socket, socket.socket],
+        preload: list[str],
+    ) -> socket.socket:
+        """Asks the server to fork a worker that runs ``_worker.main`` on ``fds`` (its
+        job and control sockets); the reply socket, on which the worker's pid comes
+        (see :func:`forked`). Does not wait for the fork: only for the server's start,
+        when this is the first request (a process start, not its imports)."""
+        reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            request = ("fork", preparation(name), executor_id, keep_freed_mb)
+            descriptors = [theirs.fileno(), *(sock.fileno() for sock in fds)]
+            with self._lock:
+                try:
+                    self._send(request, descriptors, preload)
+                except OSError:
+                    # The server died since its last request: start another, once.
+                    self._stop()
+                    self._send(request, descriptors, preload)
+        except BaseException:
+            reply.close()
+            raise
+        finally:
+            theirs.close()
+        return reply
+
+    def _send(self, request: tuple[object, ...], fds: list[int], preload: list[str]) -> None:
+        line = self._running(preload)
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        line.sendmsg([_pickled(request)], rights)
+
+    def _running(self, preload: list[str]) -> socket.socket:
+        """The line to a running server that has imported ``preload``."""
+        if self._owner != os.getpid():
+            # Forked from the host: the line is the parent's, and so is the server.
+            self._line = self._pid = None
+            self._preloaded = set()
+        if self._line is not None and not self._exited():
+            if new := [module for module in preload if module not in self._preloaded]:
+                self._line.sendmsg([_pickled(("preload", preparation("preload"), new))])
+                self._preloaded.update(new)
+            return self._line
+        self._stop()
+        return self._start(preload)
+
+    def _exited(self) -> bool:
+        """Whether the server has exited (reaped now if it has)."""
+        assert self._pid is not None
+        try:
+            pid, _ = os.waitpid(self._pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else's waitpid(-1)
+            return True
+        return pid != 0
+
+    def _start(self, preload: list[str]) -> socket.socket:
+        import multiprocessing.util
+        import subprocess
+
+        from executors.backend import register_helper_process
+
+        line, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            command = f"from executors_process._server import serve; serve({theirs.fileno()})"
+            flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+            args = [sys.executable, *flags, "-c", command]
+            # multiprocessing's own way to start its forkserver: the one descriptor
+            # passed, nothing else inherited, and no Popen object to reap at exit
+            pid = multiprocessing.util.spawnv_passfds(
+                os.fsencode(sys.executable), args, [theirs.fileno()]
+            )
+        except BaseException:
+            line.close()
+            raise
+        finally:
+            theirs.close()
+        self._line, self._pid, self._owner = line, pid, os.getpid()
+        register_helper_process(pid, [line.fileno()])
+        line.sendmsg([_pickled(("hello", preparation("hello"), preload))])
+        self._preloaded = set(preload)
+        return line
+
+    def _stop(self) -> None:
+        """Forget the server (closing the line ends it, if it still runs)."""
+        from executors.backend import forget_helper_process
+
+        if self._line is not None:
+            self._line.close()
+        if self._pid is not None:
+            forget_helper_process(self._pid)
+        self._line = self._pid = None
+        self._preloaded = set()
+
+
+#: the host's fork server
+SERVER = ForkServer()
+
+
+def forked(reply: socket.socket) -> int:
+    """The pid the server sent on ``reply`` (readable); raises OSError, with the
+    server's errno, when the fork failed."""
+    pid = _packet(reply, _PID)
+    if pid is None:
+        msg = "the fork server exited before it forked the worker"
+        raise ServerGone(msg)
+    if pid < 0:
+        raise OSError(-pid, os.strerror(-pid))
+    return pid
+
+
+class ServedProcess:
+    """One worker forked by the server: the part of ``multiprocessing.Process`` that the
+    executor uses (``pid``, ``sentinel``, ``join``, ``exitcode``, ``close``), started
+    with ``start_async``."""
+
+    def __init__(
+        self,
+        server: ForkServer,
+        preload: list[str],
+        args: tuple[socket.socket, socket.socket, str, int],
+        name: str,
+    ) -> None:
+        self._server = server
+        self._preload = preload
+        self._args = args
+        self.name = name
+        self.pid: int | None = None
+        self.exitcode: int | None = None
+        self._reply: socket.socket | None = None
+
+    async def start_async(self) -> None:
+        """Starts the worker without blocking the event loop: the request is sent at
+        once, and the pid awaited."""
+        import anyio
+
+        sock, control, executor_id, keep_freed_mb = self._args
+        reply = self._server.request_fork(
+            self.name, executor_id, keep_freed_mb, (sock, control), self._preload
+        )
+        try:
+            await anyio.wait_readable(reply)
+            self.pid = forked(reply)
+        except BaseException:
+            reply.close()
+            raise
+        self._reply = reply
+
+    @property
+    def sentinel(self) -> int:
+        """Readable once the worker has exited (the server sends its exit code)."""
+        assert self._reply is not None, "not started"
+        return self._reply.fileno()
+
+    def join(self) -> None:
+        """Takes the exit code; call once the sentinel is readable."""
+        if self.exitcode is not None or self._reply is None:
+            return
+        code = _packet(self._reply, _STATUS)
+        # None: the server died before it could report. Its workers die with it, killed
+        # by the kernel with SIGKILL (the parent-death signal they asked for).
+        self.exitcode = -signal.SIGKILL if code is None else code
+
+    def close(self) -> None:
+        if self._reply is not None:
+            self._reply.close()
+
+
+class ServerContext:
+    """Makes the workers of one pool, as a ``multiprocessing`` context would: each
+    forked by the host's server, which imports ``preload`` first."""
+
+    def __init__(self, preload: list[str], server: ForkServer = SERVER) -> None:
+        self._preload = preload
+        self._server = server
+
+    def Process(
+        self,
+        target: Callable[..., object],
+        args: tuple[socket.socket, socket.socket, str, int],
+        name: str,
+        daemon: bool,
+    ) -> ServedProcess:
+        from . import _worker
+
+        assert target is _worker.main, "the server runs workers only"
+        return ServedProcess(self._server, self._preload, args, name)
+
+
+# -- the server's side -----------------------------------------------------------------------
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A handler that does nothing (unlike ``SIG_IGN``, not inherited by programs)."""
+
+
+#: True in the fork server itself (not in the workers it forks)
+SERVING = False
+
+
+def serve(fd: int) -> None:
+    """The server's main loop, on the line ``fd``: returns once the host has gone."""
+    global SERVING
+    import select
+    import warnings
+
+    SERVING = True
+    line = socket.socket(fileno=fd)
+    # A module preloaded for a pool may start a thread; the server forks all the same,
+    # as multiprocessing's did (a warning turned into an error would end it).
+    warnings.filterwarnings("ignore", r".*multi-threaded.*fork", DeprecationWarning)
+    # Ctrl-C in a terminal, and `kill -TERM -PGID`, reach every process of the group:
+    # the server rides them out, as the workers do (the host decides what happens to
+    # them, and it would be left with no server).
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
+    # No worker reads the host's terminal.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    # A child's exit wakes the loop through this pipe (the handler itself does nothing).
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, _ignore)
+    replies: dict[int, socket.socket] = {}
+    poller = select.poll()
+    poller.register(line, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    while True:
+        for ready, _ in poller.poll():
+            if ready == wake_r:
+                while True:
+                    try:
+                        if not os.read(wake_r, 512):
+                            break
+                    except BlockingIOError:
+                        break
+                _reap(replies)
+                continue
+            request, fds = _receive(line)
+            if request is None:
+                return
+            kind = request[0]
+            if kind == "fork":
+                _fork(request, fds, replies, line, (wake_r, wake_w))
+            elif kind in ("hello", "preload"):
+                _preload(request[1], request[2], first=kind == "hello")
+
+
+def _receive(line: socket.socket) -> tuple[tuple[Any, ...] | None, list[socket.socket]]:
+    """The next request and its descriptors; None once the host has gone."""
+    fds = array.array("i")
+    try:
+        data, ancillary, flags, _ = line.recvmsg(
+            _MAX_REQUEST, socket.CMSG_SPACE(_FORK_FDS * fds.itemsize)
+        )
+    except ConnectionError:
+        return None, []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    sockets = [socket.socket(fileno=fd) for fd in fds]
+    if not data:
+        for sock in sockets:
+            sock.close()
+        return None, []
+    request: tuple[Any, ...] | None = None
+    if not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        with contextlib.suppress(Exception):
+            request = pickle.loads(data)
+    if request is None:
+        # Never sent so by the host (which caps its requests): dropped, and a fork
+        # request's reply socket closes, which the host reads as the server's failure.
+        for sock in sockets:
+            sock.close()
+        return ("dropped",), []
+    return request, sockets
+
+
+def _preload(data: dict[str, Any], modules: list[str], *, first: bool) -> None:
+    """Imports ``modules`` (the worker module, those of each pool's entrypoint and
+    setup), through the host's ``sys.path``. One that fails is left to the workers,
+    which import it again and report the error as their start's."""
+    import importlib
+    import multiprocessing.process
+
+    sys.path[:] = data["sys_path"]
+    if first:
+        from . import _forkserver
+
+        multiprocessing.process.current_process().authkey = data["authkey"]
+        # What each worker runs before its target (spawn.prepare, with its fix-ups of
+        # the main module): imported once here.
+        importlib.import_module("multiprocessing.spawn")
+        _forkserver.run_the_main_module_on_demand()
+    for module in modules:
+        try:
+            if module == "__main__":
+                _preload_main(data)
+            else:
+                importlib.import_module(module)
+        except BaseException:
+            pass
+
+
+def _preload_main(data: dict[str, Any]) -> None:
+    """The host's main module, named in an entrypoint (``"__main__:handle"``): run here
+    once as ``__mp_main__``, so that no worker runs it again."""
+    import multiprocessing.process
+    import multiprocessing.spawn
+
+    process = multiprocessing.process.current_process()
+    process._inheriting = True  # type: ignore[attr-defined]
+    try:
+        if "init_main_from_path" in data:
+            multiprocessing.spawn.import_main_path(data["init_main_from_path"])
+    finally:
+        del process._inheriting  # type: ignore[attr-defined]
+
+
+#: the keys of a worker's preparation that are its own; the rest is the host's, which the
+#: server applies to itself (see _shared_preparation)
+_OWN_KEYS = frozenset({"name", "init_main_from_name", "init_main_from_path"})
+#: the host's part of the preparation, as the server last applied it to itself
+_applied: dict[str, Any] = {}
+
+
+def _own_preparation(data: dict[str, Any]) -> dict[str, Any]:
+    """What a new worker must still prepare itself: its name and its main module, when
+    the server could take on the rest (the host's path, argv, directory, key), which
+    then costs the worker nothing; all of it otherwise."""
+    global _applied
+    shared = {key: value for key, value in data.items() if key not in _OWN_KEYS}
+    if shared != _applied:
+        import multiprocessing.spawn
+
+        try:
+            multiprocessing.spawn.prepare(shared)
+        except Exception:
+            # (a working directory that is gone, say): each worker then fails its start
+            # with the error, as multiprocessing's would.
+            _applied = {}
+            return data
+        _applied = shared
+    return {key: value for key, value in data.items() if key in _OWN_KEYS}
+
+
+def _fork(
+    request: tuple[Any, ...],
+    fds: list[socket.socket],
+    replies: dict[int, socket.socket],
+    line: socket.socket,
+    wake: tuple[int, int],
+) -> None:
+    _, data, executor_id, keep_freed_mb = request
+    if len(fds) != _FORK_FDS:  # never sent so: the host's request is broken
+        for sock in fds:
+            sock.close()
+        return
+    reply, job, control = fds
+    data = _own_preparation(data)
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # the host closed it: nobody reads
+            reply.send(_PID.pack(-(exc.errno or 0)))
+        for sock in fds:
+            sock.close()
+        return
+    if pid == 0:
+        global SERVING
+        SERVING = False
+        others = [line, reply, *replies.values()]
+        os._exit(_run_worker(data, executor_id, keep_freed_mb, job, control, others, wake))
+    job.close()
+    control.close()
+    replies[pid] = reply
+    with contextlib.suppress(OSError):  # the host closed it: nobody reads
+        reply.send(_PID.pack(pid))
+
+
+def _reap(replies: dict[int, socket.socket]) -> None:
+    """Reports the exit code of every worker that has exited, and forgets it."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        reply = replies.pop(pid, None)
+        if reply is not None:
+            with contextlib.suppress(OSError):  # the host closed it: nobody reads
+                reply.send(_STATUS.pack(os.waitstatus_to_exitcode(status)))
+            reply.close()
+
+
+class _suppressed:
+    """Ignores an OSError: the host may have closed a reply socket it no longer reads."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is not None and issubclass(kind, OSError)
+
+
+def _run_worker(
+    data: dict[str, Any],
+    executor_id: str,
+    keep_freed_mb: int,
+    job: socket.socket,
+    control: socket.socket,
+    others: list[socket.socket],
+    wake: tuple[int, int],
+) -> int:
+    """In the new child: drops what is the server's, prepares as ``multiprocessing``
+    would, and runs the worker; its exit code."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        for fd in wake:
+            os.close(fd)
+        for sock in others:
+            sock.close()
+        import multiprocessing.spawn
+
+        from . import _worker
+
+        # The host's name for it (and path, argv, directory, key, unless the server
+        # took them on); its main module deferred until a job needs a name from it
+        # (see _forkserver).
+        multiprocessing.spawn.prepare(data)
+        _worker.main(job, control, executor_id, keep_freed_mb)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except Exception:
+                pass
+    return code

@@ -1,0 +1,68 @@
+"""The backend's fork server (Linux): it rides out the signals sent to a whole process
+group, and when it dies, its workers die with it and the pool carries on with a new one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import psutil
+import pytest
+from process_helpers import PATIENCE, config, until, wait_until_gone
+
+from executors import open_pool
+from executors_process._server import SERVER
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's"),
+]
+
+
+def _caught(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (/proc's SigCgt mask)."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("SigCgt:"))
+    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+
+
+def _workers(server: int) -> set[int]:
+    return {child.pid for child in psutil.Process(server).children()}
+
+
+async def test_the_fork_server_rides_out_sigint_and_sigterm_and_forks_on() -> None:
+    cfg = config(entrypoint="process_jobs:pid", max_jobs_per_executor=1)
+    async with open_pool(cfg) as pool:
+        first = await pool.run(None)
+        server = SERVER.pid
+        assert server is not None
+        assert psutil.Process(first).ppid() == server, "the worker was not forked by the server"
+        assert _caught(server, signal.SIGINT)
+        assert _caught(server, signal.SIGTERM)
+        os.kill(server, signal.SIGINT)
+        os.kill(server, signal.SIGTERM)
+        # Each job recycles its worker: the next one is a new fork, from the same server.
+        second = await pool.run(None)
+    assert second != first
+    assert SERVER.pid == server
+    assert psutil.Process(server).status() != psutil.STATUS_ZOMBIE
+
+
+async def test_a_killed_fork_server_takes_its_workers_and_the_pool_serves_on() -> None:
+    cfg = config(entrypoint="process_jobs:pid", idle_executors=2, max_executors=2)
+    async with open_pool(cfg) as pool:
+        await pool.wait_until(lambda s: s.idle == 2)
+        server = SERVER.pid
+        assert server is not None
+        workers = _workers(server)
+        assert len(workers) == 2
+        started = pool.statistics().executors_started
+        os.kill(server, signal.SIGKILL)
+        # Its workers die with it (the kernel kills them, as they asked): the pool sees
+        # them go and starts two more, from a new server.
+        await wait_until_gone(workers)
+        await pool.wait_until(lambda s: s.executors_started >= started + 2 and s.idle == 2)
+        assert SERVER.pid not in (None, server)
+        assert await pool.run(None) in _workers(SERVER.pid)
+    await until(lambda: not psutil.pid_exists(server), PATIENCE)
