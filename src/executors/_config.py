@@ -26,6 +26,7 @@ import tomllib
 import types
 import typing
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, TypeVar
@@ -727,13 +728,21 @@ def _init_params(cls: type) -> dict[str, attrs.Attribute[Any]]:
     return {a.alias or a.name: a for a in attrs.fields(cls) if a.init}
 
 
+#: each options class's resolved annotations: read at every open_pool, where typing
+#: would compile each string annotation again
+_HINTS: weakref.WeakKeyDictionary[type, dict[str, object]] = weakref.WeakKeyDictionary()
+
+
 def _type_hints(cls: type) -> dict[str, object]:
-    try:
-        return typing.get_type_hints(cls)
-    except (NameError, TypeError):
-        # Annotations naming types that cannot be resolved here: check no types then,
-        # the class's own validators and converters still run.
-        return {}
+    hints = _HINTS.get(cls)
+    if hints is None:
+        try:
+            hints = _HINTS[cls] = typing.get_type_hints(cls)
+        except (NameError, TypeError):
+            # Annotations naming types that cannot be resolved here (yet): check no
+            # types then, the class's own validators and converters still run.
+            return {}
+    return hints
 
 
 def build_backend_options(options_cls: type[T], loaded: LoadedConfig) -> T:

@@ -557,8 +557,10 @@ def _run_worker(
     code = 1
     try:
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_DFL)
+        # SIGINT and SIGTERM keep the server's handler that does nothing, as the worker
+        # would set it (_worker.shield_from_group_signals): the programs a job runs
+        # start with the default actions all the same.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in wake:
             os.close(fd)
         for sock in others:
