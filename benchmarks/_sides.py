@@ -42,8 +42,12 @@ if TYPE_CHECKING:
 
     from executors import Pool
 
-#: the forkserver's preload list, as the process backend asks for it
-PRELOAD = ["executors_process._forkserver", "executors_process._worker", "bench_jobs"]
+#: the anchors' forkserver preloads what their workers import as they start (their own
+#: worker modules, the jobs' module), as our fork server preloads ours: each side is
+#: timed at its best, and no side's start depends on what another side imports
+PRELOAD = ["bench_jobs", "concurrent.futures.process"]
+if importlib.util.find_spec("pebble") is not None:
+    PRELOAD.append("pebble.pool.process")
 
 
 @attrs.define

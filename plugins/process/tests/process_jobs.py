@@ -76,6 +76,18 @@ def pid(ctx: JobContext) -> int:
     return os.getpid()
 
 
+def surroundings(ctx: JobContext) -> dict[str, object]:
+    """What a worker got of its host: argv, working directory, path, name."""
+    import multiprocessing
+
+    return {
+        "argv": sys.argv,
+        "cwd": os.getcwd(),
+        "path": sys.path,
+        "name": multiprocessing.current_process().name,
+    }
+
+
 def pid_and_state(ctx: JobContext) -> tuple[int, object]:
     return os.getpid(), ctx.state
 

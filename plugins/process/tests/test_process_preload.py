@@ -22,7 +22,7 @@ JOBS = textwrap.dedent(
     # Run where this module is imported: in the fork server when it was preloaded, else
     # in each worker as it starts.
     IMPORTED_IN = os.getpid()
-    PROBED = ["executors_process._worker", "multiprocessing.spawn", "anyio", "psutil"]
+    PROBED = ["executors_process._worker", "multiprocessing.spawn", "asyncio", "anyio", "psutil"]
     ALREADY_THERE = [name for name in PROBED if name in sys.modules]
 
     def where(ctx):
@@ -32,6 +32,9 @@ JOBS = textwrap.dedent(
             "parent": os.getppid(),
             "already_there": ALREADY_THERE,
         }
+
+    async def awhere(ctx):
+        return where(ctx)
     """
 )
 
@@ -57,7 +60,8 @@ HOST = textwrap.dedent(
         # The second pool's module comes after the server started: it is preloaded too.
         first = await where("appjobs:where")
         second = await where("morejobs:where")
-        print(json.dumps({"first": first, "second": second}))
+        coroutine = await where("asyncjobs:awhere")
+        print(json.dumps({"first": first, "second": second, "async": coroutine}))
 
     if __name__ == "__main__":
         anyio.run(main)
@@ -75,18 +79,23 @@ def test_the_fork_server_preloads_each_pools_entrypoint_found_through_the_hosts_
     app.mkdir()
     (app / "appjobs.py").write_text(JOBS)
     (app / "morejobs.py").write_text(JOBS)
+    (app / "asyncjobs.py").write_text(JOBS)
     (app / "host.py").write_text(HOST)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     report = run_script(app / "host.py", cwd=elsewhere)
-    for pool in ("first", "second"):
+    for pool in ("first", "second", "async"):
         where = report[pool]
         assert where["imported_in"] != where["worker"], f"{pool}: each worker imported it"
         assert where["imported_in"] == where["parent"], f"{pool}: imported outside the server"
-        # The worker's module and what a new worker runs first, and not the host's side
-        # (anyio, psutil), whose pages every fork would copy the tables of.
-        assert where["already_there"] == ["executors_process._worker", "multiprocessing.spawn"]
-    assert report["first"]["parent"] == report["second"]["parent"], "one server for both"
+    # The worker's module and what a new worker runs first; not the host's side (anyio,
+    # psutil), whose pages every fork would copy the tables of, nor asyncio until a
+    # pool's entrypoint is `async def` (then before the pool's own modules).
+    expected = ["executors_process._worker", "multiprocessing.spawn"]
+    assert report["first"]["already_there"] == expected
+    assert report["second"]["already_there"] == expected
+    assert report["async"]["already_there"] == [*expected, "asyncio"]
+    assert report["first"]["parent"] == report["second"]["parent"] == report["async"]["parent"]
 
 
 MAIN_HOST = textwrap.dedent(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
@@ -13,6 +14,9 @@ from process_helpers import PATIENCE, config, until, wait_until_gone
 
 from executors import open_pool
 from executors_process._server import SERVER
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [
     pytest.mark.anyio,
@@ -66,3 +70,23 @@ async def test_a_killed_fork_server_takes_its_workers_and_the_pool_serves_on() -
         assert SERVER.pid not in (None, server)
         assert await pool.run(None) in _workers(SERVER.pid)
     await until(lambda: not psutil.pid_exists(server), PATIENCE)
+
+
+async def test_each_worker_gets_the_hosts_argv_directory_and_path_as_they_are_at_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An argv far longer than one packet of the line: it goes in parts.
+    long_argv = [sys.argv[0], *(f"--file=/data/{'x' * 60}/{i}.csv" for i in range(2000))]
+    cfg = config(entrypoint="process_jobs:surroundings", max_jobs_per_executor=1)
+    async with open_pool(cfg) as pool:
+        first = await pool.run(None)
+        monkeypatch.setattr(sys, "argv", long_argv)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        # Each job recycles its worker: the next one starts with the host as it is now.
+        second = await pool.run(None)
+    assert first["cwd"] != str(tmp_path)
+    assert second["argv"] == long_argv
+    assert second["cwd"] == str(tmp_path)
+    assert second["path"][0] == str(tmp_path)
+    assert str(second["name"]).startswith("executors-worker-")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import os
 import pickle
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import anyio
 import attrs
 
-from executors import Capabilities, ConfigError, EntrypointError
+from executors import Capabilities, ConfigError, EntrypointError, resolve_callable
 
 from . import _worker
 from ._executor import ProcessExecutor, WorkerSpec
@@ -132,6 +133,20 @@ def _modules_of(*references: object) -> list[str]:
     return [ref.partition(":")[0] for ref in references if isinstance(ref, str)]
 
 
+def _is_async(reference: str | Callable[..., object] | None) -> bool:
+    """Whether the entrypoint or setup ``reference`` is an ``async def`` (or an object
+    whose ``__call__`` is); False for one that does not resolve here (the pool says so)."""
+    if reference is None:
+        return False
+    try:
+        function = resolve_callable(reference)
+    except Exception:
+        return False
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 -- the method itself is inspected
+    )
+
+
 #: "forkserver" is the backend's own server on Linux, multiprocessing's elsewhere
 OWN_FORK_SERVER: bool = sys.platform.startswith("linux")
 
@@ -142,7 +157,11 @@ def _context(config: PoolConfig, options: ProcessOptions) -> WorkerContext:
         return cast("WorkerContext", multiprocessing.get_context(method))
     modules = _modules_of(config.entrypoint, config.setup)
     if OWN_FORK_SERVER:
-        # The backend's own server (see _server): it imports each pool's modules once.
+        # The backend's own server (see _server): it imports each pool's modules once,
+        # and asyncio for a pool that needs it (a worker of `def` jobs never does, and
+        # the server keeps out what every fork would copy the page tables of).
+        if any(_is_async(ref) for ref in (config.entrypoint, config.setup)):
+            modules.insert(0, "asyncio")
         return ServerContext(["executors_process._worker", *modules])
     # Elsewhere, multiprocessing's forkserver. It is shared by every pool of this
     # interpreter, so the first pool's preload list wins. _forkserver keeps the server

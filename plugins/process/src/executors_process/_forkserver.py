@@ -26,7 +26,7 @@ rarely needs it. Other children of the same forkserver are left as they were.
 from __future__ import annotations
 
 import importlib
-import multiprocessing.forkserver
+import multiprocessing
 import multiprocessing.spawn
 import os
 import signal
@@ -54,7 +54,13 @@ def _restore_default() -> None:
 def _forkserver_main() -> FrameType | None:
     """The frame of the forkserver's ``main()`` if it is importing this module (as a
     preload), else None."""
-    main = multiprocessing.forkserver.main.__code__
+    # Not imported here: the backend's own fork server imports this module too, and
+    # multiprocessing.forkserver's imports (tempfile, random and theirs) would cost each
+    # of its forks (random, for one, reseeds in every child).
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    if forkserver is None:  # not in multiprocessing's forkserver, which imported it
+        return None
+    main = forkserver.main.__code__
     frame: FrameType | None = sys._getframe()
     while frame is not None:
         if frame.f_code is main:

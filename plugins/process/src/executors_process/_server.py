@@ -10,14 +10,19 @@ docs/process.md, "Start methods"). Here the host sends one message on a connecti
 keeps, and the child runs the worker at once. The server is the host's alone: its
 preloads grow with each pool's modules, and nothing else shares it.
 
-The protocol, on ``SOCK_SEQPACKET`` Unix sockets (one message a packet, never split):
+The protocol, on ``SOCK_SEQPACKET`` Unix sockets (message boundaries kept):
 
-- **the line**, the host's connection to the server, carries pickled requests:
-  ``("hello", preparation, modules)`` first, then ``("preload", preparation, modules)``
-  and ``("fork", preparation, executor_id, keep_freed_mb)``. A fork request comes with
-  three descriptors: the reply socket, and the worker's ends of its job and control
-  sockets. The server exits when the line closes: the host has exited (the workers it
-  forked then die with it: they asked the kernel for that, see ``_worker``).
+- **the line**, the host's connection to the server, carries pickled messages:
+  ``("hello", shared, modules, main)`` first, then ``("prepare", shared)`` whenever the
+  host's part of a worker's preparation changes (its ``sys.path``, ``sys.argv``,
+  working directory: the server applies it to itself, and every worker inherits it),
+  ``("preload", modules, main)`` for each pool's new modules, and ``("fork", own,
+  executor_id, keep_freed_mb)``, where ``own`` is the worker's own part (its name, the
+  host's main module). A fork request comes with three descriptors: the reply socket,
+  and the worker's ends of its job and control sockets. A message that pickles larger
+  than a packet goes as ``("part", bytes)`` packets, then ``("joined",)``. The server
+  exits when the line closes: the host has exited (the workers it forked then die with
+  it: they asked the kernel for that, see ``_worker``).
 - **a reply socket**, one per worker: the server sends the worker's pid (or minus the
   errno if it could not fork), then its exit code once it has exited and been reaped
   (negative: the signal that killed it). The host watches it as the worker's sentinel.
@@ -39,16 +44,21 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from types import FrameType
 
 #: the worker's pid, or minus the errno of a failed fork
 _PID = struct.Struct("q")
 #: the worker's exit code, negative for the signal that killed it
 _STATUS = struct.Struct("i")
-#: the largest request the server reads (a request is a few KiB: the host's sys.path
-#: and argv make most of it)
-_MAX_REQUEST = 1 << 20
+#: the largest packet on the line: a message that pickles larger (the host's sys.path
+#: and argv, when they are long) goes as parts of this size, then a "joined" packet
+_PACKET = 1 << 15
+#: what the server reads of a packet (a part, with its pickling)
+_MAX_PACKET = 1 << 16
+#: the keys of a worker's preparation that are its own (see preparation()); the rest is
+#: the host's, which the server takes on itself when it changes
+_OWN_KEYS = frozenset({"name", "init_main_from_name", "init_main_from_path"})
 #: the descriptors that come with a fork request
 _FORK_FDS = 3
 
@@ -69,15 +79,25 @@ def _packet(sock: socket.socket, layout: struct.Struct) -> int | None:
 # -- the host's side -------------------------------------------------------------------------
 
 
-def _pickled(request: tuple[object, ...]) -> bytes:
-    data = pickle.dumps(request, pickle.HIGHEST_PROTOCOL)
-    if len(data) > _MAX_REQUEST:
-        msg = (
-            f"a request to the fork server takes {len(data)} bytes, more than it reads "
-            f"({_MAX_REQUEST}): sys.path and sys.argv make most of it"
-        )
-        raise ValueError(msg)
-    return data
+def _send_message(
+    line: socket.socket, message: tuple[object, ...], fds: Sequence[int] = ()
+) -> None:
+    """Sends ``message`` on the line, with ``fds``: one packet, or parts then a packet
+    that joins them when it pickles larger than a packet."""
+    data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    if len(data) > _PACKET:
+        for start in range(0, len(data), _PACKET):
+            part = ("part", data[start : start + _PACKET])
+            line.sendmsg([pickle.dumps(part, pickle.HIGHEST_PROTOCOL)])
+        data = pickle.dumps(("joined",), pickle.HIGHEST_PROTOCOL)
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    line.sendmsg([data], rights)
+
+
+def _split(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A worker's preparation as the host's part and the worker's own."""
+    shared = {key: value for key, value in data.items() if key not in _OWN_KEYS}
+    return shared, {key: value for key, value in data.items() if key in _OWN_KEYS}
 
 
 def preparation(name: str) -> dict[str, Any]:
@@ -126,6 +146,9 @@ class ForkServer:
         # line of its parent's server
         self._owner: int | None = None
         self._preloaded: set[str] = set()
+        # the host's part of the preparation the server last had: sent again only when
+        # it changes (a new sys.path, working directory...)
+        self._shared: dict[str, Any] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -146,15 +169,16 @@ class ForkServer:
         when this is the first request (a process start, not its imports)."""
         reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            request = ("fork", preparation(name), executor_id, keep_freed_mb)
+            shared, own = _split(preparation(name))
+            request = ("fork", own, executor_id, keep_freed_mb)
             descriptors = [theirs.fileno(), *(sock.fileno() for sock in fds)]
             with self._lock:
                 try:
-                    self._send(request, descriptors, preload)
+                    self._send(request, descriptors, shared, own, preload)
                 except OSError:
                     # The server died since its last request: start another, once.
                     self._stop()
-                    self._send(request, descriptors, preload)
+                    self._send(request, descriptors, shared, own, preload)
         except BaseException:
             reply.close()
             raise
@@ -162,24 +186,36 @@ class ForkServer:
             theirs.close()
         return reply
 
-    def _send(self, request: tuple[object, ...], fds: list[int], preload: list[str]) -> None:
-        line = self._running(preload)
-        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-        line.sendmsg([_pickled(request)], rights)
+    def _send(
+        self,
+        request: tuple[object, ...],
+        fds: list[int],
+        shared: dict[str, Any],
+        own: dict[str, Any],
+        preload: list[str],
+    ) -> None:
+        line = self._running(shared, own, preload)
+        _send_message(line, request, fds)
 
-    def _running(self, preload: list[str]) -> socket.socket:
-        """The line to a running server that has imported ``preload``."""
+    def _running(
+        self, shared: dict[str, Any], own: dict[str, Any], preload: list[str]
+    ) -> socket.socket:
+        """The line to a running server that has the host's ``shared`` preparation and
+        has imported ``preload`` (with the host's main module as ``own`` names it)."""
         if self._owner != os.getpid():
             # Forked from the host: the line is the parent's, and so is the server.
-            self._line = self._pid = None
+            self._line = self._pid = self._shared = None
             self._preloaded = set()
-        if self._line is not None and not self._exited():
-            if new := [module for module in preload if module not in self._preloaded]:
-                self._line.sendmsg([_pickled(("preload", preparation("preload"), new))])
-                self._preloaded.update(new)
-            return self._line
-        self._stop()
-        return self._start(preload)
+        if self._line is None or self._exited():
+            self._stop()
+            return self._start(shared, own, preload)
+        if shared != self._shared:
+            _send_message(self._line, ("prepare", shared))
+            self._shared = shared
+        if new := [module for module in preload if module not in self._preloaded]:
+            _send_message(self._line, ("preload", new, own))
+            self._preloaded.update(new)
+        return self._line
 
     def _exited(self) -> bool:
         """Whether the server has exited (reaped now if it has)."""
@@ -190,7 +226,9 @@ class ForkServer:
             return True
         return pid != 0
 
-    def _start(self, preload: list[str]) -> socket.socket:
+    def _start(
+        self, shared: dict[str, Any], own: dict[str, Any], preload: list[str]
+    ) -> socket.socket:
         import multiprocessing.util
         import subprocess
 
@@ -213,8 +251,8 @@ class ForkServer:
             theirs.close()
         self._line, self._pid, self._owner = line, pid, os.getpid()
         register_helper_process(pid, [line.fileno()])
-        line.sendmsg([_pickled(("hello", preparation("hello"), preload))])
-        self._preloaded = set(preload)
+        _send_message(line, ("hello", shared, preload, own))
+        self._shared, self._preloaded = shared, set(preload)
         return line
 
     def _stop(self) -> None:
@@ -225,7 +263,7 @@ class ForkServer:
             self._line.close()
         if self._pid is not None:
             forget_helper_process(self._pid)
-        self._line = self._pid = None
+        self._line = self._pid = self._shared = None
         self._preloaded = set()
 
 
@@ -361,6 +399,7 @@ def serve(fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, _ignore)
     replies: dict[int, socket.socket] = {}
+    parts: list[bytes] = []
     poller = select.poll()
     poller.register(line, select.POLLIN)
     poller.register(wake_r, select.POLLIN)
@@ -375,73 +414,116 @@ def serve(fd: int) -> None:
                         break
                 _reap(replies)
                 continue
-            request, fds = _receive(line)
+            request, fds = _receive(line, parts)
             if request is None:
                 return
             kind = request[0]
             if kind == "fork":
                 _fork(request, fds, replies, line, (wake_r, wake_w))
-            elif kind in ("hello", "preload"):
-                _preload(request[1], request[2], first=kind == "hello")
+            elif kind == "prepare":
+                _take_on(request[1])
+            elif kind == "preload":
+                _preload(request[1], request[2])
+            elif kind == "hello":
+                _take_on(request[1])
+                _first_preload()
+                _preload(request[2], request[3])
 
 
-def _receive(line: socket.socket) -> tuple[tuple[Any, ...] | None, list[socket.socket]]:
-    """The next request and its descriptors; None once the host has gone."""
-    fds = array.array("i")
+def _receive(
+    line: socket.socket, parts: list[bytes]
+) -> tuple[tuple[Any, ...] | None, list[socket.socket]]:
+    """The next message and its descriptors, once its parts (if any) are joined; None
+    once the host has gone."""
+    while True:
+        fds = array.array("i")
+        try:
+            data, ancillary, flags, _ = line.recvmsg(
+                _MAX_PACKET, socket.CMSG_SPACE(_FORK_FDS * fds.itemsize)
+            )
+        except ConnectionError:
+            return None, []
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        sockets = [socket.socket(fileno=fd) for fd in fds]
+        if not data:
+            for sock in sockets:
+                sock.close()
+            return None, []
+        message: tuple[Any, ...] | None = None
+        if not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            with contextlib.suppress(Exception):
+                message = pickle.loads(data)
+                if message[0] == "part":
+                    parts.append(message[1])
+                    continue
+                if message[0] == "joined":
+                    joined = b"".join(parts)
+                    parts.clear()
+                    message = pickle.loads(joined)
+        if message is None:
+            # Never sent so by the host: dropped, and a fork request's reply socket
+            # closes, which the host reads as the server's failure.
+            parts.clear()
+            for sock in sockets:
+                sock.close()
+            return ("dropped",), []
+        return message, sockets
+
+
+#: the host's part of the workers' preparation (its sys.path, argv, working directory,
+#: key), as it last sent it; whether the server could take it on itself
+_shared: dict[str, Any] = {}
+_taken_on = False
+
+
+def _take_on(shared: dict[str, Any]) -> None:
+    """Applies the host's part of the preparation to the server itself: every worker
+    forked after inherits it, and prepares only its own part (its name, its main
+    module). Where it cannot (a working directory that is gone, say), each worker
+    applies it again, and fails its start with the error, as multiprocessing's would."""
+    global _shared, _taken_on
+    import multiprocessing.spawn
+
+    _shared = shared
     try:
-        data, ancillary, flags, _ = line.recvmsg(
-            _MAX_REQUEST, socket.CMSG_SPACE(_FORK_FDS * fds.itemsize)
-        )
-    except ConnectionError:
-        return None, []
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    sockets = [socket.socket(fileno=fd) for fd in fds]
-    if not data:
-        for sock in sockets:
-            sock.close()
-        return None, []
-    request: tuple[Any, ...] | None = None
-    if not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        with contextlib.suppress(Exception):
-            request = pickle.loads(data)
-    if request is None:
-        # Never sent so by the host (which caps its requests): dropped, and a fork
-        # request's reply socket closes, which the host reads as the server's failure.
-        for sock in sockets:
-            sock.close()
-        return ("dropped",), []
-    return request, sockets
+        multiprocessing.spawn.prepare(shared)
+    except Exception:
+        _taken_on = False
+    else:
+        _taken_on = True
 
 
-def _preload(data: dict[str, Any], modules: list[str], *, first: bool) -> None:
-    """Imports ``modules`` (the worker module, those of each pool's entrypoint and
-    setup), through the host's ``sys.path``. One that fails is left to the workers,
-    which import it again and report the error as their start's."""
+def _first_preload() -> None:
+    """What every worker runs before its target (spawn.prepare, with its fix-ups of the
+    main module, deferred: see _forkserver)."""
     import importlib
-    import multiprocessing.process
 
-    sys.path[:] = data["sys_path"]
-    if first:
-        from . import _forkserver
+    from . import _forkserver
 
-        multiprocessing.process.current_process().authkey = data["authkey"]
-        # What each worker runs before its target (spawn.prepare, with its fix-ups of
-        # the main module): imported once here.
-        importlib.import_module("multiprocessing.spawn")
-        _forkserver.run_the_main_module_on_demand()
+    importlib.import_module("multiprocessing.spawn")
+    _forkserver.run_the_main_module_on_demand()
+
+
+def _preload(modules: list[str], main: dict[str, Any]) -> None:
+    """Imports ``modules`` (the worker module, those of each pool's entrypoint and
+    setup), through the host's ``sys.path``; the host's main module, as ``main`` names
+    it, for ``"__main__"``. One that fails is left to the workers, which import it again
+    and report the error as their start's."""
+    import importlib
+
     for module in modules:
         try:
             if module == "__main__":
-                _preload_main(data)
+                _preload_main(main)
             else:
                 importlib.import_module(module)
-        except BaseException:
+        except BaseException:  # a worker imports it again, and says why
             pass
 
 
-def _preload_main(data: dict[str, Any]) -> None:
+def _preload_main(main: dict[str, Any]) -> None:
     """The host's main module, named in an entrypoint (``"__main__:handle"``): run here
     once as ``__mp_main__``, so that no worker runs it again."""
     import multiprocessing.process
@@ -450,37 +532,10 @@ def _preload_main(data: dict[str, Any]) -> None:
     process = multiprocessing.process.current_process()
     process._inheriting = True  # type: ignore[attr-defined]
     try:
-        if "init_main_from_path" in data:
-            multiprocessing.spawn.import_main_path(data["init_main_from_path"])
+        if "init_main_from_path" in main:
+            multiprocessing.spawn.import_main_path(main["init_main_from_path"])
     finally:
         del process._inheriting  # type: ignore[attr-defined]
-
-
-#: the keys of a worker's preparation that are its own; the rest is the host's, which the
-#: server applies to itself (see _shared_preparation)
-_OWN_KEYS = frozenset({"name", "init_main_from_name", "init_main_from_path"})
-#: the host's part of the preparation, as the server last applied it to itself
-_applied: dict[str, Any] = {}
-
-
-def _own_preparation(data: dict[str, Any]) -> dict[str, Any]:
-    """What a new worker must still prepare itself: its name and its main module, when
-    the server could take on the rest (the host's path, argv, directory, key), which
-    then costs the worker nothing; all of it otherwise."""
-    global _applied
-    shared = {key: value for key, value in data.items() if key not in _OWN_KEYS}
-    if shared != _applied:
-        import multiprocessing.spawn
-
-        try:
-            multiprocessing.spawn.prepare(shared)
-        except Exception:
-            # (a working directory that is gone, say): each worker then fails its start
-            # with the error, as multiprocessing's would.
-            _applied = {}
-            return data
-        _applied = shared
-    return {key: value for key, value in data.items() if key in _OWN_KEYS}
 
 
 def _fork(
@@ -496,7 +551,8 @@ def _fork(
             sock.close()
         return
     reply, job, control = fds
-    data = _own_preparation(data)
+    if not _taken_on:
+        data = {**_shared, **data}
     try:
         pid = os.fork()
     except OSError as exc:

@@ -15,7 +15,6 @@ and (on Linux) when its parent dies.
 from __future__ import annotations
 
 import _thread
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -32,6 +31,7 @@ from executors import JobContext, resolve_callable
 from ._protocol import Frame, FrameBuffer, Message, encode, error_info, send_all
 
 if TYPE_CHECKING:
+    import asyncio
     import socket
     from collections.abc import Callable, Iterator
     from types import FrameType
@@ -206,6 +206,11 @@ class _Worker:
         result = function(*args)
         if inspect.isawaitable(result):
             if self._loop is None:
+                # Imported here: a worker of a `def` entrypoint never needs it, and the
+                # fork server, which imports this module, preloads it for an `async def`
+                # one (see _backend._preload).
+                import asyncio
+
                 self._loop = asyncio.new_event_loop()
             return self._loop.run_until_complete(_awaited(result))
         return result
