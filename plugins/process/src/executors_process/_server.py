@@ -36,6 +36,7 @@ import array
 import contextlib
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
@@ -44,7 +45,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from types import FrameType
 
 #: the worker's pid, or minus the errno of a failed fork
@@ -375,7 +376,6 @@ SERVING = False
 def serve(fd: int) -> None:
     """The server's main loop, on the line ``fd``: returns once the host has gone."""
     global SERVING
-    import select
     import warnings
 
     SERVING = True
@@ -392,47 +392,40 @@ def serve(fd: int) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    # A child's exit wakes the loop through this pipe (the handler itself does nothing).
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, _ignore)
-    replies: dict[int, socket.socket] = {}
+    # Workers: pid -> (the reply descriptor the host reads, and a descriptor that is
+    # readable once the worker has exited: a pidfd, where the kernel has them).
+    # Descriptors, not socket objects: a new worker closes those of the others without
+    # touching (and so copying the pages of) any object.
+    workers: dict[int, tuple[int, int | None]] = {}
     parts: list[bytes] = []
     poller = select.poll()
     poller.register(line, select.POLLIN)
-    poller.register(wake_r, select.POLLIN)
+    exits: dict[int, int] = {}  # pidfd -> pid
     while True:
-        for ready, _ in poller.poll():
-            if ready == wake_r:
-                while True:
-                    try:
-                        if not os.read(wake_r, 512):
-                            break
-                    except BlockingIOError:
-                        break
-                _reap(replies)
-                continue
-            request, fds = _receive(line, parts)
-            if request is None:
-                return
-            kind = request[0]
-            if kind == "fork":
-                _fork(request, fds, replies, line, (wake_r, wake_w))
-            elif kind == "prepare":
-                _take_on(request[1])
-            elif kind == "preload":
-                _preload(request[1], request[2])
-            elif kind == "hello":
-                _take_on(request[1])
-                _first_preload()
-                _preload(request[2], request[3])
+        # Without pidfds, exits are looked for every _REAP_EVERY seconds.
+        timeout = None if len(exits) == len(workers) else _REAP_EVERY * 1000
+        ready = poller.poll(timeout)
+        if not ready or any(fd in exits for fd, _ in ready):
+            _reap(workers, exits, poller)
+        if not any(fd == line.fileno() for fd, _ in ready):
+            continue
+        request, fds = _receive(line, parts)
+        if request is None:
+            return
+        kind = request[0]
+        if kind == "fork":
+            _fork(request, fds, workers, exits, poller, line)
+        elif kind == "prepare":
+            _take_on(request[1])
+        elif kind == "preload":
+            _preload(request[1], request[2])
+        elif kind == "hello":
+            _take_on(request[1])
+            _first_preload()
+            _preload(request[2], request[3])
 
 
-def _receive(
-    line: socket.socket, parts: list[bytes]
-) -> tuple[tuple[Any, ...] | None, list[socket.socket]]:
+def _receive(line: socket.socket, parts: list[bytes]) -> tuple[tuple[Any, ...] | None, list[int]]:
     """The next message and its descriptors, once its parts (if any) are joined; None
     once the host has gone."""
     while True:
@@ -446,10 +439,9 @@ def _receive(
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-        sockets = [socket.socket(fileno=fd) for fd in fds]
+        received = list(fds)
         if not data:
-            for sock in sockets:
-                sock.close()
+            _close(received)
             return None, []
         message: tuple[Any, ...] | None = None
         if not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
@@ -466,10 +458,9 @@ def _receive(
             # Never sent so by the host: dropped, and a fork request's reply socket
             # closes, which the host reads as the server's failure.
             parts.clear()
-            for sock in sockets:
-                sock.close()
+            _close(received)
             return ("dropped",), []
-        return message, sockets
+        return message, received
 
 
 #: the host's part of the workers' preparation (its sys.path, argv, working directory,
@@ -497,13 +488,14 @@ def _take_on(shared: dict[str, Any]) -> None:
 
 def _first_preload() -> None:
     """What every worker runs before its target (spawn.prepare, with its fix-ups of the
-    main module, deferred: see _forkserver)."""
+    main module, deferred: see _forkserver), and what it would make as it starts."""
     import importlib
 
-    from . import _forkserver
+    from . import _forkserver, _worker
 
     importlib.import_module("multiprocessing.spawn")
     _forkserver.run_the_main_module_on_demand()
+    _worker.prepare_forks()
 
 
 def _preload(modules: list[str], main: dict[str, Any]) -> None:
@@ -538,17 +530,23 @@ def _preload_main(main: dict[str, Any]) -> None:
         del process._inheriting  # type: ignore[attr-defined]
 
 
+def _close(fds: Iterable[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _fork(
     request: tuple[Any, ...],
-    fds: list[socket.socket],
-    replies: dict[int, socket.socket],
+    fds: list[int],
+    workers: dict[int, tuple[int, int | None]],
+    exits: dict[int, int],
+    poller: select.poll,
     line: socket.socket,
-    wake: tuple[int, int],
 ) -> None:
     _, data, executor_id, keep_freed_mb = request
     if len(fds) != _FORK_FDS:  # never sent so: the host's request is broken
-        for sock in fds:
-            sock.close()
+        _close(fds)
         return
     reply, job, control = fds
     if not _taken_on:
@@ -557,23 +555,42 @@ def _fork(
         pid = os.fork()
     except OSError as exc:
         with contextlib.suppress(OSError):  # the host closed it: nobody reads
-            reply.send(_PID.pack(-(exc.errno or 0)))
-        for sock in fds:
-            sock.close()
+            os.write(reply, _PID.pack(-(exc.errno or 0)))
+        _close(fds)
         return
     if pid == 0:
         global SERVING
         SERVING = False
-        others = [line, reply, *replies.values()]
-        os._exit(_run_worker(data, executor_id, keep_freed_mb, job, control, others, wake))
-    job.close()
-    control.close()
-    replies[pid] = reply
+        # The line stays an object of the server's frame, never used or collected
+        # here: its descriptor is closed, as are every other worker's.
+        others = [line.fileno(), reply, *(fd for pair in workers.values() for fd in pair if fd)]
+        os._exit(_run_worker(data, executor_id, keep_freed_mb, job, control, others))
+    _close((job, control))
+    exited = _pidfd(pid)
+    workers[pid] = (reply, exited)
+    if exited is not None:
+        exits[exited] = pid
+        poller.register(exited, select.POLLIN)
     with contextlib.suppress(OSError):  # the host closed it: nobody reads
-        reply.send(_PID.pack(pid))
+        os.write(reply, _PID.pack(pid))
 
 
-def _reap(replies: dict[int, socket.socket]) -> None:
+#: seconds between looks for exited workers where the kernel gives no pidfd (Linux
+#: before 5.3): how late an exit may be reported at most
+_REAP_EVERY = 0.05
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor readable once ``pid`` has exited; None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _reap(
+    workers: dict[int, tuple[int, int | None]], exits: dict[int, int], poller: select.poll
+) -> None:
     """Reports the exit code of every worker that has exited, and forgets it."""
     while True:
         try:
@@ -582,45 +599,32 @@ def _reap(replies: dict[int, socket.socket]) -> None:
             return
         if pid == 0:
             return
-        reply = replies.pop(pid, None)
+        reply, exited = workers.pop(pid, (None, None))
+        if exited is not None:
+            del exits[exited]
+            poller.unregister(exited)
+            os.close(exited)
         if reply is not None:
             with contextlib.suppress(OSError):  # the host closed it: nobody reads
-                reply.send(_STATUS.pack(os.waitstatus_to_exitcode(status)))
-            reply.close()
-
-
-class _suppressed:
-    """Ignores an OSError: the host may have closed a reply socket it no longer reads."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
-        return kind is not None and issubclass(kind, OSError)
+                os.write(reply, _STATUS.pack(os.waitstatus_to_exitcode(status)))
+            os.close(reply)
 
 
 def _run_worker(
     data: dict[str, Any],
     executor_id: str,
     keep_freed_mb: int,
-    job: socket.socket,
-    control: socket.socket,
-    others: list[socket.socket],
-    wake: tuple[int, int],
+    job: int,
+    control: int,
+    others: list[int],
 ) -> int:
     """In the new child: drops what is the server's, prepares as ``multiprocessing``
-    would, and runs the worker; its exit code."""
+    would, and runs the worker; its exit code. It keeps the server's SIGINT and
+    SIGTERM handlers, which do nothing, as the worker's own would (the programs a job
+    runs start with the default actions all the same)."""
     code = 1
     try:
-        signal.set_wakeup_fd(-1)
-        # SIGINT and SIGTERM keep the server's handler that does nothing, as the worker
-        # would set it (_worker.shield_from_group_signals): the programs a job runs
-        # start with the default actions all the same.
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in wake:
-            os.close(fd)
-        for sock in others:
-            sock.close()
+        _close(others)
         import multiprocessing.spawn
 
         from . import _worker
@@ -629,7 +633,9 @@ def _run_worker(
         # took them on); its main module deferred until a job needs a name from it
         # (see _forkserver).
         multiprocessing.spawn.prepare(data)
-        _worker.main(job, control, executor_id, keep_freed_mb)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, job)
+        side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, control)
+        _worker.main(sock, side, executor_id, keep_freed_mb, shielded=True)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

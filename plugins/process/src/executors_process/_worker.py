@@ -44,13 +44,20 @@ CURRENT_EXECUTOR: str | None = None
 
 
 def main(
-    sock: socket.socket, control: socket.socket, executor_id: str, keep_freed_mb: int = 0
+    sock: socket.socket,
+    control: socket.socket,
+    executor_id: str,
+    keep_freed_mb: int = 0,
+    *,
+    shielded: bool = False,
 ) -> None:
-    """The worker's entry point (the ``multiprocessing.Process`` target)."""
+    """The worker's entry point (the ``multiprocessing.Process`` target). ``shielded``:
+    SIGINT and SIGTERM already have a handler that does nothing (the fork server's)."""
     global CURRENT_EXECUTOR
     CURRENT_EXECUTOR = executor_id
     _die_with_parent()
-    shield_from_group_signals()
+    if not shielded:
+        shield_from_group_signals()
     if keep_freed_mb:
         keep_freed_memory(keep_freed_mb)
     sock.setblocking(True)
@@ -265,12 +272,19 @@ _PLAIN = (str, int, float, bool, type(None))
 class _ForwardHandler(logging.Handler):
     """Sends every log record to the host, with the executor and job ids attached."""
 
-    def __init__(self, outbox: _Outbox, worker: _Worker) -> None:
+    def __init__(self, outbox: _Outbox | None, worker: _Worker | None) -> None:
         super().__init__()
         self._outbox = outbox
         self._worker = worker
 
+    def bind(self, outbox: _Outbox, worker: _Worker) -> None:
+        self._outbox, self._worker = outbox, worker
+
     def emit(self, record: logging.LogRecord) -> None:
+        if self._outbox is None or self._worker is None:  # in the fork server
+            if logging.lastResort is not None and record.levelno >= logging.lastResort.level:
+                logging.lastResort.handle(record)
+            return
         try:
             # Only plain values cross: an `extra` object that does not pickle must not
             # cost the record.
@@ -293,6 +307,27 @@ class _ForwardHandler(logging.Handler):
 
 def _forward_logging(outbox: _Outbox, worker: _Worker) -> None:
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(_ForwardHandler(outbox, worker))
+    handler = _PREMADE
+    if handler is None:
+        handler = _ForwardHandler(outbox, worker)
+    else:
+        handler.bind(outbox, worker)
+    if root.handlers != [handler]:
+        for other in list(root.handlers):
+            root.removeHandler(other)
+        root.addHandler(handler)
+
+
+#: made by the fork server for every worker it forks (see prepare_forks)
+_PREMADE: _ForwardHandler | None = None
+
+
+def prepare_forks() -> None:
+    """In the fork server: make, once, the log handler that each worker would make as it
+    starts (a lock, registrations with the logging module: objects whose pages each
+    worker would otherwise copy), on the server's root logger. Until a worker binds it,
+    it passes records on as a logger without handlers would (``logging.lastResort``)."""
+    global _PREMADE
+    if _PREMADE is None:
+        _PREMADE = _ForwardHandler(None, None)
+        logging.getLogger().addHandler(_PREMADE)
