@@ -4,8 +4,12 @@ group, and when it dies, its workers die with it and the pool carries on with a 
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
+import struct
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import psutil
@@ -13,6 +17,7 @@ import pytest
 from process_helpers import PATIENCE, config, until, wait_until_gone
 
 from executors import open_pool
+from executors_process import _server
 from executors_process._server import SERVER
 
 if TYPE_CHECKING:
@@ -90,3 +95,28 @@ async def test_each_worker_gets_the_hosts_argv_directory_and_path_as_they_are_at
     assert second["cwd"] == str(tmp_path)
     assert second["path"][0] == str(tmp_path)
     assert str(second["name"]).startswith("executors-worker-")
+
+
+@pytest.mark.parametrize("with_pidfd", [True, False], ids=["pidfd", "looked-for"])
+def test_the_server_reports_a_workers_exit_code_and_closes_its_reply(with_pidfd: bool) -> None:
+    # The server's reaping, in this process: a pidfd says when the worker has exited;
+    # where the kernel has none, the server looks every _REAP_EVERY seconds.
+    # A bare child (no Popen object, which would want to reap it itself).
+    pid = os.posix_spawn(sys.executable, [sys.executable, "-c", "raise SystemExit(3)"], os.environ)
+    theirs, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    poller = select.poll()
+    exited = _server._pidfd(pid) if with_pidfd else None
+    assert (exited is not None) == with_pidfd, "no pidfd from this kernel"
+    workers = {pid: (theirs.detach(), exited)}
+    exits = {} if exited is None else {exited: pid}
+    if exited is not None:
+        poller.register(exited, select.POLLIN)
+    deadline = time.monotonic() + PATIENCE
+    while pid in workers:
+        assert time.monotonic() < deadline, f"the exit of {pid} was never reported"
+        poller.poll(_server._REAP_EVERY * 1000)
+        _server._reap([pid], workers, exits, poller)
+    with ours:
+        assert struct.unpack("i", ours.recv(16)) == (3,)
+        assert ours.recv(16) == b"", "the reply was not closed"
+    assert not exits

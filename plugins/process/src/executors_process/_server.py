@@ -405,8 +405,15 @@ def serve(fd: int) -> None:
         # Without pidfds, exits are looked for every _REAP_EVERY seconds.
         timeout = None if len(exits) == len(workers) else _REAP_EVERY * 1000
         ready = poller.poll(timeout)
-        if not ready or any(fd in exits for fd, _ in ready):
-            _reap(workers, exits, poller)
+        if not ready:  # a look for the exits no pidfd announces
+            _reap(
+                [pid for pid, (_, exited) in workers.items() if exited is None],
+                workers,
+                exits,
+                poller,
+            )
+        elif ended := [exits[fd] for fd, _ in ready if fd in exits]:
+            _reap(ended, workers, exits, poller)
         if not any(fd == line.fileno() for fd, _ in ready):
             continue
         request, fds = _receive(line, parts)
@@ -589,16 +596,20 @@ def _pidfd(pid: int) -> int | None:
 
 
 def _reap(
-    workers: dict[int, tuple[int, int | None]], exits: dict[int, int], poller: select.poll
+    pids: list[int],
+    workers: dict[int, tuple[int, int | None]],
+    exits: dict[int, int],
+    poller: select.poll,
 ) -> None:
-    """Reports the exit code of every worker that has exited, and forgets it."""
-    while True:
+    """Reports the exit code of each worker of ``pids`` that has exited, and forgets it
+    (each by its pid: the server waits for no process but its workers)."""
+    for pid in pids:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # gone already: nothing to report but its end
+            done, status = pid, 9  # killed by SIGKILL, as far as anyone can tell
+        if done == 0:
+            continue
         reply, exited = workers.pop(pid, (None, None))
         if exited is not None:
             del exits[exited]
