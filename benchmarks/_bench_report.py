@@ -197,8 +197,9 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
         "anchors from their constructor to their first result with 4 workers (they start",
         "workers lazily, so this is one start); `ProcessPoolExecutor, 4 started` from its",
         "constructor to the results of 4 calls made at once, each of which starts a",
-        f"worker: four starts, as for our pool. The median of {starts} starts, the sides",
-        "taking turns. USS is the memory a worker holds alone.",
+        "worker (each call waits for the 4 workers to have come, so that none is free",
+        f"for another call): four starts, as for our pool. The median of {starts} starts,",
+        "the sides taking turns. USS is the memory a worker holds alone.",
     ]
     out += _futures_section(results)
     out += _ray_section(results, document["settings"]["starts"])

@@ -218,10 +218,11 @@ async def one_at_a_time(context: ForkServerContext, settings: Settings) -> dict[
         for name, opener in starts:
             gc.collect()
             warm.setdefault(name, []).append(await warm_up(opener))
-        # ProcessPoolExecutor(4) with its 4 workers started: 4 calls at once
+        # ProcessPoolExecutor(4) with its 4 workers started: 4 calls at once, each of
+        # which waits for the 4 workers to have come
         gc.collect()
         warm.setdefault(PPE_STARTED, []).append(
-            await warm_up(lambda: _sides.ppe(context, WARM), calls=WARM)
+            await warm_up(lambda: _sides.ppe_started(context, WARM), calls=WARM)
         )
     pools = dict(starts)
     memory: dict[str, float] = {}

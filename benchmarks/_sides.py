@@ -20,6 +20,7 @@ import os
 import pickle
 import queue
 import socket
+import tempfile
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ import anyio.to_process
 import anyio.to_thread
 import attrs
 import psutil
-from bench_jobs import identity
+from bench_jobs import identity, meet
 
 from executors import PoolConfig, open_pool
 from executors.testing._leaks import interpreter_helpers
@@ -145,6 +146,20 @@ async def ours(backend: str, executors: int) -> AsyncIterator[Side]:
 async def ppe(context: ForkServerContext, workers: int) -> AsyncIterator[Side]:
     with ProcessPoolExecutor(workers, mp_context=context) as executor:
         yield Side("ProcessPoolExecutor", _wrap(lambda i: executor.submit(identity, i)))
+
+
+@contextlib.asynccontextmanager
+async def ppe_started(context: ForkServerContext, workers: int) -> AsyncIterator[Side]:
+    """ProcessPoolExecutor whose calls each wait for ``workers`` workers to have come
+    (bench_jobs.meet): ``workers`` calls made at once start ``workers`` processes."""
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        ProcessPoolExecutor(workers, mp_context=context) as executor,
+    ):
+        yield Side(
+            f"ProcessPoolExecutor, {workers} started",
+            _wrap(lambda i: executor.submit(meet, (directory, workers, i))),
+        )
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@ worker processes import them by name (and the fork servers preload them)."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -34,3 +35,19 @@ def sleeper(ctx: JobContext) -> object:
 def echo(ctx: JobContext) -> object:
     """Returns its payload: a large payload's round trip."""
     return ctx.payload
+
+
+def meet(arrival: tuple[str, int, int]) -> int:
+    """``(directory, count, i)``: waits until ``count`` worker processes have called it
+    (each leaves its pid in ``directory``), then returns ``i``. Calls made at once then
+    each start a worker of a lazily starting pool: none can finish, and free its worker
+    for the next, before all have started."""
+    directory, count, i = arrival
+    open(os.path.join(directory, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 30.0
+    while len(os.listdir(directory)) < count:
+        if time.monotonic() > deadline:
+            msg = f"only {len(os.listdir(directory))} of {count} workers came"
+            raise TimeoutError(msg)
+        time.sleep(0.0001)
+    return i
