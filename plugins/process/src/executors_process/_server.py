@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import os
 import pickle
 import select
@@ -430,6 +431,13 @@ def serve(fd: int) -> None:
             _take_on(request[1])
             _first_preload()
             _preload(request[2], request[3])
+        if kind in ("hello", "preload"):
+            # What the imports left: collected, and the rest set apart from the
+            # collector (the recipe of gc.freeze's documentation for a process that
+            # forks), so that no collection in a worker touches, and copies, the pages
+            # of the objects it inherited.
+            gc.collect()
+            gc.freeze()
 
 
 def _receive(line: socket.socket, parts: list[bytes]) -> tuple[tuple[Any, ...] | None, list[int]]:
@@ -558,6 +566,7 @@ def _fork(
     reply, job, control = fds
     if not _taken_on:
         data = {**_shared, **data}
+    gc.freeze()  # what the server made since, too (cheap: no collection)
     try:
         pid = os.fork()
     except OSError as exc:
