@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from . import calls
@@ -669,7 +670,12 @@ class Pool:
         executor_id = action.executor_id
         error: BaseException | None = None
         with scope:
-            await anyio.sleep(action.delay)
+            if action.delay:
+                await anyio.sleep(action.delay)
+            else:
+                # A spawn cancelled before its task ran ends here, with no executor
+                # made; one that is not goes on at once (no pass of the event loop).
+                await anyio.lowlevel.checkpoint_if_cancelled()
             try:
                 executor = self._factory.create_executor(executor_id)
                 self._executors[executor_id] = executor
