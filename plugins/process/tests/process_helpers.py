@@ -85,13 +85,15 @@ async def wait_until_gone(pids: Iterable[int], within: float = PATIENCE) -> None
     await until(lambda: all(gone(pid) for pid in pids), within)
 
 
-def run_script(script: Path, cwd: Path | None = None) -> Any:
-    """Runs ``script`` in a fresh interpreter (its own forkserver, with its own preloads)
-    and returns the JSON it prints; fails with its stderr if it exits non-zero. A file,
-    not ``-c``: the forkserver's children import the main module by its path."""
+def run_script(script: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> Any:
+    """Runs ``script`` in a fresh interpreter (its own fork server, with its own
+    preloads) and returns the JSON it prints; fails with its stderr if it exits non-zero,
+    or if it has not ended after 3 x PATIENCE seconds. A file, not ``-c``: workers
+    import the main module by its path. ``env``: added to this process's environment."""
     done = subprocess.run(
         [sys.executable, str(script)],
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=PATIENCE * 3,

@@ -9,12 +9,13 @@ import signal
 import socket
 import struct
 import sys
+import textwrap
 import time
 from typing import TYPE_CHECKING
 
 import psutil
 import pytest
-from process_helpers import PATIENCE, config, until, wait_until_gone
+from process_helpers import PATIENCE, config, run_script, until, wait_until_gone
 
 from executors import open_pool
 from executors_process import _server
@@ -120,3 +121,48 @@ def test_the_server_reports_a_workers_exit_code_and_closes_its_reply(with_pidfd:
         assert struct.unpack("i", ours.recv(16)) == (3,)
         assert ours.recv(16) == b"", "the reply was not closed"
     assert not exits
+
+
+STUCK_HOST = textwrap.dedent(
+    """
+    import json, os, signal
+
+    import anyio
+
+    from executors import AcquireError, open_pool
+    from executors_process._server import SERVER
+
+    async def main():
+        async with open_pool(
+            backend="process",
+            entrypoint="process_stuck_import:echo",
+            idle_executors=0,
+            initialize_timeout=0.5,
+            acquire_attempts=2,
+        ) as pool:
+            try:
+                await pool.run(None)
+            except AcquireError as exc:
+                print(json.dumps(str(exc)))
+        # Stuck in the import, the server never reads that its host has gone: it
+        # would outlive it (and hold this script's output open).
+        os.kill(SERVER.pid, signal.SIGKILL)
+
+    if __name__ == "__main__":
+        anyio.run(main)
+    """
+)
+
+
+def test_a_module_whose_import_hangs_the_server_fails_each_start_in_time(
+    tmp_path: Path,
+) -> None:
+    # The server imports the pool's module before it forks: an import that never ends
+    # holds every start there. Each start ends at initialize_timeout, and the pool
+    # reports it; nothing hangs, neither the pool nor its close. In a host of its own
+    # (a stuck server is of no use to later tests), bounded: run_script fails after
+    # its timeout.
+    script = tmp_path / "host.py"
+    script.write_text(STUCK_HOST)
+    message = run_script(script, env={"PYTHONPATH": os.pathsep.join(sys.path)})
+    assert "did not start within initialize_timeout (0.5s)" in message

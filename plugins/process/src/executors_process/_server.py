@@ -273,6 +273,21 @@ class ForkServer:
 SERVER = ForkServer()
 
 
+async def _ended(reply: socket.socket) -> None:
+    """The worker whose pid comes on ``reply`` (if it comes: the server may have failed
+    to fork it, or died) is killed, and has ended."""
+    import anyio
+
+    await anyio.wait_readable(reply)
+    try:
+        pid = forked(reply)
+    except OSError:
+        return  # never forked
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    await anyio.wait_readable(reply)  # its exit code, or the server's end
+
+
 def forked(reply: socket.socket) -> int:
     """The pid the server sent on ``reply`` (readable); raises OSError, with the
     server's errno, when the fork failed."""
@@ -305,9 +320,15 @@ class ServedProcess:
         self.exitcode: int | None = None
         self._reply: socket.socket | None = None
 
-    async def start_async(self) -> None:
+    async def start_async(self, give_up_after: float) -> None:
         """Starts the worker without blocking the event loop: the request is sent at
-        once, and the pid awaited."""
+        once, and the pid awaited.
+
+        Cancelled meanwhile (the pool's initialize_timeout, a drain: the server may be
+        slow, importing a pool's module), it leaves nothing behind: it waits up to
+        ``give_up_after`` more seconds for the pid, then kills the worker and waits for
+        its end. A worker forked later still is killed by the server, which cannot hand
+        its pid over to a closed reply socket."""
         import anyio
 
         sock, control, executor_id, keep_freed_mb = self._args
@@ -318,6 +339,8 @@ class ServedProcess:
             await anyio.wait_readable(reply)
             self.pid = forked(reply)
         except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(give_up_after):
+                await _ended(reply)
             reply.close()
             raise
         self._reply = reply
@@ -587,8 +610,13 @@ def _fork(
     if exited is not None:
         exits[exited] = pid
         poller.register(exited, select.POLLIN)
-    with contextlib.suppress(OSError):  # the host closed it: nobody reads
+    try:
         os.write(reply, _PID.pack(pid))
+    except OSError:
+        # The host gave the start up (its reply socket is closed): nobody will ever
+        # run a job on this worker, which would exit on its own closed sockets.
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 #: seconds between looks for exited workers where the kernel gives no pidfd (Linux
@@ -657,6 +685,8 @@ def _run_worker(
         side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, control)
         _worker.main(sock, side, executor_id, keep_freed_mb, shielded=True)
         code = 0
+    except (BrokenPipeError, ConnectionResetError):
+        code = 0  # the host is gone (it gave this worker up): nobody to tell
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
