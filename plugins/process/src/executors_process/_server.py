@@ -151,6 +151,7 @@ class ForkServer:
         # the host's part of the preparation the server last had: sent again only when
         # it changes (a new sys.path, working directory...)
         self._shared: dict[str, Any] | None = None
+        self._closes_at_exit = False
 
     @property
     def pid(self) -> int | None:
@@ -231,6 +232,7 @@ class ForkServer:
     def _start(
         self, shared: dict[str, Any], own: dict[str, Any], preload: list[str]
     ) -> socket.socket:
+        import atexit
         import multiprocessing.util
         import subprocess
 
@@ -253,6 +255,11 @@ class ForkServer:
             theirs.close()
         self._line, self._pid, self._owner = line, pid, os.getpid()
         register_helper_process(pid, [line.fileno()])
+        if not self._closes_at_exit:
+            # The line is closed as the interpreter exits (the server then ends), not
+            # left to the collector, which would warn of an unclosed socket.
+            atexit.register(self._stop)
+            self._closes_at_exit = True
         _send_message(line, ("hello", shared, preload, own))
         self._shared, self._preloaded = shared, set(preload)
         return line
@@ -442,6 +449,7 @@ def serve(fd: int) -> None:
             continue
         request, fds = _receive(line, parts)
         if request is None:
+            line.close()
             return
         kind = request[0]
         if kind == "fork":
