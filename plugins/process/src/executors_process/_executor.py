@@ -253,7 +253,7 @@ class ProcessExecutor:
 
     def memory_mb(self) -> float | None:
         """PSS, else USS, else RSS of the worker, in MiB. RSS counts the pages shared
-        with the forkserver in every worker, so it is the last resort."""
+        with the fork server in every worker, so it is the last resort."""
         try:
             process = psutil.Process(self.pid)
             try:

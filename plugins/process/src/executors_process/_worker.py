@@ -1,5 +1,5 @@
 """What runs inside a worker process. Imports little: the standard library, the frame
-protocol, and the core (for ``JobContext`` and resolving entrypoints), which the forkserver
+protocol, and the core (for ``JobContext`` and resolving entrypoints), which the fork server
 preloads.
 
 Two sockets. The job socket is strictly request and reply: the main thread receives
@@ -119,7 +119,7 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
 
 def _libc(name: str) -> Any:
     """The C library's function ``name`` on Linux; None elsewhere or if it cannot be
-    loaded. Looked up when this module is imported: in the forkserver, once for every
+    loaded. Looked up when this module is imported: in the fork server, once for every
     worker (looked up in each new worker, it cost a tenth of a millisecond of its
     start)."""
     if not sys.platform.startswith("linux"):
@@ -138,7 +138,7 @@ _MALLOPT = _libc("mallopt")
 
 def _die_with_parent() -> None:
     """On Linux, ask the kernel to SIGKILL this worker when its parent dies, so a
-    SIGKILLed host (whose forkserver then exits) leaves no orphan."""
+    SIGKILLed host (whose fork server then exits) leaves no orphan."""
     if _PRCTL is None:
         return
     parent = os.getppid()
