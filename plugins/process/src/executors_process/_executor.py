@@ -300,21 +300,9 @@ class ProcessExecutor:
                 name=f"{WORKER_NAME_PREFIX}{self.id}",
                 daemon=False,
             )
-            # Off the event loop (see _start_off_the_loop): the loop meanwhile serves
-            # the workers started before and the pool's jobs.
-            if isinstance(process, ServedProcess):
-                # Not shielded: the fork server may be slow to answer (a module it
-                # preloads for a pool takes long to import). A start cancelled
-                # meanwhile (initialize_timeout, a drain) leaves nothing behind: it
-                # kills the worker if its pid comes within close_timeout, and the
-                # server kills one whose pid it cannot hand over after that.
-                await _start_off_the_loop(process, self._spec.config.close_timeout)
-            else:
-                # Shielded: a start cannot be taken back half-way, and a cancellation
-                # meanwhile is taken at the next checkpoint, with the worker known (the
-                # caller kills it).
-                with anyio.CancelScope(shield=True):
-                    await _start_off_the_loop(process, self._spec.config.close_timeout)
+            # Off the event loop: the loop meanwhile serves the workers started before
+            # and the pool's jobs.
+            await _start_off_the_loop(process, self._spec.config.close_timeout)
         except BaseException:
             parent.close()
             control.close()
@@ -636,13 +624,24 @@ def _placed(exc: BaseException, where: str) -> BaseException:
 
 async def _start_off_the_loop(process: WorkerProcess, give_up_after: float) -> None:
     """A worker of the backend's fork server: its request sent at once, and its pid
-    awaited (see ``ServedProcess.start_async`` for ``give_up_after``). Otherwise
-    ``process.start()`` in a thread; on the loop's own thread where no thread can be
+    awaited. Not shielded: the server may be slow to answer (a module it preloads for a
+    pool takes long to import), and a start cancelled meanwhile (initialize_timeout, a
+    drain) leaves nothing behind (see ``ServedProcess.start_async`` for
+    ``give_up_after``).
+
+    Otherwise ``process.start()`` in a thread, shielded: a start cannot be taken back
+    half-way, and a cancellation meanwhile is taken at the next checkpoint, with the
+    worker known (the caller kills it). On the loop's own thread where no thread can be
     started (a limit on tasks, which threads count against): the start then fails, or
     not, for itself, with the error that says why."""
     if isinstance(process, ServedProcess):
         await process.start_async(give_up_after)
         return
+    with anyio.CancelScope(shield=True):
+        await _start_in_a_thread(process)
+
+
+async def _start_in_a_thread(process: BaseProcess) -> None:
     began = False
 
     def start() -> None:

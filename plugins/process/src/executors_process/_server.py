@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
-    from types import FrameType
 
 #: the worker's pid, or minus the errno of a failed fork
 _PID = struct.Struct("q")
@@ -396,10 +395,6 @@ class ServerContext:
 # -- the server's side -----------------------------------------------------------------------
 
 
-def _ignore(signum: int, frame: FrameType | None) -> None:
-    """A handler that does nothing (unlike ``SIG_IGN``, not inherited by programs)."""
-
-
 #: True in the fork server itself (not in the workers it forks)
 SERVING = False
 
@@ -409,16 +404,18 @@ def serve(fd: int) -> None:
     global SERVING
     import warnings
 
+    from . import _worker
+
     SERVING = True
     line = socket.socket(fileno=fd)
     # A module preloaded for a pool may start a thread; the server forks all the same,
     # as multiprocessing's did (a warning turned into an error would end it).
     warnings.filterwarnings("ignore", r".*multi-threaded.*fork", DeprecationWarning)
     # Ctrl-C in a terminal, and `kill -TERM -PGID`, reach every process of the group:
-    # the server rides them out, as the workers do (the host decides what happens to
-    # them, and it would be left with no server).
-    signal.signal(signal.SIGINT, _ignore)
-    signal.signal(signal.SIGTERM, _ignore)
+    # the server rides them out with the workers' own handlers (the host decides what
+    # happens to them, and it would be left with no server), which the workers it forks
+    # then keep (_worker.main(shielded=True)).
+    _worker.shield_from_group_signals()
     # No worker reads the host's terminal.
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -533,13 +530,11 @@ def _take_on(shared: dict[str, Any]) -> None:
 
 
 def _first_preload() -> None:
-    """What every worker runs before its target (spawn.prepare, with its fix-ups of the
-    main module, deferred: see _forkserver), and what it would make as it starts."""
-    import importlib
-
+    """What every worker runs before its target (spawn.prepare, which _take_on imported,
+    with its fix-ups of the main module, deferred: see _forkserver), and what it would
+    make as it starts."""
     from . import _forkserver, _worker
 
-    importlib.import_module("multiprocessing.spawn")
     _forkserver.run_the_main_module_on_demand()
     _worker.prepare_forks()
 
@@ -610,7 +605,8 @@ def _fork(
         SERVING = False
         # The line stays an object of the server's frame, never used or collected
         # here: its descriptor is closed, as are every other worker's.
-        others = [line.fileno(), reply, *(fd for pair in workers.values() for fd in pair if fd)]
+        others = [line.fileno(), reply]
+        others += [fd for pair in workers.values() for fd in pair if fd is not None]
         os._exit(_run_worker(data, executor_id, keep_freed_mb, job, control, others))
     _close((job, control))
     exited = _pidfd(pid)
@@ -675,9 +671,8 @@ def _run_worker(
     others: list[int],
 ) -> int:
     """In the new child: drops what is the server's, prepares as ``multiprocessing``
-    would, and runs the worker; its exit code. It keeps the server's SIGINT and
-    SIGTERM handlers, which do nothing, as the worker's own would (the programs a job
-    runs start with the default actions all the same)."""
+    would, and runs the worker; its exit code. It keeps the SIGINT and SIGTERM handlers
+    the server set, the worker's own (see serve)."""
     code = 1
     try:
         _close(others)
