@@ -24,6 +24,7 @@ from _sides import pool_config
 from bench_jobs import identity
 
 from executors import open_pool
+from executors_process._protocol import SEND_BUFFER
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -91,6 +92,8 @@ async def floor(context: ForkServerContext) -> AsyncIterator[Echo]:
     processes = []
     for _ in range(WORKERS):
         ours_end, theirs = socket.socketpair()
+        for end in (ours_end, theirs):  # as large as our pool's job sockets ask for
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         process = context.Process(target=_echo_bytes, args=(theirs,))
         process.start()
         theirs.close()

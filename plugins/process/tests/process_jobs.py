@@ -189,6 +189,23 @@ def faults_since_last_job(ctx: JobContext) -> int:
     return since
 
 
+def send_buffers(ctx: JobContext) -> list[int]:
+    """The send buffer of each Unix stream socket the worker has open (its job and
+    control sockets)."""
+    import socket
+
+    sizes = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket (or the directory's own descriptor, closed by now)
+        with sock:
+            if sock.family == socket.AF_UNIX and sock.type == socket.SOCK_STREAM:
+                sizes.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+    return sizes
+
+
 # -- setups --------------------------------------------------------------------------------
 
 

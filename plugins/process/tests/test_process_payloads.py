@@ -26,6 +26,7 @@ from executors_process._protocol import (
     FLAG,
     HEADER,
     OUT_OF_BAND,
+    SEND_BUFFER,
     FrameBuffer,
     Message,
     encode,
@@ -182,6 +183,32 @@ async def test_a_worker_receives_a_large_payload_into_memory_a_former_one_freed(
         assert max(faults[1:]) < pages / 10, f"{faults} page faults for {pages} pages"
     else:
         assert min(faults[1:]) > pages / 2, f"{faults} page faults for {pages} pages"
+
+
+def _send_buffer_granted() -> int:
+    """The least send buffer a socket that asked for SEND_BUFFER has on this kernel."""
+    try:
+        with open("/proc/sys/net/core/wmem_max") as limit:
+            return min(SEND_BUFFER, int(limit.read()))
+    except OSError:
+        pytest.skip("the kernel's send buffer limit is not readable here")
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_both_ends_of_a_job_socket_have_a_wide_send_buffer() -> None:
+    granted = _send_buffer_granted()
+    async with open_pool(config(entrypoint="process_jobs:send_buffers")) as pool:
+        with anyio.fail_after(PATIENCE):
+            worker_ends = await pool.run(None)
+        (executor,) = pool._executors.values()
+        host_end = executor._sock.getsockopt(  # type: ignore[attr-defined]
+            socket.SOL_SOCKET, socket.SO_SNDBUF
+        )
+    assert host_end >= granted
+    # the job socket widened, the control socket (pongs, log records) left as it is
+    assert len(worker_ends) == 2
+    assert max(worker_ends) >= granted, worker_ends
 
 
 def test_keep_freed_mb_is_checked() -> None:

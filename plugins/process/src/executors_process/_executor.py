@@ -30,7 +30,7 @@ from executors.backend import describe_os_error, not_ready
 
 from . import _worker
 from ._forkserver import WORKER_NAME_PREFIX
-from ._protocol import ErrorInfo, Frame, FrameBuffer, Message, encode, error_info
+from ._protocol import ErrorInfo, Frame, FrameBuffer, Message, encode, error_info, widen
 from ._server import ServedProcess
 
 #: buffers one sendmsg() takes (Linux's IOV_MAX is 1024)
@@ -289,6 +289,7 @@ class ProcessExecutor:
             parent.close()
             child.close()
             raise
+        widen(parent, child)
         parent.setblocking(False)
         unsent = memoryview(init)
         with contextlib.suppress(BlockingIOError):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import socket
 import struct
 import sys
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,10 @@ OUT_OF_BAND = 1 << 16
 DIRECT = 1 << 20
 #: buffers a frame may carry
 MAX_BUFFERS = 1 << 16
+#: the send buffer asked for on each end of a job socket (the kernel caps it at its
+#: net.core.wmem_max): a large frame then crosses in chunks of up to this size, not of
+#: the default's 208 KiB, with five times fewer wake-ups of the reader
+SEND_BUFFER = 1 << 20
 
 Message = tuple[Any, ...]
 ErrorInfo = tuple[str, str, str, bytes | None]
@@ -154,6 +159,14 @@ def _bytes(buffer: Any) -> bytes:
 def _bytearray(buffer: Any) -> bytearray:
     # the receiver's own buffer, received for it: no copy
     return buffer if type(buffer) is bytearray else bytearray(buffer)
+
+
+def widen(*socks: socket.socket) -> None:
+    """Asks for a ``SEND_BUFFER`` send buffer on each of ``socks``. Only what is in
+    flight takes memory; a kernel that refuses keeps its default, which works, slower."""
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
 def send_all(sock: Any, frame: Frame) -> None:
