@@ -13,6 +13,7 @@ import textwrap
 import time
 from typing import TYPE_CHECKING
 
+import anyio
 import psutil
 import pytest
 from process_helpers import PATIENCE, config, run_script, until, wait_until_gone
@@ -76,6 +77,31 @@ async def test_a_killed_fork_server_takes_its_workers_and_the_pool_serves_on() -
         assert SERVER.pid not in (None, server)
         assert await pool.run(None) in _workers(SERVER.pid)
     await until(lambda: not psutil.pid_exists(server), PATIENCE)
+
+
+async def test_a_server_whose_line_broke_is_killed_and_reaped_before_another_starts() -> None:
+    # A SIGKILLed server may not have exited yet when the host's next request finds its
+    # line broken: the host must still kill it for sure and reap it, not leave a zombie
+    # (or, here, a stopped server) behind for its whole life. And a server that does
+    # not answer (stopped here; stuck in an import, say) never reports the exit of the
+    # worker the first job retired: the host sees it go with its own watch, or the
+    # pool (one executor at most) would wait for it forever.
+    cfg = config(entrypoint="process_jobs:pid", idle_executors=0, max_jobs_per_executor=1)
+    async with open_pool(cfg) as pool:
+        with anyio.fail_after(PATIENCE):
+            await pool.run(None)
+            server = SERVER.pid
+            assert server is not None
+            os.kill(server, signal.SIGSTOP)  # alive, and answering nothing
+            line = SERVER._line  # the line, broken on purpose
+            assert line is not None
+            line.shutdown(socket.SHUT_WR)
+            # The next job needs a new worker: its request fails, and another server
+            # forks it.
+            worker = await pool.run(None)
+        assert SERVER.pid not in (None, server)
+        assert worker in _workers(SERVER.pid)
+        assert not psutil.pid_exists(server), "the broken server was left behind"
 
 
 async def test_each_worker_gets_the_hosts_argv_directory_and_path_as_they_are_at_its_start(

@@ -74,9 +74,10 @@ class WorkerSpec:
 
 
 def describe_exit(exitcode: int | None) -> str:
-    """'exit code 3', 'killed by signal 9 (SIGKILL)' or 'still running'."""
+    """'exit code 3', 'killed by signal 9 (SIGKILL)', or for a worker whose exit code
+    could not be learnt (None) 'exit code unknown'."""
     if exitcode is None:
-        return "still running"
+        return "exit code unknown"
     if exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
@@ -332,9 +333,12 @@ class ProcessExecutor:
     async def _wait_for_exit(self) -> None:
         process = self._process
         assert process is not None
-        # The sentinel is readable once the process has ended (multiprocessing keeps it
-        # open until process.close()).
-        await anyio.wait_readable(process.sentinel)
+        if isinstance(process, ServedProcess):
+            await process.ended()
+        else:
+            # The sentinel is readable once the process has ended (multiprocessing keeps
+            # it open until process.close()).
+            await anyio.wait_readable(process.sentinel)
         process.join()
         self.exitcode = process.exitcode
         self.state = ExecutorState.CLOSED

@@ -68,9 +68,9 @@ class ServerGone(OSError):
     """The fork server exited before it answered a request."""
 
 
-def _packet(sock: socket.socket, layout: struct.Struct) -> int | None:
+def _packet(sock: socket.socket, layout: struct.Struct, flags: int = 0) -> int | None:
     """One value of ``layout`` received from ``sock``; None once it closed."""
-    data = sock.recv(layout.size)
+    data = sock.recv(layout.size, flags)
     if not data:
         return None
     value: int = layout.unpack(data)[0]
@@ -179,7 +179,7 @@ class ForkServer:
                     self._send(request, descriptors, shared, own, preload)
                 except OSError:
                     # The server died since its last request: start another, once.
-                    self._stop()
+                    self._discard()
                     self._send(request, descriptors, shared, own, preload)
         except BaseException:
             reply.close()
@@ -263,6 +263,18 @@ class ForkServer:
         self._shared, self._preloaded = shared, set(preload)
         return line
 
+    def _discard(self) -> None:
+        """Forget a server that failed a request, once it is surely dead and reaped: a
+        SIGKILL takes a moment, so it may not have exited yet (its line already broken),
+        and left unreaped it would stay a zombie for the host's life."""
+        pid = self._pid
+        self._stop()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):  # reaped already
+                os.waitpid(pid, 0)
+
     def _stop(self) -> None:
         """Forget the server (closing the line ends it, if it still runs)."""
         from executors.backend import forget_helper_process
@@ -325,6 +337,7 @@ class ServedProcess:
         self.pid: int | None = None
         self.exitcode: int | None = None
         self._reply: socket.socket | None = None
+        self._exited: int | None = None
 
     async def start_async(self, give_up_after: float) -> None:
         """Starts the worker without blocking the event loop: the request is sent at
@@ -350,6 +363,12 @@ class ServedProcess:
             reply.close()
             raise
         self._reply = reply
+        # The host's own watch on the worker: the server reports its exit, unless the
+        # server is stuck (importing a module that never finishes) or stopped, and a
+        # pool must still see its worker go. None where the kernel has no pidfds, or
+        # where the worker is gone (reaped by the server) already: its exit code is
+        # then on the reply socket, or coming.
+        self._exited = _pidfd(self.pid)
 
     @property
     def sentinel(self) -> int:
@@ -357,11 +376,30 @@ class ServedProcess:
         assert self._reply is not None, "not started"
         return self._reply.fileno()
 
+    async def ended(self) -> None:
+        """Returns once the worker has exited, and its exit code has come from the
+        server (or did not come within ``EXIT_REPORT_GRACE`` seconds: :meth:`join` then
+        reads it from ``/proc``)."""
+        import anyio
+
+        if self._exited is not None:
+            await anyio.wait_readable(self._exited)
+            with anyio.move_on_after(EXIT_REPORT_GRACE):
+                await anyio.wait_readable(self.sentinel)
+        else:
+            await anyio.wait_readable(self.sentinel)
+
     def join(self) -> None:
-        """Takes the exit code; call once the sentinel is readable."""
+        """Takes the exit code; call once :meth:`ended` has returned."""
         if self.exitcode is not None or self._reply is None:
             return
-        code = _packet(self._reply, _STATUS)
+        try:
+            code = _packet(self._reply, _STATUS, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            # The server is alive but has not reported (see ended()): the worker, a
+            # zombie until the server reaps it, still shows its status in /proc.
+            self.exitcode = _zombie_exit_code(self.pid)
+            return
         # None: the server died before it could report. Its workers die with it, killed
         # by the kernel with SIGKILL (the parent-death signal they asked for).
         self.exitcode = -signal.SIGKILL if code is None else code
@@ -369,6 +407,26 @@ class ServedProcess:
     def close(self) -> None:
         if self._reply is not None:
             self._reply.close()
+        if self._exited is not None:
+            os.close(self._exited)
+            self._exited = None
+
+
+#: seconds the host waits, once a worker has exited, for the server to report its exit
+#: code (it does within a millisecond, unless it is stuck or stopped)
+EXIT_REPORT_GRACE = 2.0
+
+
+def _zombie_exit_code(pid: int | None) -> int | None:
+    """The exit code of ``pid``, a worker that has exited but is not reaped yet (field
+    52 of ``/proc/PID/stat``, Linux 3.5); None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        # the fields after the command's closing parenthesis start at the third
+        return os.waitstatus_to_exitcode(int(fields[52 - 3]))
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class ServerContext:
