@@ -407,9 +407,18 @@ class ServedProcess:
     def close(self) -> None:
         if self._reply is not None:
             self._reply.close()
+        self._close_pidfd()
+
+    def _close_pidfd(self) -> None:
         if self._exited is not None:
-            os.close(self._exited)
+            with contextlib.suppress(OSError):
+                os.close(self._exited)
             self._exited = None
+
+    def __del__(self) -> None:
+        # An executor dropped without its close (a broken backend's wrapper, a host
+        # that gave up on it): the pidfd goes with it, as its sockets do.
+        self._close_pidfd()
 
 
 #: seconds the host waits, once a worker has exited, for the server to report its exit
