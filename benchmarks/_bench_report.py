@@ -199,7 +199,9 @@ def markdown(document: dict[str, Any], plots: list[Path], path: Path) -> str:
         "constructor to the results of 4 calls made at once, each of which starts a",
         "worker (each call waits for the 4 workers to have come, so that none is free",
         f"for another call): four starts, as for our pool. The median of {starts} starts,",
-        "the sides taking turns. USS is the memory a worker holds alone.",
+        "the sides taking turns, and each side in turn the first of a turn (the first",
+        "start after a pause is about 1 ms slower, whichever side makes it). USS is the",
+        "memory a worker holds alone.",
     ]
     out += _futures_section(results)
     out += _ray_section(results, document["settings"]["starts"])

@@ -214,16 +214,18 @@ async def one_at_a_time(context: ForkServerContext, settings: Settings) -> dict[
         starts.append(("loky", lambda: _sides.loky_executor(WARM)))
     if _sides.installed("pebble"):
         starts.append(("pebble", lambda: _sides.pebble_pool(context, WARM)))
-    for _ in range(settings.starts):
-        for name, opener in starts:
+    # ProcessPoolExecutor(4) with its 4 workers started: 4 calls at once, each of which
+    # waits for the 4 workers to have come
+    timed = [(name, opener, 1) for name, opener in starts]
+    timed.append((PPE_STARTED, lambda: _sides.ppe_started(context, WARM), WARM))
+    for turn in range(settings.starts):
+        # Each side opens a turn in its turn: the first start after the pause between
+        # two (the slowest side's, and the collection before each) is about 1 ms
+        # slower, whichever side makes it: the CPUs come back from idle.
+        first = turn % len(timed)
+        for name, opener, calls in timed[first:] + timed[:first]:
             gc.collect()
-            warm.setdefault(name, []).append(await warm_up(opener))
-        # ProcessPoolExecutor(4) with its 4 workers started: 4 calls at once, each of
-        # which waits for the 4 workers to have come
-        gc.collect()
-        warm.setdefault(PPE_STARTED, []).append(
-            await warm_up(lambda: _sides.ppe_started(context, WARM), calls=WARM)
-        )
+            warm.setdefault(name, []).append(await warm_up(opener, calls=calls))
     pools = dict(starts)
     memory: dict[str, float] = {}
     recoveries: dict[str, list[dict[str, Any]]] = {}
