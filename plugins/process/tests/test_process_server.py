@@ -104,6 +104,23 @@ async def test_a_server_whose_line_broke_is_killed_and_reaped_before_another_sta
         assert not psutil.pid_exists(server), "the broken server was left behind"
 
 
+def test_a_killed_server_not_dead_yet_is_reaped_later() -> None:
+    # _discard waits a moment at most for a killed server to die; one still alive (here:
+    # not killed at all) stays among those to reap, and is reaped once it has exited.
+    pid = os.posix_spawn(
+        sys.executable, [sys.executable, "-c", "import signal; signal.pause()"], os.environ
+    )
+    dying = {pid}
+    try:
+        _server._reap_dead(dying)
+        assert dying == {pid}, "a live process was forgotten"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    _server._reap_dead(dying, PATIENCE)
+    assert not dying
+    assert not psutil.pid_exists(pid)
+
+
 async def test_each_worker_gets_the_hosts_argv_directory_and_path_as_they_are_at_its_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

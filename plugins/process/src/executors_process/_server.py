@@ -151,6 +151,8 @@ class ForkServer:
         # it changes (a new sys.path, working directory...)
         self._shared: dict[str, Any] | None = None
         self._closes_at_exit = False
+        # servers killed and not reaped yet (see _discard)
+        self._dying: set[int] = set()
 
     @property
     def pid(self) -> int | None:
@@ -208,6 +210,9 @@ class ForkServer:
             # Forked from the host: the line is the parent's, and so is the server.
             self._line = self._pid = self._shared = None
             self._preloaded = set()
+            self._dying = set()
+        if self._dying:
+            _reap_dead(self._dying)
         if self._line is None or self._exited():
             self._stop()
             return self._start(shared, own, preload)
@@ -264,16 +269,18 @@ class ForkServer:
         return line
 
     def _discard(self) -> None:
-        """Forget a server that failed a request, once it is surely dead and reaped: a
-        SIGKILL takes a moment, so it may not have exited yet (its line already broken),
-        and left unreaped it would stay a zombie for the host's life."""
+        """Forget a server that failed a request, killed for sure, and reap it: it may
+        not have exited yet (a SIGKILL takes a moment; its line is broken already), and
+        left unreaped it would stay a zombie for the host's life. Reaped within
+        ``_REAP_PATIENCE`` seconds as a rule; one that takes longer to die (stuck in the
+        kernel) is reaped at a later request."""
         pid = self._pid
         self._stop()
         if pid is not None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):  # reaped already
-                os.waitpid(pid, 0)
+            self._dying.add(pid)
+            _reap_dead(self._dying, _REAP_PATIENCE)
 
     def _stop(self) -> None:
         """Forget the server (closing the line ends it, if it still runs)."""
@@ -285,6 +292,30 @@ class ForkServer:
             forget_helper_process(self._pid)
         self._line = self._pid = self._shared = None
         self._preloaded = set()
+
+
+#: the most seconds a request waits for a server it killed to die (see _discard)
+_REAP_PATIENCE = 0.1
+
+
+def _reap_dead(pids: set[int], patience: float = 0.0) -> None:
+    """Reaps those of ``pids`` (killed servers) that have exited, and forgets them;
+    waits up to ``patience`` seconds for the others. Blocking: a server dies at once
+    when killed, so this takes microseconds as a rule."""
+    import time
+
+    deadline = time.monotonic() + patience
+    while True:
+        for pid in list(pids):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already
+                done = pid
+            if done:
+                pids.discard(pid)
+        if not pids or time.monotonic() >= deadline:
+            return
+        time.sleep(0.001)
 
 
 #: the host's fork server
