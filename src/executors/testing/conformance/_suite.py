@@ -877,25 +877,28 @@ class BackendConformance:
             timed_out, drained_in, ids = self._run(
                 checked, functools.partial(main, witness), within=within
             )
-            with _checking(checked):
-                assert timed_out is not None, (
-                    f"a job that ignores cancellation, with job_timeout = {cfg.job_timeout}s, "
-                    f"had no outcome after {timed_limit:.1f}s"
+            abandoned = () if self.capabilities.can_kill_running_job else ids
+            try:
+                with _checking(checked):
+                    assert timed_out is not None, (
+                        f"a job that ignores cancellation, with job_timeout = "
+                        f"{cfg.job_timeout}s, had no outcome after {timed_limit:.1f}s"
+                    )
+                    assert timed_out.status is JobStatus.TIMED_OUT, (
+                        f"expected TIMED_OUT, got {timed_out}"
+                    )
+                    assert drained_in <= drain_limit, (
+                        f"a drain while a job ignored cancellation took {drained_in:.2f}s > "
+                        f"{drain_limit:.2f}s"
+                    )
+                    _witnessed(witness, may_run_on=abandoned)
+            finally:
+                # Nothing the rule started may outlive it, whether it held or not:
+                # abandoned jobs end by themselves, and are waited for.
+                ended = witness.wait_for(
+                    lambda events: {e.job_id for e in events if e.kind == "end"} >= set(abandoned),
+                    stubborn + MARGIN,
                 )
-                assert timed_out.status is JobStatus.TIMED_OUT, (
-                    f"expected TIMED_OUT, got {timed_out}"
-                )
-                assert drained_in <= drain_limit, (
-                    f"a drain while a job ignored cancellation took {drained_in:.2f}s > "
-                    f"{drain_limit:.2f}s"
-                )
-                abandoned = () if self.capabilities.can_kill_running_job else ids
-                _witnessed(witness, may_run_on=abandoned)
-            # Nothing the rule started may outlive it: abandoned jobs end by themselves.
-            ended = witness.wait_for(
-                lambda events: {e.job_id for e in events if e.kind == "end"} >= set(abandoned),
-                stubborn + MARGIN,
-            )
             with _checking(checked):
                 assert ended, f"jobs abandoned at their timeout never ended: {abandoned}"
 
