@@ -578,7 +578,7 @@ class ProcessExecutor:
             await self._send_frame(frame, self._sock)
         except OSError as exc:
             # The frame never arrived whole: the worker cannot have accepted the job.
-            how = "its exit not seen yet" if self.exitcode is None else describe_exit(self.exitcode)
+            how = describe_exit(self.exitcode) if self._exited.is_set() else "its exit not seen yet"
             msg = f"{self._where()} is gone ({how}): job {job_id} not sent"
             raise LaunchError(msg) from exc
 

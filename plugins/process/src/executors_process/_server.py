@@ -368,7 +368,7 @@ class ServedProcess:
         self.pid: int | None = None
         self.exitcode: int | None = None
         self._reply: socket.socket | None = None
-        self._exited: int | None = None
+        self._exit_fd: int | None = None
 
     async def start_async(self, give_up_after: float) -> None:
         """Starts the worker without blocking the event loop: the request is sent at
@@ -399,7 +399,7 @@ class ServedProcess:
         # pool must still see its worker go. None where the kernel has no pidfds, or
         # where the worker is gone (reaped by the server) already: its exit code is
         # then on the reply socket, or coming.
-        self._exited = _pidfd(self.pid)
+        self._exit_fd = _pidfd(self.pid)
 
     @property
     def sentinel(self) -> int:
@@ -413,8 +413,8 @@ class ServedProcess:
         reads it from ``/proc``)."""
         import anyio
 
-        if self._exited is not None:
-            await anyio.wait_readable(self._exited)
+        if self._exit_fd is not None:
+            await anyio.wait_readable(self._exit_fd)
             with anyio.move_on_after(EXIT_REPORT_GRACE):
                 await anyio.wait_readable(self.sentinel)
         else:
@@ -441,10 +441,10 @@ class ServedProcess:
         self._close_pidfd()
 
     def _close_pidfd(self) -> None:
-        if self._exited is not None:
+        if self._exit_fd is not None:
             with contextlib.suppress(OSError):
-                os.close(self._exited)
-            self._exited = None
+                os.close(self._exit_fd)
+            self._exit_fd = None
 
     def __del__(self) -> None:
         # An executor dropped without its close (a broken backend's wrapper, a host
