@@ -411,13 +411,12 @@ def _base_exception_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     from executors_thread._backend import ThreadExecutor, _Run
 
     def _run_sync(self: ThreadExecutor, run: _Run) -> None:
-        job = run.job
         try:
             value = self._entrypoint(run.context or self._context(run))
-            outcome = JobOutcome.success(job.id, value)
+            outcome = JobOutcome.success(run.job_id, value)
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             error = RemoteError.from_exception(exc)
-            outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
+            outcome = JobOutcome.failure(run.job_id, FailureReason.RAISED, error)
         self._report(run, outcome)
 
     monkeypatch.setattr(ThreadExecutor, "_run_sync", _run_sync)

@@ -6,15 +6,18 @@ arrives, and a thread that reports once the pool has gone writes nowhere."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
-from thread_helpers import config
+from thread_helpers import PATIENCE, config
 
-from executors import Job, JobOutcome, open_pool
+from executors import Job, JobOutcome, JobStatus, open_pool
+from executors_thread import ThreadBackend, ThreadExecutor, ThreadOptions
 from executors_thread._backend import _Outcomes, _Run
 
 if TYPE_CHECKING:
@@ -87,14 +90,15 @@ async def test_without_eventfd_outcomes_come_through_call_soon_threadsafe(
 async def test_outcomes_reported_from_many_threads_are_all_settled() -> None:
     outcomes = _Outcomes.on_this_loop()
     assert outcomes is not None
-    runs = [_Run(Job(id=f"job-{i}", payload=i)) for i in range(50)]
+    runs = [_Run(Job(id=f"job-{i}", payload=i), f"job-{i}") for i in range(50)]
     for run in runs:
         run.done = anyio.Event()
     try:
 
         def report_all(part: list[_Run]) -> None:
             for run in part:
-                outcomes.report(run, JobOutcome.success(run.job.id, run.job.payload))
+                assert run.job is not None
+                outcomes.report(run, JobOutcome.success(run.job_id, run.job.payload))
 
         threads = [threading.Thread(target=report_all, args=(runs[i::5],)) for i in range(5)]
         for thread in threads:
@@ -121,7 +125,7 @@ async def test_a_report_after_the_pool_closed_its_channel_writes_nowhere() -> No
     # A number that a new file may now reuse: a late report must not write to it.
     reused_r, reused_w = os.pipe()
     try:
-        run = _Run(Job(id="late", payload=None))
+        run = _Run(Job(id="late", payload=None), "late")
         run.done = anyio.Event()
         reporter = threading.Thread(
             target=outcomes.report, args=(run, JobOutcome.success("late", None))
@@ -137,3 +141,44 @@ async def test_a_report_after_the_pool_closed_its_channel_writes_nowhere() -> No
     finally:
         os.close(reused_r)
         os.close(reused_w)
+
+
+class Payload:
+    """A payload that can be watched with a weak reference."""
+
+
+@pytest.mark.parametrize("entrypoint", ["thread_jobs:thread_name", "thread_jobs:which_loop"])
+async def test_a_thread_slow_to_let_go_of_its_run_holds_none_of_the_jobs_payload(
+    entrypoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a job's outcome has reached the host, its payload is the caller's alone, even
+    while the thread that reported it still holds its run (it lets go only as it takes
+    the next job): here each report waits until the host has looked."""
+    looked = threading.Event()
+    report = ThreadExecutor._report
+
+    def report_then_linger(self: ThreadExecutor, run: _Run, outcome: JobOutcome) -> None:
+        report(self, run, outcome)
+        looked.wait(PATIENCE)
+
+    monkeypatch.setattr(ThreadExecutor, "_report", report_then_linger)
+    async with ThreadBackend().open(config(entrypoint=entrypoint), ThreadOptions()) as factory:
+        executor = factory.create_executor("ex-1")
+        await executor.start()
+        try:
+            job = Job("job-1", Payload())
+            payload = weakref.ref(job.payload)
+            running = executor.run_job(job)
+            del job
+            gc.disable()  # only a reference cycle could keep the payload now
+            try:
+                with anyio.fail_after(PATIENCE):
+                    outcome = await running
+                held = payload() is not None
+            finally:
+                gc.enable()
+        finally:
+            looked.set()
+            await executor.aclose()
+    assert outcome.status is JobStatus.SUCCEEDED, outcome
+    assert not held, "the job's payload is still held once its outcome came"

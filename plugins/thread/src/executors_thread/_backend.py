@@ -219,7 +219,10 @@ def _done_maker() -> Callable[[], _Done]:
 class _Run:
     """One job handed to the thread, and what came of it."""
 
-    job: Job
+    # None once the thread's outcome is settled: the thread may still hold its run for a
+    # moment after it reported (until it takes the next), never the job's payload.
+    job: Job | None
+    job_id: str
     # set on the host's loop when the outcome is known; made once the job is on its way
     # (see run_job)
     done: _Done = attrs.field(init=False)
@@ -323,7 +326,7 @@ class ThreadExecutor:
     async def run_job(self, job: Job) -> JobOutcome:
         if self.state is not _READY or self._thread_post is None:
             raise not_ready(self.id, job.id, self.state)
-        run = _Run(job)
+        run = _Run(job, job.id)
         jobs = self._queue
         if jobs is not None:
             jobs.put(run)  # the thread runs it as it takes it: see _main_without_loop
@@ -380,7 +383,7 @@ class ThreadExecutor:
                 self._abandon("it was killed while its job ran (the job was asked to stop)")
                 # run_job must return promptly after kill(): the job ends ABANDONED now
                 # (the pool reports the reason it killed for), whatever the thread does.
-                run.outcome = JobOutcome.failure(run.job.id, FailureReason.ABANDONED)
+                run.outcome = JobOutcome.failure(run.job_id, FailureReason.ABANDONED)
                 run.done.set()
         self._stop_thread()
         self.state = ExecutorState.CLOSED
@@ -539,7 +542,9 @@ class ThreadExecutor:
                 run = None  # a job's payload is not kept until the next job comes
 
     def _context(self, run: _Run) -> JobContext:
+        # Made before the outcome is settled, never after: the job is still there.
         job = run.job
+        assert job is not None
         return JobContext(
             payload=job.payload,
             job_id=job.id,
@@ -555,18 +560,18 @@ class ThreadExecutor:
         failure, BaseExceptions included: SystemExit, KeyboardInterrupt (never a signal's
         here: signals reach the main thread), GeneratorExit... would otherwise end the
         thread and leave the job without an outcome."""
-        job = run.job
+        # No local keeps the job: once reported, the thread holds none of its payload.
         try:
             outcome = JobOutcome.success(
-                job.id, self._entrypoint(run.context or self._context(run))
+                run.job_id, self._entrypoint(run.context or self._context(run))
             )
         except BaseException as exc:  # the job's own: see the docstring
             error = RemoteError.from_exception(exc)
-            outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
+            outcome = JobOutcome.failure(run.job_id, FailureReason.RAISED, error)
         self._report(run, outcome)
 
     async def _execute(self, run: _Run) -> None:
-        job = run.job
+        # No local keeps the job, as in _run_sync.
         outcome: JobOutcome
         try:
             with anyio.CancelScope() as scope:
@@ -575,14 +580,14 @@ class ThreadExecutor:
                     scope.cancel()
                 value = await self._entrypoint(run.context or self._context(run))
             if scope.cancelled_caught:
-                outcome = JobOutcome.failure(job.id, FailureReason.CANCELLED)
+                outcome = JobOutcome.failure(run.job_id, FailureReason.CANCELLED)
             else:
-                outcome = JobOutcome.success(job.id, value)
+                outcome = JobOutcome.success(run.job_id, value)
         except anyio.get_cancelled_exc_class():
             raise  # the thread's loop is ending: not the job's (its scope takes its own)
         except BaseException as exc:  # the job's own, as in _run_sync
             error = RemoteError.from_exception(exc)
-            outcome = JobOutcome.failure(job.id, FailureReason.RAISED, error)
+            outcome = JobOutcome.failure(run.job_id, FailureReason.RAISED, error)
         self._report(run, outcome)
 
     def _report(self, run: _Run, outcome: JobOutcome) -> None:
@@ -599,7 +604,10 @@ class ThreadExecutor:
 
 
 def _settle(run: _Run, outcome: JobOutcome) -> None:
-    # On the host's loop. A run that kill() already ended keeps that outcome.
+    # On the host's loop. The thread is done with the job: the run, which the thread may
+    # hold a moment longer, lets go of its payload now. A run that kill() already ended
+    # keeps that outcome.
+    run.job = None
     if not run.done.is_set():
         run.outcome = outcome
         run.done.set()
