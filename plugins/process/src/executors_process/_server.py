@@ -300,22 +300,33 @@ _REAP_PATIENCE = 0.1
 
 def _reap_dead(pids: set[int], patience: float = 0.0) -> None:
     """Reaps those of ``pids`` (killed servers) that have exited, and forgets them;
-    waits up to ``patience`` seconds for the others. Blocking: a server dies at once
-    when killed, so this takes microseconds as a rule."""
+    first waits up to ``patience`` seconds for them to exit, on their pidfds (without
+    pidfds, those still alive are reaped at a later call). Blocking: a server dies at
+    once when killed, so this takes microseconds as a rule."""
+    if patience:
+        _wait_ended(pids, patience)
+    for pid in list(pids):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already
+            done = pid
+        if done:
+            pids.discard(pid)
+
+
+def _wait_ended(pids: set[int], patience: float) -> None:
+    """Returns once every process of ``pids`` has exited, or ``patience`` seconds on."""
     import time
 
-    deadline = time.monotonic() + patience
-    while True:
-        for pid in list(pids):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # reaped already
-                done = pid
-            if done:
-                pids.discard(pid)
-        if not pids or time.monotonic() >= deadline:
-            return
-        time.sleep(0.001)
+    fds = [fd for pid in pids if (fd := _pidfd(pid)) is not None]
+    try:
+        deadline = time.monotonic() + patience
+        alive = fds
+        while alive and (left := deadline - time.monotonic()) > 0:
+            ended, _, _ = select.select(alive, [], [], left)
+            alive = [fd for fd in alive if fd not in ended]
+    finally:
+        _close(fds)
 
 
 #: the host's fork server
